@@ -1,0 +1,134 @@
+"""Loss mathematics of every method, as pure functions.
+
+Each function that compares a target with a learner takes the *target first*, wraps it in
+stop-gradient (a learner never receives gradient through its own target) and returns one value per
+sample, with no reduction: the training core averages over the global batch. The one exception is
+`mean_feature_mmd`, a batch statistic that returns a scalar.
+
+KL divergences are computed from log-softmax of logits (never ``log(softmax + eps)``), and
+``KL(p || q) = sum_k p_k (log p_k - log q_k)`` with ``p`` the target.
+
+Reference: ../shared/docs/methods.md (conventions shared by all methods).
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+KL_SCALES = ("t2", "none")
+
+
+def check_temperature(temperature: float, name: str = "temperature") -> float:
+    """Returns ``temperature`` as a float, or raises if it is not a positive number."""
+    try:
+        value = float(temperature)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a positive number, got {temperature!r}.") from None
+    if not value > 0:
+        raise ValueError(f"`{name}` must be > 0, got {temperature!r}.")
+    return value
+
+
+def check_kl_scale(kl_scale: str) -> str:
+    """Returns ``kl_scale`` or raises if it is not one of ``KL_SCALES``."""
+    if kl_scale not in KL_SCALES:
+        raise ValueError(f"`kl_scale` must be one of {KL_SCALES}, got {kl_scale!r}.")
+    return kl_scale
+
+
+def check_weight(value: float, name: str) -> float:
+    """Returns a non-negative loss weight as a float, or raises naming ``name``."""
+    try:
+        weight = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a non-negative number, got {value!r}.") from None
+    if not weight >= 0:
+        raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
+    return weight
+
+
+def _flatten(x):
+    shape = ops.shape(x)
+    if len(shape) == 2:
+        return x
+    return ops.reshape(x, (shape[0], -1))
+
+
+def kl_from_logits(target_logits, logits):
+    """Per-sample ``KL(softmax(target_logits) || softmax(logits))``; target stop-gradiented."""
+    target_logits = ops.stop_gradient(ops.cast(target_logits, "float32"))
+    logits = ops.cast(logits, "float32")
+    log_p = ops.log_softmax(target_logits, axis=-1)
+    log_q = ops.log_softmax(logits, axis=-1)
+    return ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+def softened_kl(target_logits, logits, temperature: float = 1.0, kl_scale: str = "t2"):
+    """Per-sample ``KL(sg(p_target^T) || p^T)``, times ``T**2`` when ``kl_scale="t2"``.
+
+    Args:
+        target_logits: ``[batch, classes]`` logits of the target (teacher) side.
+        logits: ``[batch, classes]`` logits of the learner.
+        temperature: softening temperature ``T > 0``.
+        kl_scale: ``"t2"`` multiplies by ``T**2`` (Hinton et al.) so the gradient scale does not shrink
+            with ``T``; ``"none"`` leaves it out, as the official BYOT code does.
+
+    Returns:
+        ``[batch]`` tensor.
+    """
+    t = check_temperature(temperature)
+    check_kl_scale(kl_scale)
+    kl = kl_from_logits(ops.cast(target_logits, "float32") / t, ops.cast(logits, "float32") / t)
+    return kl * (t * t) if kl_scale == "t2" else kl
+
+
+def symmetric_kl(logits_a, logits_b, temperature: float = 1.0, kl_scale: str = "t2"):
+    """Per-sample ``KL(sg(p_b^T) || p_a^T) + KL(sg(p_a^T) || p_b^T)``: the mutual-learning pair.
+
+    Each direction sends gradient only into its learner side (``a`` learns from a frozen ``b`` and
+    vice versa), which is the gradient the two-view paper derives for each branch.
+
+    Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural Networks", AAAI 2019.
+    """
+    return softened_kl(logits_b, logits_a, temperature, kl_scale) + softened_kl(
+        logits_a, logits_b, temperature, kl_scale
+    )
+
+
+def soft_target_cross_entropy(targets, logits):
+    """Per-sample ``-sum_k sg(targets_k) * log_softmax(logits)_k``.
+
+    ``targets`` are probability vectors (one-hot labels, smoothed or PS-KD soft targets).
+    """
+    targets = ops.stop_gradient(ops.cast(targets, "float32"))
+    return -ops.sum(targets * ops.log_softmax(ops.cast(logits, "float32"), axis=-1), axis=-1)
+
+
+def feature_l2(target_features, features):
+    """Per-sample squared L2 distance ``||F - sg(F_target)||_2^2``, summed over feature dimensions.
+
+    Feature maps of any rank are flattened per sample.
+    """
+    target = _flatten(ops.stop_gradient(ops.cast(target_features, "float32")))
+    diff = _flatten(ops.cast(features, "float32")) - target
+    return ops.sum(ops.square(diff), axis=-1)
+
+
+def feature_kl(target_features, features):
+    """Per-sample ``KL(softmax(sg(F_target)) || softmax(F))`` over flattened feature vectors.
+
+    Used by deep mutual feature learning (PS-KD seed), where features are normalised by softmax.
+    """
+    return kl_from_logits(_flatten(target_features), _flatten(features))
+
+
+def mean_feature_mmd(features_a, features_b):
+    """``|| mean_i h(x_a,i) - mean_i h(x_b,i) ||_2^2``: squared L2 between the batch-mean features.
+
+    A batch statistic (one scalar): the means are over the batch, giving one vector per view, and the
+    squared norm is over feature dimensions. Under ``tf.distribute`` it is computed per replica on the
+    local batch. Both sides receive gradient.
+    """
+    a = ops.mean(_flatten(ops.cast(features_a, "float32")), axis=0)
+    b = ops.mean(_flatten(ops.cast(features_b, "float32")), axis=0)
+    return ops.sum(ops.square(a - b))

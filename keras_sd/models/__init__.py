@@ -1,0 +1,5 @@
+"""Self-distillation models: one training core, one subclass per method."""
+
+from keras_sd.models.base import OUTPUT, Baseline, SelfDistillationModel
+
+__all__ = ["OUTPUT", "Baseline", "SelfDistillationModel"]

@@ -1,0 +1,279 @@
+"""The one training core every self-distillation method shares.
+
+`SelfDistillationModel` owns `train_step` and `test_step`. A method subclass supplies only
+`compute_loss_terms(images, targets, training, index)`, returning its named outputs (logits) and its
+named loss terms (one value per sample, or a scalar batch statistic), plus the weight of each term.
+The core reduces every term over the batch, scales for the replica count, sums with the weights,
+applies gradients and keeps one `keras.metrics.Mean` per term, plus top-1 / top-5 accuracy of every
+output, so TensorBoard shows each term with no extra code.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from keras_sd import losses
+
+OUTPUT = "output"  # name of the single output of single-output models
+
+
+def check_backbone(backbone) -> None:
+    """Raises a ValueError unless ``backbone`` follows the keras_sd backbone contract."""
+    if not isinstance(backbone, keras.Model):
+        raise ValueError(
+            "`backbone` must be a keras.Model returning {'stages', 'features', 'logits'} "
+            f"(see keras_sd.backbones), got {type(backbone).__name__}."
+        )
+    try:
+        out = backbone.output
+    except (AttributeError, ValueError):  # a model that was never built on an input
+        out = None
+    if not isinstance(out, Mapping) or not {"stages", "features", "logits"} <= set(out):
+        raise ValueError(
+            "`backbone` must output a dict with keys 'stages', 'features' and 'logits', got "
+            f"{type(out).__name__}{sorted(out) if isinstance(out, Mapping) else ''}. "
+            "Wrap a plain Keras model with keras_sd.backbones.from_keras."
+        )
+    if len(out["stages"]) < 1:
+        raise ValueError("`backbone` must expose at least one stage in out['stages'], got none.")
+
+
+def backbone_num_classes(backbone) -> int:
+    """Number of classes of a contract backbone (the width of its logits)."""
+    return int(backbone.output["logits"].shape[-1])
+
+
+class SelfDistillationModel(keras.Model):
+    """Base class: one `train_step` / `test_step` for every self-distillation method.
+
+    Subclasses implement `compute_loss_terms` and pass the names of their loss terms and outputs
+    to this constructor. Inputs are image batches, or dicts ``{"image": ..., "index": ...}`` when
+    the data pipeline carries per-sample indices (PS-KD). Labels are sparse integers ``[batch]``
+    (or ``[batch, 1]``), or one-hot / soft targets ``[batch, num_classes]``.
+
+    Distribution: each per-sample term is averaged over the replica's batch and divided by the
+    number of replicas (Keras 3's convention for `keras.losses.Loss`), so the gradients that
+    `tf.distribute` sums across replicas equal the single-device gradients on the same global
+    batch when replicas get equal batches. Batch statistics (MMD) are computed per replica.
+
+    Weight decay: ``weight_decay`` adds ``0.5 * weight_decay * sum(w ** 2)`` over every trainable
+    variable to the objective, so each gradient gains ``weight_decay * w`` *before* momentum. That is
+    what PyTorch's ``SGD(weight_decay=...)`` does, which all the papers' code uses (Keras'
+    optimizer ``weight_decay`` is decoupled, as in AdamW, and would not reproduce them).
+
+    Args:
+        backbone: a functional model following the keras_sd backbone contract.
+        term_names: names of the loss terms the subclass returns (each gets a Mean tracker).
+        output_names: names of the outputs whose accuracy is tracked; the first one is primary.
+        weight_decay: coupled L2 coefficient, >= 0.
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        *,
+        term_names: Sequence[str] = ("ce_loss",),
+        output_names: Sequence[str] = (OUTPUT,),
+        weight_decay: float = 0.0,
+        **kwargs,
+    ):
+        check_backbone(backbone)
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.num_classes = backbone_num_classes(backbone)
+        self.weight_decay = losses.check_weight(weight_decay, "weight_decay")
+        self.term_names = tuple(term_names)
+        self.output_names_ = tuple(output_names)
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.term_trackers = {n: keras.metrics.Mean(name=n) for n in self.term_names}
+        if self.weight_decay > 0:
+            self.term_trackers["weight_decay_loss"] = keras.metrics.Mean(name="weight_decay_loss")
+        k = min(5, self.num_classes)
+        self.accuracy_trackers = {}
+        for name in self.output_names_:
+            prefix = "" if name == OUTPUT else f"{name}_"
+            self.accuracy_trackers[name] = (
+                keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
+                keras.metrics.TopKCategoricalAccuracy(k=k, name=f"{prefix}top5"),
+            )
+
+    # ------------------------------------------------------------------ subclass API
+    def compute_loss_terms(self, images, targets, training: bool, index=None):
+        """Returns ``(outputs, terms)``.
+
+        Args:
+            images: image batch (already un-wrapped from any index dict).
+            targets: ``[batch, num_classes]`` float targets (one-hot for sparse labels).
+            training: True in `train_step`, False in `test_step`.
+            index: ``[batch]`` int sample indices when the pipeline carries them, else None.
+
+        Returns:
+            outputs: dict output name -> logits, with keys ``output_names`` (for accuracy).
+            terms: dict term name -> ``[batch]`` per-sample values or a scalar batch statistic.
+        """
+        raise NotImplementedError
+
+    def term_weight(self, name: str):
+        """Weight of loss term ``name`` in the total (a float or a non-trainable variable)."""
+        return 1.0
+
+    def after_train_step(self, images, targets, outputs, index) -> None:
+        """Hook run after the gradient update (e.g. the PS-KD prediction bank write)."""
+
+    # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def split_inputs(x):
+        """``(images, index)`` from an image batch or a ``{"image", "index"}`` dict."""
+        if isinstance(x, Mapping):
+            if "image" not in x:
+                raise ValueError(
+                    f"Dict inputs must have an 'image' key (and optionally 'index'), got {sorted(x)}."
+                )
+            return x["image"], x.get("index")
+        return x, None
+
+    def labels_to_targets(self, y):
+        """One-hot float32 targets ``[batch, num_classes]`` from sparse or one-hot labels."""
+        if y is None:
+            raise ValueError("Labels are required to train or evaluate; got `y=None`.")
+        rank = len(y.shape)
+        if rank == 2 and y.shape[-1] == self.num_classes and self.num_classes > 1:
+            return ops.cast(y, "float32")
+        if rank == 2 and y.shape[-1] == 1:
+            y = ops.squeeze(y, axis=-1)
+            rank = 1
+        if rank != 1:
+            raise ValueError(
+                f"Labels must be sparse class indices of shape [batch] or [batch, 1], or one-hot of "
+                f"shape [batch, {self.num_classes}]; got shape {tuple(y.shape)}."
+            )
+        return ops.one_hot(ops.cast(y, "int32"), self.num_classes)
+
+    # ------------------------------------------------------------------ keras.Model
+    def call(self, inputs, training=False):
+        images, _ = self.split_inputs(inputs)
+        return self.backbone(images, training=training)["logits"]
+
+    @property
+    def metrics(self):
+        trackers = [self.total_loss_tracker, *self.term_trackers.values()]
+        for top1, top5 in self.accuracy_trackers.values():
+            trackers += [top1, top5]
+        if getattr(self, "_compile_metrics", None) is not None:
+            trackers.append(self._compile_metrics)
+        return trackers
+
+    def _reduce_terms(self, terms):
+        reduced = {}
+        for name, value in terms.items():
+            if name not in self.term_trackers:
+                raise ValueError(
+                    f"{type(self).__name__} returned an undeclared loss term {name!r}; declared: "
+                    f"{sorted(self.term_trackers)}."
+                )
+            value = ops.cast(value, "float32")
+            reduced[name] = value if len(value.shape) == 0 else ops.mean(value)
+        return reduced
+
+    def _weighted_total(self, reduced):
+        total = ops.zeros((), "float32")
+        for name, value in reduced.items():
+            total = total + ops.cast(self.term_weight(name), "float32") * value
+        return total
+
+    def _weight_decay_loss(self):
+        squares = [ops.sum(ops.square(ops.cast(v, "float32"))) for v in self.trainable_variables]
+        return 0.5 * self.weight_decay * ops.sum(ops.stack(squares))
+
+    def _update_metrics(self, x, y, total, reduced, outputs, targets):
+        batch = ops.shape(targets)[0]
+        self.total_loss_tracker.update_state(total, sample_weight=batch)
+        for name, value in reduced.items():
+            self.term_trackers[name].update_state(value, sample_weight=batch)
+        for name, (top1, top5) in self.accuracy_trackers.items():
+            logits = ops.cast(outputs[name], "float32")
+            top1.update_state(targets, logits)
+            top5.update_state(targets, logits)
+        if getattr(self, "_compile_metrics", None) is not None:
+            self._compile_metrics.update_state(y, outputs[self.output_names_[0]])
+        return self.get_metrics_result()
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if sample_weight is not None:
+            raise ValueError(
+                "`sample_weight` is not supported by self-distillation models (every term is a "
+                "batch mean); got a sample_weight tensor."
+            )
+        images, index = self.split_inputs(x)
+        targets = self.labels_to_targets(y)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            outputs, terms = self.compute_loss_terms(images, targets, training=True, index=index)
+            reduced = self._reduce_terms(terms)
+            total = self._weighted_total(reduced)
+            if self.weight_decay > 0:
+                reduced["weight_decay_loss"] = self._weight_decay_loss()
+                total = total + reduced["weight_decay_loss"]
+            if self.losses:  # layer regularisers / add_loss, if a user's backbone has any
+                total = total + ops.sum(ops.stack([ops.sum(v) for v in self.losses]))
+            scaled = total / replicas
+            if self.optimizer is not None:
+                scaled = self.optimizer.scale_loss(scaled)  # loss scaling under mixed precision
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self.after_train_step(images, targets, outputs, index)
+        return self._update_metrics(x, y, total, reduced, outputs, targets)
+
+    def test_step(self, data):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        images, index = self.split_inputs(x)
+        targets = self.labels_to_targets(y)
+        outputs, terms = self.compute_loss_terms(images, targets, training=False, index=index)
+        reduced = self._reduce_terms(terms)
+        total = self._weighted_total(reduced)
+        if self.weight_decay > 0:  # reported so train and validation `loss` mean the same thing
+            reduced["weight_decay_loss"] = self._weight_decay_loss()
+            total = total + reduced["weight_decay_loss"]
+        return self._update_metrics(x, y, total, reduced, outputs, targets)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(x, training=False)
+
+    # ------------------------------------------------------------------ serialisation
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "weight_decay": self.weight_decay,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = copy.deepcopy(config)  # Keras' functional from_config consumes nested dicts
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_sd")
+class Baseline(SelfDistillationModel):
+    """Plain cross-entropy training of a backbone: the reference every method is compared with.
+
+    Args:
+        backbone: a keras_sd backbone.
+        weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
+    """
+
+    def __init__(self, backbone: keras.Model, *, weight_decay: float = 0.0, **kwargs):
+        super().__init__(backbone, weight_decay=weight_decay, **kwargs)
+
+    def compute_loss_terms(self, images, targets, training, index=None):
+        logits = self.backbone(images, training=training)["logits"]
+        return {OUTPUT: logits}, {"ce_loss": losses.soft_target_cross_entropy(targets, logits)}

@@ -1,0 +1,114 @@
+"""The shared training core: loss arithmetic, metrics, distribution, bad input, serialisation."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from harness import check_model
+from tiny import tiny_backbone
+
+import keras_sd
+
+RNG = np.random.default_rng(1)
+X = RNG.normal(size=(16, 8, 8, 1)).astype("float32")
+Y = RNG.integers(0, 5, size=16)
+
+
+def np_ce(logits, y):
+    z = logits - logits.max(-1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -logp[np.arange(len(y)), y]
+
+
+def test_baseline_loss_equals_numpy_with_coupled_weight_decay():
+    wd = 1e-3
+    model = keras_sd.Baseline(tiny_backbone(), weight_decay=wd)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    logs = model.evaluate(X, Y, batch_size=16, return_dict=True, verbose=0)
+    logits = model.predict(X, verbose=0)
+    l2 = 0.5 * wd * sum(float((v.numpy() ** 2).sum()) for v in model.trainable_variables)
+    np.testing.assert_allclose(logs["ce_loss"], np_ce(logits, Y).mean(), rtol=1e-5)
+    np.testing.assert_allclose(logs["weight_decay_loss"], l2, rtol=1e-5)
+    np.testing.assert_allclose(logs["loss"], np_ce(logits, Y).mean() + l2, rtol=1e-5)
+    top1 = (logits.argmax(-1) == Y).mean()
+    top5 = np.mean([Y[i] in np.argsort(-logits[i])[:5] for i in range(16)])
+    np.testing.assert_allclose(logs["accuracy"], top1)
+    np.testing.assert_allclose(logs["top5"], top5)
+
+
+def test_weight_decay_gradient_is_coupled_like_pytorch_sgd():
+    # One SGD step (lr, no momentum) must move each weight by -lr * (dCE/dw + wd * w).
+    wd, lr = 0.1, 0.5
+    model = keras_sd.Baseline(tiny_backbone(), weight_decay=wd)
+    model.compile(optimizer=keras.optimizers.SGD(lr))
+    model.predict(X[:1], verbose=0)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = model(X, training=True)
+        ce = tf.reduce_mean(
+            tf.keras.losses.sparse_categorical_crossentropy(Y, logits, from_logits=True)
+        )
+    g = tape.gradient(ce, model.trainable_variables)
+    model.fit(X, Y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+    for w0, gi, v in zip(before, g, model.trainable_variables):
+        np.testing.assert_allclose(v.numpy(), w0 - lr * (gi.numpy() + wd * w0), atol=1e-5)
+
+
+def test_one_hot_labels_equal_sparse_labels():
+    model = keras_sd.Baseline(tiny_backbone())
+    model.compile(optimizer="sgd")
+    a = model.evaluate(X, Y, return_dict=True, verbose=0)
+    b = model.evaluate(X, np.eye(5, dtype="float32")[Y], return_dict=True, verbose=0)
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-6)
+
+
+def test_bad_labels_and_arguments():
+    model = keras_sd.Baseline(tiny_backbone())
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="Labels must be sparse"):
+        model.evaluate(X, np.zeros((16, 3)), verbose=0)
+    with pytest.raises(ValueError, match="weight_decay"):
+        keras_sd.Baseline(tiny_backbone(), weight_decay=-1)
+    with pytest.raises(ValueError, match="backbone"):
+        keras_sd.Baseline("resnet32")
+    plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="from_keras"):
+        keras_sd.Baseline(plain)
+
+
+def test_dict_inputs_with_index_are_accepted():
+    model = keras_sd.Baseline(tiny_backbone())
+    model.compile(optimizer="sgd")
+    x = {"image": X, "index": np.arange(16, dtype="int32")}
+    logs = model.fit(x, Y, batch_size=8, epochs=1, verbose=0).history
+    assert np.isfinite(logs["loss"][0])
+
+
+def test_harness_baseline(tmp_path):
+    check_model(
+        lambda: keras_sd.Baseline(tiny_backbone(batch_norm=True), weight_decay=5e-4),
+        X,
+        Y,
+        expected_logs={"loss", "ce_loss", "accuracy", "top5", "val_loss", "val_accuracy"},
+    )
+
+
+def _one_step_weights(strategy, wd=1e-3):
+    with strategy.scope():
+        model = keras_sd.Baseline(tiny_backbone(seed=3), weight_decay=wd)
+        model.compile(optimizer=keras.optimizers.SGD(1.0))
+    ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(16)
+    logs = model.fit(ds, epochs=1, verbose=0).history
+    return [v.numpy() for v in model.trainable_variables], logs["loss"][0]
+
+
+def test_mirrored_two_replicas_equal_single_device():
+    devices = tf.config.list_logical_devices("CPU")
+    assert len(devices) >= 2, "conftest must split the CPU into two logical devices"
+    single_w, single_loss = _one_step_weights(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    mirrored = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    assert mirrored.num_replicas_in_sync == 2
+    multi_w, multi_loss = _one_step_weights(mirrored)
+    for a, b in zip(single_w, multi_w):
+        np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
+    np.testing.assert_allclose(single_loss, multi_loss, rtol=1e-5)
