@@ -1,0 +1,401 @@
+"""``keras_sd.data.load``: tf.data input pipelines with seeded, per-sample augmentation.
+
+Order of operations (training): source in stable order -> (seeded per-class subset) ->
+attach example index -> ``cache()`` of decoded uint8 images -> seeded ``shuffle`` (reshuffled
+every epoch) -> augmentation with per-sample randomness from a stateless per-batch (or
+per-image) seed drawn from ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``
+-> ``prefetch``. The same seed reproduces the same sequence of epochs across runs.
+
+Normalisation is ``(x / scale - mean) / std`` per channel. For the "cifar" distortion it is
+applied BEFORE the pad-and-crop, so the padding value is 0 in normalised units (the mean
+colour) -- the same value the in-model distortion layer (``distortion``) pads with when a
+two-view model distorts normalised batches inside its train step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sd.data import sources
+from keras_sd.layers import augment as aug
+
+AUGMENTS = ("auto", "cifar", "imagenet", "none")
+IMAGENET_SIZE = 224
+IMAGENET_RESIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class DataInfo:
+    """What a model needs to know about a loaded data set.
+
+    Attributes:
+        name: The name passed to ``load``.
+        num_classes: Number of classes C (labels are 0..C-1).
+        num_train: Training examples (after ``train_per_class``); indices run 0..num_train-1.
+        num_test: Test examples.
+        image_shape: (H, W, C) of the images the pipelines yield.
+        mean: Per-channel mean on the [0, 1] scale used for normalisation.
+        std: Per-channel std on the [0, 1] scale used for normalisation.
+        class_names: Name of each label.
+    """
+
+    name: str
+    num_classes: int
+    num_train: int
+    num_test: int
+    image_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataBundle:
+    """Training and test pipelines plus their ``DataInfo``.
+
+    Attributes:
+        train: Shuffled, augmented batches of ``(images, labels)``, or
+            ``({"image": images, "index": idx}, labels)`` with ``with_index=True``.
+        test: Deterministic, un-augmented batches in source order (``drop_remainder=False``);
+            ``({"image": images}, labels)`` when ``with_index=True``, else ``(images, labels)``.
+        info: The ``DataInfo``.
+        augment: The resolved training distortion ("cifar", "imagenet" or "none").
+    """
+
+    train: tf.data.Dataset
+    test: tf.data.Dataset
+    info: DataInfo
+    augment: str
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_positive_int(name: str, value, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        expected = "a positive int or None" if allow_none else "a positive int"
+        raise ValueError(f"{name} must be {expected}, got {name}={value!r}")
+
+
+def _make_source(name: str, data_dir, image_size) -> sources.Source:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"name must be a non-empty string, got name={name!r}")
+    if name == "digits":
+        return sources.digits_source()
+    if name.startswith("folder:"):
+        path = name[len("folder:") :]
+        if not path:
+            raise ValueError(f"name={name!r} has an empty folder path; expected 'folder:PATH'")
+        return sources.folder_source(path, image_size=image_size)
+    return sources.tfds_source(name, data_dir=data_dir)
+
+
+def _select_per_class(
+    labels: np.ndarray, num_classes: int, per_class: int, seed: int
+) -> np.ndarray:
+    """Sorted source positions of a seeded subset with ``per_class`` examples of each class."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in range(num_classes):
+        pos = np.flatnonzero(labels == c)
+        if len(pos) < per_class:
+            raise ValueError(
+                f"train_per_class={per_class} but class {c} has only {len(pos)} training images"
+            )
+        keep.append(rng.choice(pos, size=per_class, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def _channel_stats(ds: tf.data.Dataset, scale: float, channels: int) -> tuple[tuple, tuple]:
+    """Per-channel mean and (population) std of the pixels of ``ds`` images, on [0, 1]."""
+
+    def per_image(image):
+        x = tf.reshape(tf.cast(image, tf.float64) / scale, [-1, channels])
+        return tf.reduce_sum(x, 0), tf.reduce_sum(x * x, 0), tf.cast(tf.shape(x)[0], tf.float64)
+
+    zeros = tf.zeros([channels], tf.float64)
+    s, ss, n = ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE).reduce(
+        (zeros, zeros, tf.constant(0.0, tf.float64)),
+        lambda acc, v: (acc[0] + v[0], acc[1] + v[1], acc[2] + v[2]),
+    )
+    mean = s.numpy() / n.numpy()
+    var = np.maximum(ss.numpy() / n.numpy() - mean**2, 0.0)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in np.sqrt(var))
+
+
+def _resolve_augment(augment: str, name: str, image_shape: tuple) -> str:
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got augment={augment!r}")
+    if augment != "auto":
+        return augment
+    if name == "digits":
+        return "none"
+    h, w = image_shape[0], image_shape[1]
+    if h is None or w is None or min(h, w) >= 64:
+        return "imagenet"
+    return "cifar"
+
+
+def _resize_centre_crop(image: tf.Tensor) -> tf.Tensor:
+    """ImageNet evaluation transform: shorter side to 256, centre crop 224 (one HWC image)."""
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    factor = IMAGENET_RESIZE / tf.reduce_min(shape)
+    new = tf.cast(tf.round(shape * factor), tf.int32)
+    new = tf.maximum(new, IMAGENET_SIZE)
+    image = tf.image.resize(image, new, antialias=True)
+    top = (new[0] - IMAGENET_SIZE) // 2
+    left = (new[1] - IMAGENET_SIZE) // 2
+    return image[top : top + IMAGENET_SIZE, left : left + IMAGENET_SIZE]
+
+
+def load(
+    name: str,
+    *,
+    batch_size: int = 128,
+    augment: str = "auto",
+    with_index: bool = False,
+    seed: int = 0,
+    data_dir: str | None = None,
+    train_per_class: int | None = None,
+    eval_batch_size: int | None = None,
+    shuffle: bool = True,
+    drop_remainder: bool = True,
+    cache: bool = True,
+    image_size: int | tuple[int, int] | None = None,
+) -> DataBundle:
+    """Build the training and test pipelines of a data set.
+
+    Args:
+        name: "digits" (scikit-learn's embedded 8x8 digits), a TFDS image-classification name
+            ("cifar10", "cifar100", "imagenet2012", ...) or "folder:PATH" for
+            ``PATH/train/<class>/*`` and ``PATH/test/<class>/*``.
+        batch_size: Training batch size.
+        augment: "auto", "cifar" (pad 4, random crop, horizontal flip), "imagenet"
+            (random-resized crop 224 + flip; evaluation: resize 256, centre crop 224) or "none".
+            "auto" picks "none" for digits, "cifar" below 64 pixels, else "imagenet".
+        with_index: Carry each training example's index 0..num_train-1 as ``x["index"]``.
+        seed: Seeds shuffling, augmentation and the ``train_per_class`` subset.
+        data_dir: TFDS data directory (ImageNet's manual dir is ``data_dir/downloads/manual``).
+        train_per_class: Use a fixed seeded subset of this many training images per class.
+        eval_batch_size: Test batch size (defaults to ``batch_size``).
+        shuffle: Shuffle the training set (reshuffled every epoch).
+        drop_remainder: Drop the last partial training batch.
+        cache: Cache decoded images in memory (before augmentation).
+        image_size: For folders, the (height, width) every image is resized to; by default
+            the size of the first training image.
+
+    Returns:
+        A ``DataBundle`` with ``train``, ``test`` and ``info``.
+
+    Raises:
+        ValueError: For an unknown data set, a missing or malformed folder, labels out of
+            range, or bad arguments.
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
+    _check_positive_int("train_per_class", train_per_class, allow_none=True)
+    if not _is_int(seed):
+        raise ValueError(f"seed must be an int, got seed={seed!r}")
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got augment={augment!r}")
+    if image_size is not None and not (isinstance(name, str) and name.startswith("folder:")):
+        raise ValueError(f"image_size is only used for 'folder:PATH' data sets, got name={name!r}")
+
+    src = _make_source(name, data_dir, image_size)
+    num_classes = src.num_classes
+    channels = src.image_shape[-1]
+    kind = _resolve_augment(augment, name, src.image_shape)
+    fixed = src.image_shape[0] is not None and src.image_shape[1] is not None
+    if kind != "imagenet" and not fixed:
+        raise ValueError(
+            f"augment={augment!r} needs images of one fixed size but {name!r} has variable "
+            "image sizes; use augment='imagenet' (crops to 224x224)"
+        )
+
+    keep = None
+    num_train = src.num_train
+    if train_per_class is not None:
+        if src.train_labels is None:
+            raise ValueError(
+                f"train_per_class is not supported for {name!r}: its labels are too many to scan"
+            )
+        keep = _select_per_class(src.train_labels, num_classes, train_per_class, seed)
+        num_train = len(keep)
+    if drop_remainder and batch_size > num_train:
+        raise ValueError(
+            f"batch_size={batch_size} is larger than the {num_train} training examples, so "
+            "drop_remainder=True would leave no batch; expected batch_size <= num_train"
+        )
+    if src.train_labels is not None:
+        sources.check_labels(src.train_labels, num_classes, f"{name!r} train split")
+
+    # Per-channel statistics: known constants, else computed from (a fixed sample of at most
+    # MAX_STATS_IMAGES of) the training images actually used.
+    if src.mean is not None:
+        mean, std = src.mean, src.std
+    else:
+        stats_keep = keep
+        if num_train > sources.MAX_STATS_IMAGES and src.train_labels is not None:
+            base = keep if keep is not None else np.arange(src.num_train)
+            stats_keep = np.sort(
+                np.random.default_rng(0).choice(base, sources.MAX_STATS_IMAGES, replace=False)
+            )
+            stats_ds = src.train(stats_keep).map(lambda x, y: x)
+        else:
+            stats_ds = src.train(stats_keep).map(lambda x, y: x).take(sources.MAX_STATS_IMAGES)
+        mean, std = _channel_stats(stats_ds, src.scale, channels)
+    if len(mean) != channels:
+        raise ValueError(f"{name!r}: {len(mean)} mean values for {channels}-channel images")
+
+    out_shape = (
+        (IMAGENET_SIZE, IMAGENET_SIZE, channels) if kind == "imagenet" else tuple(src.image_shape)
+    )
+    info = DataInfo(
+        name=name,
+        num_classes=num_classes,
+        num_train=num_train,
+        num_test=src.num_test,
+        image_shape=tuple(int(v) for v in out_shape),
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        class_names=src.class_names,
+    )
+
+    mean_t = tf.constant(mean, tf.float32)
+    std_t = tf.constant(std, tf.float32)
+    scale = float(src.scale)
+
+    def normalise(images):
+        return (tf.cast(images, tf.float32) / scale - mean_t) / std_t
+
+    def check(labels):
+        if not src.check_labels_in_graph:
+            return labels
+        # Labels of very large sets are not scanned eagerly; fail at iteration instead.
+        with tf.control_dependencies(
+            [
+                tf.debugging.assert_greater_equal(labels, 0, message="label out of range"),
+                tf.debugging.assert_less(labels, num_classes, message="label out of range"),
+            ]
+        ):
+            return tf.identity(labels)
+
+    def structure(images, labels, index=None):
+        if with_index:
+            x = {"image": images} if index is None else {"image": images, "index": index}
+            return x, labels
+        return images, labels
+
+    # ---- training pipeline
+    train = src.train(keep)
+    train = train.enumerate().map(lambda i, ex: (ex[0], check(ex[1]), tf.cast(i, tf.int32)))
+    if cache:
+        train = train.cache()
+    if shuffle:
+        # Full-size buffer for small fixed-size sets (a true uniform shuffle); bounded for
+        # large or variable-size sets where holding every decoded image is not possible.
+        buffer = num_train if fixed and num_train <= 100_000 else 10_000
+        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def stateless_seed(r):
+        return tf.stack([r, tf.constant(0, tf.int64)])
+
+    if kind == "imagenet":
+
+        def per_image(ex, r):
+            image, label, index = ex
+            out = aug.random_resized_crop(image[None], stateless_seed(r), (IMAGENET_SIZE,) * 2)
+            return normalise(out[0]), label, index
+
+        def per_image_plain(image, label, index):
+            return normalise(_resize_centre_crop(image)), label, index
+
+        if augment == "none":
+            train = train.map(per_image_plain, num_parallel_calls=tf.data.AUTOTUNE)
+        else:
+            train = tf.data.Dataset.zip((train, randoms)).map(
+                per_image, num_parallel_calls=tf.data.AUTOTUNE
+            )
+        train = train.batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        train = train.batch(batch_size, drop_remainder=drop_remainder)
+
+        def per_batch(ex, r):
+            images, labels, index = ex
+            images = normalise(images)
+            if kind == "cifar":
+                images = aug.pad_crop_flip(images, stateless_seed(r), padding=4, flip=True)
+            return images, labels, index
+
+        train = tf.data.Dataset.zip((train, randoms)).map(
+            per_batch, num_parallel_calls=tf.data.AUTOTUNE
+        )
+    train = train.map(structure).prefetch(tf.data.AUTOTUNE)
+
+    # ---- test pipeline: deterministic, un-augmented, source order, partial last batch.
+    test = src.test.map(lambda x, y: (x, check(y)))
+    if cache:
+        test = test.cache()
+    if kind == "imagenet":
+        test = test.map(
+            lambda x, y: (normalise(_resize_centre_crop(x)), y), num_parallel_calls=tf.data.AUTOTUNE
+        ).batch(eval_batch_size or batch_size)
+    else:
+        test = test.batch(eval_batch_size or batch_size).map(
+            lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    test = test.map(lambda x, y: structure(x, y)).prefetch(tf.data.AUTOTUNE)
+    return DataBundle(train=train, test=test, info=info, augment=kind)
+
+
+def distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.Layer:
+    """The training distortion of ``load`` as a per-sample Keras layer for a whole batch.
+
+    Meant for models that distort inside their train step (the two-view method applies it
+    twice to the same normalised batch). Every image gets its own crop and flip; with
+    ``training=False`` the layer is the identity.
+
+    Args:
+        kind: "cifar" (pad 4 + random crop to the input size + horizontal flip), "imagenet"
+            (random-resized crop to the input size + flip) or "none" (identity).
+        image_shape: (H, W, C) of the batches the layer will see.
+        seed: Seed of the layer's ``keras.random.SeedGenerator``; None for a random seed.
+
+    Returns:
+        A ``keras_sd.layers.augment`` layer (``keras.layers.Identity`` for "none").
+
+    Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural
+    Networks", AAAI 2019 (distortion applied twice to each image).
+    """
+    if kind not in ("cifar", "imagenet", "none"):
+        raise ValueError(f"kind must be one of ('cifar', 'imagenet', 'none'), got kind={kind!r}")
+    shape = tuple(image_shape) if image_shape is not None else ()
+    if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
+        raise ValueError(
+            f"image_shape must be (H, W, C) of positive ints, got image_shape={image_shape!r}"
+        )
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+    # One layer per kind, drawing all its randomness from one SeedGenerator, and calling the
+    # same stateless op as the pipeline.
+    if kind == "cifar":
+        return aug.PadAndRandomCrop(
+            padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion"
+        )
+    if kind == "imagenet":
+        return aug.RandomResizedCrop(
+            int(shape[0]),
+            int(shape[1]),
+            horizontal_flip=True,
+            seed=seed,
+            name="imagenet_distortion",
+        )
+    return keras.layers.Identity(name="none_distortion")

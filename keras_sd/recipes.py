@@ -1,0 +1,367 @@
+"""Recipes: a training run as a frozen dataclass, loaded from a Python file.
+
+A recipe file defines ``get_config(arg: str | None = None) -> Recipe``; its module docstring names
+the paper, the table row, the published number and the exact command. ``RECIPE:arg`` passes ``arg``
+to ``get_config`` (e.g. ``:baseline`` for a method file's baseline row); the word ``smoke`` in
+``arg`` is handled here for every recipe and shrinks the run to minutes on two CPU cores (embedded
+digits data, two epochs). ``--set a.b=v`` overrides any field; types are checked against the field
+and unknown keys are rejected (method arguments against the method's constructor).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import importlib.util
+import inspect
+import pathlib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+METHODS = {
+    "baseline": "keras_sd.models.base:Baseline",
+    "two_view": "keras_sd.models.two_view:TwoViewDistiller",
+    "multi_exit": "keras_sd.models.multi_exit:MultiExitDistiller",
+    "self_guidance": "keras_sd.models.self_guidance:SelfGuidanceDistiller",
+}
+SCHEDULES = ("constant", "multistep", "cosine")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data set and how it is batched (see `keras_sd.data.load`)."""
+
+    name: str = "digits"
+    batch_size: int = 128
+    eval_batch_size: int | None = None
+    augment: str = "auto"
+    train_per_class: int | None = None
+    data_dir: str | None = None
+    with_index: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """Optimizer and learning-rate schedule.
+
+    ``weight_decay`` is the papers' coupled L2 (PyTorch SGD style, applied by the model, see
+    `SelfDistillationModel`). ``milestones`` are epochs at which the learning rate is multiplied by
+    ``gamma`` (``schedule="multistep"``); ``"cosine"`` decays to 0 over the run. Schedules advance
+    per step, so resuming from a checkpoint resumes the schedule where it was.
+    """
+
+    name: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """One training run. ``method_args`` are the method's constructor arguments; ``callbacks``
+    maps a callback name of `keras_sd.callbacks` to its keyword arguments."""
+
+    name: str
+    method: str = "baseline"
+    backbone: str = "resnet20"
+    backbone_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    method_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    callbacks: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    data: DataConfig = DataConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    epochs: int = 200
+    steps_per_epoch: int | None = None
+    seed: int = 0
+    strategy: str = "auto"
+    precision: str = "float32"
+    jit_compile: bool = False
+    paper: str = ""
+    published: str = ""
+
+    def __post_init__(self):
+        validate(self)
+
+    def replace(self, **changes) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value):
+    if isinstance(value, Mapping):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _choice(value, choices, name):
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+
+
+def validate(recipe: Recipe) -> None:
+    """Raises a ValueError naming the first bad field of ``recipe``."""
+    _choice(recipe.method, tuple(METHODS), "method")
+    _choice(recipe.strategy, STRATEGIES, "strategy")
+    _choice(recipe.precision, PRECISIONS, "precision")
+    _choice(recipe.optimizer.name, OPTIMIZERS, "optimizer.name")
+    _choice(recipe.optimizer.schedule, SCHEDULES, "optimizer.schedule")
+    if not isinstance(recipe.epochs, int) or recipe.epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer, got {recipe.epochs!r}.")
+    if recipe.steps_per_epoch is not None and recipe.steps_per_epoch < 1:
+        raise ValueError(f"`steps_per_epoch` must be None or >= 1, got {recipe.steps_per_epoch!r}.")
+    if recipe.data.batch_size < 1:
+        raise ValueError(f"`data.batch_size` must be >= 1, got {recipe.data.batch_size!r}.")
+    if not recipe.optimizer.learning_rate > 0:
+        raise ValueError(
+            f"`optimizer.learning_rate` must be > 0, got {recipe.optimizer.learning_rate!r}."
+        )
+    if recipe.optimizer.weight_decay < 0:
+        raise ValueError(
+            f"`optimizer.weight_decay` must be >= 0, got {recipe.optimizer.weight_decay!r}."
+        )
+    ms = recipe.optimizer.milestones
+    if list(ms) != sorted(ms) or any(m < 1 for m in ms):
+        raise ValueError(f"`optimizer.milestones` must be increasing epochs >= 1, got {ms!r}.")
+
+
+def method_class(method: str):
+    """The model class registered for ``method``."""
+    _choice(method, tuple(METHODS), "method")
+    module, name = METHODS[method].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# ---------------------------------------------------------------------------- smoke variant
+def smoke(recipe: Recipe) -> Recipe:
+    """The same method and backbone on the embedded digits data for two short epochs (CPU)."""
+    return recipe.replace(
+        name=f"{recipe.name}:smoke",
+        data=dataclasses.replace(
+            recipe.data,
+            name="digits",
+            batch_size=64,
+            eval_batch_size=None,
+            augment="auto",
+            train_per_class=None,
+            data_dir=None,
+        ),
+        optimizer=dataclasses.replace(
+            recipe.optimizer,
+            learning_rate=min(recipe.optimizer.learning_rate, 0.05),
+            milestones=(),
+            warmup_epochs=0,
+        ),
+        epochs=2,
+        steps_per_epoch=None,
+        strategy="default" if recipe.strategy == "auto" else recipe.strategy,
+        callbacks={
+            k: _shrink_callback(v) for k, v in recipe.callbacks.items()
+        },
+    )
+
+
+def _shrink_callback(kwargs: Mapping[str, Any]) -> dict:
+    # Schedules phrased in epochs (e.g. "anneal for the last 5 epochs") must fit a 2-epoch run.
+    out = dict(kwargs)
+    for key in ("last_epochs",):
+        if key in out:
+            out[key] = min(int(out[key]), 1)
+    return out
+
+
+# ---------------------------------------------------------------------------- loading
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``"path.py:arg"`` -> ``("path.py", "arg")``."""
+    path, _, arg = str(spec).partition(":")
+    return path, arg or None
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
+    """Loads ``RECIPE[:arg]`` (a recipe file path) and applies ``--set`` overrides."""
+    path, arg = split_spec(spec)
+    file = pathlib.Path(path)
+    if not file.is_file():
+        raise ValueError(f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py).")
+    words = [w for w in (arg or "").split(",") if w]
+    want_smoke = "smoke" in words
+    rest = ",".join(w for w in words if w != "smoke") or None
+    mod_spec = importlib.util.spec_from_file_location(f"keras_sd_recipe_{file.stem}", file)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"recipe file {path!r} defines no get_config(arg=None) function.")
+    recipe = module.get_config(rest)
+    if not isinstance(recipe, Recipe):
+        raise ValueError(
+            f"get_config({rest!r}) in {path!r} must return a keras_sd.recipes.Recipe, "
+            f"got {type(recipe).__name__}."
+        )
+    if want_smoke:
+        recipe = smoke(recipe)
+    return apply_overrides(recipe, overrides)
+
+
+def all_recipe_files(root: str | pathlib.Path = "recipes") -> list[pathlib.Path]:
+    return sorted(p for p in pathlib.Path(root).rglob("*.py") if not p.name.startswith("_"))
+
+
+# ---------------------------------------------------------------------------- overrides
+def parse_value(text: str):
+    """Python literal if it parses as one (numbers, bools, None, tuples), else the string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _coerce(value, annotation, key: str):
+    """Checks ``value`` against a type annotation (a few shapes are enough for recipes)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _coerce(value, option, key)
+            except ValueError:
+                continue
+        raise ValueError(f"`{key}`: {value!r} matches none of {annotation}.")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise ValueError(f"`{key}` expected None, got {value!r}.")
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"`{key}` expects a bool (True/False), got {value!r}.")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ValueError(f"`{key}` expects an int, got {value!r}.")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ValueError(f"`{key}` expects a number, got {value!r}.")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ValueError(f"`{key}` expects a string, got {value!r}.")
+    if origin is tuple:
+        if isinstance(value, (int, float)):
+            value = (value,)
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"`{key}` expects a tuple, got {value!r}.")
+        return tuple(_coerce(v, args[0], key) for v in value)
+    return value
+
+
+def _coerce_like(value, current, key):
+    """For free-form dicts (method_args): the type of the current/default value decides."""
+    if current is None or value is None:
+        return value
+    if isinstance(current, bool):
+        return _coerce(value, bool, key)
+    if isinstance(current, int) and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(current, (int, float)):
+        return _coerce(value, float, key)
+    if isinstance(current, str):
+        return _coerce(value, str, key)
+    if isinstance(current, (list, tuple)):
+        return tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    return value
+
+
+def _constructor_defaults(method: str) -> dict:
+    sig = inspect.signature(method_class(method).__init__)
+    return {
+        name: (None if p.default is inspect.Parameter.empty else p.default)
+        for name, p in sig.parameters.items()
+        if name not in ("self", "backbone", "kwargs", "args")
+    }
+
+
+def apply_override(recipe: Recipe, key: str, value) -> Recipe:
+    """One ``a.b=v`` override, type-checked; unknown keys raise a ValueError naming them."""
+    parts = key.split(".")
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    head = parts[0]
+    if head not in fields:
+        raise ValueError(f"unknown recipe key {key!r}; known: {sorted(fields)}.")
+    hints = typing.get_type_hints(Recipe)
+    if head in ("data", "optimizer"):
+        sub = getattr(recipe, head)
+        sub_fields = {f.name for f in dataclasses.fields(sub)}
+        if len(parts) != 2 or parts[1] not in sub_fields:
+            raise ValueError(f"unknown recipe key {key!r}; known {head}.*: {sorted(sub_fields)}.")
+        sub_hints = typing.get_type_hints(type(sub))
+        new = _coerce(value, sub_hints[parts[1]], key)
+        return recipe.replace(**{head: dataclasses.replace(sub, **{parts[1]: new})})
+    if head == "method_args":
+        if len(parts) != 2:
+            raise ValueError(f"`{key}`: use method_args.<argument>=value.")
+        defaults = _constructor_defaults(recipe.method)
+        if parts[1] not in defaults:
+            raise ValueError(
+                f"unknown method argument {parts[1]!r} for method {recipe.method!r}; "
+                f"known: {sorted(defaults)}."
+            )
+        current = recipe.method_args.get(parts[1], defaults[parts[1]])
+        new = _coerce_like(value, current, key)
+        return recipe.replace(method_args={**recipe.method_args, parts[1]: new})
+    if head == "backbone_args":
+        if len(parts) != 2:
+            raise ValueError(f"`{key}`: use backbone_args.<argument>=value.")
+        return recipe.replace(backbone_args={**recipe.backbone_args, parts[1]: value})
+    if head == "callbacks":
+        if len(parts) != 3:
+            raise ValueError(f"`{key}`: use callbacks.<name>.<argument>=value.")
+        cb = dict(recipe.callbacks.get(parts[1], {}))
+        cb[parts[2]] = _coerce_like(value, cb.get(parts[2]), key)
+        return recipe.replace(callbacks={**recipe.callbacks, parts[1]: cb})
+    if len(parts) != 1:
+        raise ValueError(f"unknown recipe key {key!r}: {head!r} has no sub-fields.")
+    return recipe.replace(**{head: _coerce(value, hints[head], key)})
+
+
+def apply_overrides(recipe: Recipe, overrides: Sequence[str]) -> Recipe:
+    """Applies ``["a.b=v", ...]``; each must contain ``=``."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"`--set` expects key=value, got {item!r}.")
+        recipe = apply_override(recipe, key.strip(), parse_value(text.strip()))
+    return recipe
+
+
+def to_source(recipe: Recipe, docstring: str = "") -> str:
+    """A recipe file (Python source) that reproduces ``recipe`` exactly; used by `keras-sd tune`."""
+    d = recipe.to_dict()
+    data = ", ".join(f"{k}={v!r}" for k, v in d.pop("data").items())
+    opt = d.pop("optimizer")
+    opt["milestones"] = tuple(opt["milestones"])
+    opt_s = ", ".join(f"{k}={v!r}" for k, v in opt.items())
+    rest = ",\n        ".join(f"{k}={v!r}" for k, v in d.items())
+    return (
+        f'"""{docstring or recipe.name}"""\n\n'
+        "from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe\n\n\n"
+        "def get_config(arg=None):\n"
+        "    return Recipe(\n"
+        f"        {rest},\n"
+        f"        data=DataConfig({data}),\n"
+        f"        optimizer=OptimizerConfig({opt_s}),\n"
+        "    )\n"
+    )

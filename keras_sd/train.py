@@ -1,0 +1,308 @@
+"""Running a recipe: data, model, optimizer, callbacks, `fit`, and the files a run leaves.
+
+A run directory holds:
+    recipe.json      the recipe as it ran (after overrides)
+    backup/          BackupAndRestore state: rerunning the same command resumes from it
+    logs/            TensorBoard event files (train/ and validation/)
+    model.keras      the trained model
+    metrics.json     top-1/top-5 of every output on the test split, seconds per epoch, images/s
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+import keras
+
+from keras_sd import recipes as recipes_lib
+from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
+    """Writes JSON to a temporary file in the same folder, then renames it over ``path``, so a
+    crash never leaves a torn file."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def recipe_from_dict(d: dict) -> Recipe:
+    """Inverse of `Recipe.to_dict` (used to reload a run's recipe.json)."""
+    d = dict(d)
+    d["data"] = DataConfig(**d["data"])
+    opt = dict(d["optimizer"])
+    opt["milestones"] = tuple(opt["milestones"])
+    d["optimizer"] = OptimizerConfig(**opt)
+    return Recipe(**d)
+
+
+@keras.saving.register_keras_serializable(package="keras_sd")
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 over ``warmup_steps``, then ``schedule`` (offset by the warm-up)."""
+
+    def __init__(self, schedule, warmup_steps: int, peak: float):
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+        self.peak = float(peak)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = self.peak * (step + 1.0) / float(self.warmup_steps)
+        after = self.schedule(step - self.warmup_steps)
+        return keras.ops.where(step < self.warmup_steps, warm, after)
+
+    def get_config(self):
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "warmup_steps": self.warmup_steps,
+            "peak": self.peak,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        return cls(**config)
+
+
+def learning_rate(cfg: OptimizerConfig, epochs: int, steps_per_epoch: int):
+    """The recipe's learning-rate schedule, per optimizer step."""
+    lr = cfg.learning_rate
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "constant":
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [lr, lr])
+    elif cfg.schedule == "multistep":
+        if not cfg.milestones:
+            schedule = keras.optimizers.schedules.PiecewiseConstantDecay([1], [lr, lr])
+        else:
+            # PiecewiseConstantDecay keeps values[i] while step <= boundary: the drop lands on
+            # the first step of epoch m (0-based), like PyTorch's MultiStepLR.
+            boundaries = [m * steps_per_epoch - warmup - 1 for m in cfg.milestones]
+            values = [lr * cfg.gamma**i for i in range(len(boundaries) + 1)]
+            schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    else:  # cosine
+        schedule = keras.optimizers.schedules.CosineDecay(
+            lr, decay_steps=max(1, epochs * steps_per_epoch - warmup)
+        )
+    return WarmupSchedule(schedule, warmup, lr) if warmup > 0 else schedule
+
+
+def build_optimizer(cfg: OptimizerConfig, epochs: int, steps_per_epoch: int):
+    lr = learning_rate(cfg, epochs, steps_per_epoch)
+    if cfg.name == "sgd":
+        return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.name == "adam":
+        return keras.optimizers.Adam(lr)
+    return keras.optimizers.AdamW(lr)
+
+
+def build_model(recipe: Recipe, num_classes: int, input_shape):
+    """Backbone from the registry, wrapped in the recipe's method class."""
+    from keras_sd import backbones
+
+    backbone = backbones.get(
+        recipe.backbone,
+        num_classes=num_classes,
+        input_shape=tuple(input_shape),
+        **dict(recipe.backbone_args),
+    )
+    cls = recipes_lib.method_class(recipe.method)
+    return cls(backbone, weight_decay=recipe.optimizer.weight_decay, **dict(recipe.method_args))
+
+
+def build_callbacks(recipe: Recipe) -> list:
+    """The recipe's method callbacks (`keras_sd.callbacks.<Name>(**kwargs)`)."""
+    if not recipe.callbacks:
+        return []
+    from keras_sd import callbacks as cb_lib
+
+    out = []
+    for name, kwargs in recipe.callbacks.items():
+        cls = getattr(cb_lib, name, None)
+        if cls is None:
+            raise ValueError(f"unknown callback {name!r} in recipe {recipe.name!r}.")
+        out.append(cls(**dict(kwargs)))
+    return out
+
+
+class RunStats(keras.callbacks.Callback):
+    """Seconds per epoch and training images per second (wall clock)."""
+
+    def __init__(self, batch_size: int):
+        super().__init__()
+        self.batch_size = batch_size
+        self.epoch_seconds: list[float] = []
+        self.images_per_second: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._steps = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        # Measured before validation runs, which Keras does after on_epoch_end's train part;
+        # the elapsed time here covers the training steps of the epoch.
+        seconds = time.perf_counter() - self._start
+        self.epoch_seconds.append(seconds)
+        self.images_per_second.append(self._steps * self.batch_size / max(seconds, 1e-9))
+
+
+def output_accuracies(logs: dict) -> dict:
+    """``{output: {"top1": .., "top5": ..}}`` from evaluate() logs."""
+    out = {}
+    for key, value in logs.items():
+        if key.endswith("accuracy"):
+            name = key[: -len("accuracy")].rstrip("_") or "output"
+            out.setdefault(name, {})["top1"] = float(value)
+        elif key.endswith("top5"):
+            name = key[: -len("top5")].rstrip("_") or "output"
+            out.setdefault(name, {})["top5"] = float(value)
+    return out
+
+
+def print_accuracies(accuracies: dict, title: str) -> None:
+    print(f"\n{title}")
+    print(f"  {'output':<12} {'top-1':>8} {'top-5':>8}")
+    for name, acc in accuracies.items():
+        print(f"  {name:<12} {100 * acc.get('top1', math.nan):7.2f}% {100 * acc.get('top5', math.nan):7.2f}%")
+
+
+def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "auto") -> dict:
+    """Trains ``recipe``, writing the run directory. Rerunning with the same ``out_dir`` resumes
+    from the last epoch's backup. Returns the metrics dict also written to metrics.json."""
+    from keras_sd import data as data_lib
+    from keras_sd import distribute
+
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    recipe_file = out / "recipe.json"
+    if recipe_file.exists():
+        previous = json.loads(recipe_file.read_text())
+        if previous != recipe.to_dict():
+            raise ValueError(
+                f"`--out` {str(out)!r} holds a run of a different recipe ({previous.get('name')!r}); "
+                "use another --out directory to start a new run."
+            )
+    write_json_atomic(recipe_file, recipe.to_dict())
+
+    keras.utils.set_random_seed(recipe.seed)
+    if recipe.precision != "float32":
+        keras.mixed_precision.set_global_policy(recipe.precision)
+    strategy = distribute.get_strategy(recipe.strategy)
+    bundle = data_lib.load(
+        recipe.data.name,
+        batch_size=recipe.data.batch_size,
+        eval_batch_size=recipe.data.eval_batch_size,
+        augment=_pipeline_augment(recipe),
+        with_index=recipe.data.with_index,
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        train_per_class=recipe.data.train_per_class,
+    )
+    info = bundle.info
+    steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
+    with strategy.scope():
+        model = build_model(recipe, info.num_classes, info.image_shape)
+        optimizer = build_optimizer(recipe.optimizer, recipe.epochs, steps)
+        model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
+        # BackupAndRestore needs a built model; zeros avoid touching the cached pipelines.
+        model(keras.ops.zeros((2, *info.image_shape)), training=False)
+    stats = RunStats(recipe.data.batch_size)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(
+            str(out / "backup"), delete_checkpoint=False, double_checkpoint=True
+        ),
+        keras.callbacks.TensorBoard(str(out / "logs")),
+        stats,
+        *build_callbacks(recipe),
+    ]
+    model.fit(
+        bundle.train,
+        epochs=recipe.epochs,
+        steps_per_epoch=recipe.steps_per_epoch,
+        validation_data=bundle.test,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the pipeline shuffles, seeded
+    )
+    model.save(out / "model.keras")
+    logs = model.evaluate(bundle.test, return_dict=True, verbose=0)
+    metrics = {
+        "recipe": recipe.name,
+        "epochs": recipe.epochs,
+        "test": {k: float(v) for k, v in logs.items()},
+        "accuracy": output_accuracies(logs),
+        "seconds_per_epoch": _mean(stats.epoch_seconds),
+        "images_per_second": _mean(stats.images_per_second),
+    }
+    write_json_atomic(out / "metrics.json", metrics)
+    print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
+    print(f"TensorBoard logs: {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
+    return metrics
+
+
+def _pipeline_augment(recipe: Recipe) -> str:
+    # Methods that distort inside their training step (two views) take undistorted batches.
+    if recipe.method == "two_view":
+        return "none"
+    return recipe.data.augment
+
+
+def _mean(values):
+    return float(sum(values) / len(values)) if values else None
+
+
+def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
+    """Re-evaluates a finished run on its test split and rewrites metrics.json's test part."""
+    from keras_sd import data as data_lib
+
+    run = pathlib.Path(run_dir)
+    for needed in ("recipe.json", "model.keras"):
+        if not (run / needed).exists():
+            raise ValueError(f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd run?")
+    recipe = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
+    model = keras.models.load_model(run / "model.keras")
+    bundle = data_lib.load(
+        recipe.data.name,
+        batch_size=recipe.data.batch_size,
+        eval_batch_size=recipe.data.eval_batch_size,
+        augment="none",
+        seed=recipe.seed,
+        data_dir=recipe.data.data_dir,
+        train_per_class=recipe.data.train_per_class,
+    )
+    logs = model.evaluate(bundle.test, return_dict=True, verbose=verbose)
+    previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    metrics = {
+        **previous,
+        "recipe": recipe.name,
+        "test": {k: float(v) for k, v in logs.items()},
+        "accuracy": output_accuracies(logs),
+    }
+    write_json_atomic(run / "metrics.json", metrics)
+    print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
+    return metrics
+
+
+__all__ = [
+    "build_callbacks",
+    "build_model",
+    "build_optimizer",
+    "evaluate",
+    "learning_rate",
+    "recipe_from_dict",
+    "train",
+    "write_json_atomic",
+]

@@ -1,0 +1,149 @@
+"""Recipes: every recipe file loads; smoke variants train a couple of steps; overrides are typed."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from keras_sd import recipes, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RECIPE_FILES = recipes.all_recipe_files(REPO / "recipes")
+
+
+def _variants(path):
+    """A recipe file's args: those named in its ARGS list (if any), else the default."""
+    ns = {}
+    text = path.read_text()
+    if "ARGS = " in text:
+        exec(compile(text, str(path), "exec"), ns)  # noqa: S102 - our own recipe files
+        return list(ns["ARGS"])
+    return [None]
+
+
+ALL_SPECS = [
+    f"{p}:{a}" if a else str(p) for p in RECIPE_FILES for a in _variants(p)
+]
+
+
+def test_there_are_recipes():
+    assert len(RECIPE_FILES) >= 2
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: s.split("recipes/")[-1])
+def test_every_recipe_loads_with_docstring(spec):
+    recipe = recipes.load(spec)
+    path = pathlib.Path(spec.split(":")[0])
+    doc = path.read_text().split('"""')[1]
+    assert "keras-sd train" in doc, f"{path} docstring must give the command"
+    smoke = recipes.load(spec.split(":")[0] + ":" + ",".join(filter(None, [spec.partition(":")[2], "smoke"])))
+    assert smoke.data.name == "digits" and smoke.epochs == 2
+    assert smoke.method == recipe.method and smoke.backbone == recipe.backbone
+    recipes.method_class(recipe.method)  # the method class exists
+
+
+def _unique_smoke_specs():
+    seen, out = set(), []
+    for spec in ALL_SPECS:
+        r = recipes.load(spec)
+        key = (r.method, r.backbone, tuple(sorted(r.method_args.items(), key=str)))
+        if key not in seen:
+            seen.add(key)
+            out.append(spec)
+    return out
+
+
+@pytest.mark.parametrize("spec", _unique_smoke_specs(), ids=lambda s: s.split("recipes/")[-1])
+def test_smoke_variant_trains_two_steps(spec, tmp_path):
+    path, _, arg = spec.partition(":")
+    r = recipes.load(
+        f"{path}:{','.join(filter(None, [arg, 'smoke']))}",
+        ["epochs=1", "steps_per_epoch=2"],
+    )
+    metrics = train.train(r, tmp_path / "run", verbose=0)
+    assert metrics["accuracy"], metrics
+    for acc in metrics["accuracy"].values():
+        assert 0.0 <= acc["top1"] <= 1.0
+
+
+BASE = str(REPO / "recipes" / "baseline" / "resnet20_digits.py")
+
+
+def test_overrides_are_typed_and_unknown_keys_rejected():
+    r = recipes.load(BASE, ["epochs=3", "optimizer.learning_rate=0.2", "data.batch_size=32"])
+    assert (r.epochs, r.optimizer.learning_rate, r.data.batch_size) == (3, 0.2, 32)
+    assert isinstance(r.optimizer.learning_rate, float)
+    with pytest.raises(ValueError, match="epochs"):
+        recipes.load(BASE, ["epochs=three"])
+    with pytest.raises(ValueError, match="epoch"):
+        recipes.load(BASE, ["epoch=3"])
+    with pytest.raises(ValueError, match="optimizer.lr"):
+        recipes.load(BASE, ["optimizer.lr=0.1"])
+    with pytest.raises(ValueError, match="unknown method argument"):
+        recipes.load(BASE, ["method_args.kl_weight=1.0"])
+    with pytest.raises(ValueError, match="key=value"):
+        recipes.load(BASE, ["epochs"])
+    with pytest.raises(ValueError, match="does not exist"):
+        recipes.load("recipes/nope.py")
+    with pytest.raises(ValueError, match="optimizer.schedule"):
+        recipes.load(BASE, ["optimizer.schedule=linear"])
+    with pytest.raises(ValueError, match="method"):
+        recipes.load(BASE, ["method=ddgsd"])
+
+
+def test_to_source_roundtrip(tmp_path):
+    r = recipes.load(BASE, ["epochs=4", "optimizer.milestones=(2, 3)"])
+    f = tmp_path / "best.py"
+    f.write_text(recipes.to_source(r, "tuned"))
+    assert recipes.load(str(f)) == r
+
+
+def test_learning_rate_multistep_schedule():
+    cfg = recipes.OptimizerConfig(learning_rate=0.1, milestones=(2, 4), gamma=0.1)
+    lr = train.learning_rate(cfg, epochs=6, steps_per_epoch=10)
+    got = [float(lr(s)) for s in (0, 19, 20, 39, 40, 59)]
+    assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, "-m", "keras_sd.cli", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=600,
+    )
+
+
+def test_cli_train_resume_evaluate_and_errors(tmp_path):
+    out = tmp_path / "run"
+    res = _cli("train", f"{BASE}:smoke", "--out", str(out), "--verbose", "0",
+               "--set", "epochs=2", "--set", "steps_per_epoch=3")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "test accuracy of every output" in res.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["accuracy"]) == {"output"}
+    assert metrics["seconds_per_epoch"] > 0 and metrics["images_per_second"] > 0
+    assert (out / "model.keras").exists() and list((out / "logs").rglob("*tfevents*"))
+    meta = json.loads((out / "backup" / "training_metadata.json").read_text())
+    assert meta["epoch"] == 2
+    # Rerunning resumes at the last epoch: nothing is retrained, same final numbers.
+    res2 = _cli("train", f"{BASE}:smoke", "--out", str(out), "--verbose", "0",
+                "--set", "epochs=2", "--set", "steps_per_epoch=3")
+    assert res2.returncode == 0, res2.stderr[-2000:]
+    again = json.loads((out / "metrics.json").read_text())
+    assert again["accuracy"] == metrics["accuracy"]
+    res3 = _cli("evaluate", str(out))
+    assert res3.returncode == 0 and "top-1" in res3.stdout
+    bad = _cli("train", BASE, "--set", "epoch=1", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "unknown recipe key 'epoch'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    other = _cli("train", f"{BASE}:smoke", "--out", str(out), "--set", "epochs=1")
+    assert other.returncode == 2 and "different recipe" in other.stderr
+    missing = _cli("evaluate", str(tmp_path / "nothing"))
+    assert missing.returncode == 2 and "run_dir" in missing.stderr
+
+
+@pytest.mark.parametrize("verb", ["train", "evaluate"])
+def test_help_on_every_verb(verb):
+    res = _cli(verb, "--help")
+    assert res.returncode == 0 and "usage: keras-sd" in res.stdout
