@@ -169,6 +169,7 @@ def load(
     drop_remainder: bool = True,
     cache: bool = True,
     image_size: int | tuple[int, int] | None = None,
+    subset_seed: int | None = None,
 ) -> DataBundle:
     """Build the training and test pipelines of a data set.
 
@@ -184,6 +185,8 @@ def load(
         seed: Seeds shuffling, augmentation and the ``train_per_class`` subset.
         data_dir: TFDS data directory (ImageNet's manual dir is ``data_dir/downloads/manual``).
         train_per_class: Use a fixed seeded subset of this many training images per class.
+        subset_seed: Seed of the ``train_per_class`` subset (default: ``seed``); fix it to train
+            several seeds on the same subset.
         eval_batch_size: Test batch size (defaults to ``batch_size``).
         shuffle: Shuffle the training set (reshuffled every epoch).
         drop_remainder: Drop the last partial training batch.
@@ -226,7 +229,9 @@ def load(
             raise ValueError(
                 f"train_per_class is not supported for {name!r}: its labels are too many to scan"
             )
-        keep = _select_per_class(src.train_labels, num_classes, train_per_class, seed)
+        keep = _select_per_class(
+            src.train_labels, num_classes, train_per_class, seed if subset_seed is None else subset_seed
+        )
         num_train = len(keep)
     if drop_remainder and batch_size > num_train:
         raise ValueError(

@@ -1,5 +1,13 @@
 """Layers: per-sample distortions, stochastic-depth residual gates, exit heads."""
 
 from keras_sd.layers.augment import PadAndRandomCrop, RandomHorizontalFlip, RandomResizedCrop
+from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
 
-__all__ = ["PadAndRandomCrop", "RandomHorizontalFlip", "RandomResizedCrop"]
+__all__ = [
+    "PadAndRandomCrop",
+    "RandomHorizontalFlip",
+    "RandomResizedCrop",
+    "StochasticDepth",
+    "full_network",
+    "is_full_network",
+]
