@@ -44,6 +44,7 @@ class DataConfig:
     train_per_class: int | None = None
     data_dir: str | None = None
     with_index: bool = False
+    image_size: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +159,7 @@ def smoke(recipe: Recipe) -> Recipe:
             augment="auto",
             train_per_class=None,
             data_dir=None,
+            image_size=None,
         ),
         optimizer=dataclasses.replace(
             recipe.optimizer,

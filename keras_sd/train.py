@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import keras
+import numpy as np
 
 from keras_sd import recipes as recipes_lib
 from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
@@ -107,7 +108,7 @@ def build_optimizer(cfg: OptimizerConfig, epochs: int, steps_per_epoch: int):
     return keras.optimizers.AdamW(lr)
 
 
-def build_model(recipe: Recipe, num_classes: int, input_shape):
+def build_model(recipe: Recipe, num_classes: int, input_shape, num_train_examples=None):
     """Backbone from the registry, wrapped in the recipe's method class."""
     from keras_sd import backbones
 
@@ -118,7 +119,17 @@ def build_model(recipe: Recipe, num_classes: int, input_shape):
         **dict(recipe.backbone_args),
     )
     cls = recipes_lib.method_class(recipe.method)
-    return cls(backbone, weight_decay=recipe.optimizer.weight_decay, **dict(recipe.method_args))
+    method_args = dict(recipe.method_args)
+    if method_args.get("pskd_alpha") is not None and num_train_examples is not None:
+        # The prediction bank needs one row per training example: the data set decides.
+        given = method_args.get("num_train_examples")
+        if given is not None and given < num_train_examples:
+            raise ValueError(
+                f"`method_args.num_train_examples`={given} is smaller than the training set "
+                f"({num_train_examples}); leave it unset to size the PS-KD bank from the data."
+            )
+        method_args["num_train_examples"] = given or num_train_examples
+    return cls(backbone, weight_decay=recipe.optimizer.weight_decay, **method_args)
 
 
 def build_callbacks(recipe: Recipe) -> list:
@@ -210,11 +221,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         seed=recipe.seed,
         data_dir=recipe.data.data_dir,
         train_per_class=recipe.data.train_per_class,
+        image_size=recipe.data.image_size,
     )
     info = bundle.info
     steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
     with strategy.scope():
-        model = build_model(recipe, info.num_classes, info.image_shape)
+        model = build_model(recipe, info.num_classes, info.image_shape, info.num_train)
         optimizer = build_optimizer(recipe.optimizer, recipe.epochs, steps)
         model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
         # BackupAndRestore needs a built model; zeros avoid touching the cached pipelines.
@@ -224,9 +236,11 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         keras.callbacks.BackupAndRestore(
             str(out / "backup"), delete_checkpoint=False, double_checkpoint=True
         ),
-        keras.callbacks.TensorBoard(str(out / "logs")),
-        stats,
+        # Method callbacks first: they add scheduled weights (alpha, alpha_t) to the epoch logs
+        # that TensorBoard then writes.
         *build_callbacks(recipe),
+        stats,
+        keras.callbacks.TensorBoard(str(out / "logs")),
     ]
     model.fit(
         bundle.train,
@@ -242,6 +256,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     metrics = {
         "recipe": recipe.name,
         "epochs": recipe.epochs,
+        "calibration": calibration(model, bundle.test),
         "test": {k: float(v) for k, v in logs.items()},
         "accuracy": output_accuracies(logs),
         "seconds_per_epoch": _mean(stats.epoch_seconds),
@@ -251,6 +266,16 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
     print(f"TensorBoard logs: {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
     return metrics
+
+
+def calibration(model, test) -> dict:
+    """`keras_sd.metrics.calibration_report` of the deployed output on the test split."""
+    from keras_sd.metrics import calibration_report
+
+    logits = np.asarray(model.predict(test, verbose=0), dtype="float64")
+    labels = np.concatenate([np.asarray(y) for _, y in test])
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    return calibration_report(probs / probs.sum(-1, keepdims=True), labels)
 
 
 def _pipeline_augment(recipe: Recipe) -> str:
@@ -282,6 +307,7 @@ def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
         seed=recipe.seed,
         data_dir=recipe.data.data_dir,
         train_per_class=recipe.data.train_per_class,
+        image_size=recipe.data.image_size,
     )
     logs = model.evaluate(bundle.test, return_dict=True, verbose=verbose)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
@@ -290,6 +316,7 @@ def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
         "recipe": recipe.name,
         "test": {k: float(v) for k, v in logs.items()},
         "accuracy": output_accuracies(logs),
+        "calibration": calibration(model, bundle.test),
     }
     write_json_atomic(run / "metrics.json", metrics)
     print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")

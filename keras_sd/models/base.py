@@ -43,6 +43,12 @@ def check_backbone(backbone) -> None:
         raise ValueError("`backbone` must expose at least one stage in out['stages'], got none.")
 
 
+def _is_multi_worker(strategy) -> bool:
+    return isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ) and strategy.extended._in_multi_worker_mode()
+
+
 def backbone_num_classes(backbone) -> int:
     """Number of classes of a contract backbone (the width of its logits)."""
     return int(backbone.output["logits"].shape[-1])
@@ -201,7 +207,13 @@ class SelfDistillationModel(keras.Model):
             top5.update_state(targets, logits)
         if getattr(self, "_compile_metrics", None) is not None:
             self._compile_metrics.update_state(y, outputs[self.output_names_[0]])
-        return self.get_metrics_result()
+        logs = self.get_metrics_result()
+        if _is_multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15's TF trainer reduces step outputs under MultiWorkerMirroredStrategy with
+            # `strategy.reduce("MEAN", v, axis=0)` (trainer.reduce_per_replica), which rejects
+            # scalars; a [1]-shaped log reduces to the same scalar.
+            logs = {k: ops.reshape(v, (1,)) for k, v in logs.items()}
+        return logs
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -243,6 +255,25 @@ class SelfDistillationModel(keras.Model):
             total = total + reduced["weight_decay_loss"]
         return self._update_metrics(x, y, total, reduced, outputs, targets)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 (backend/tensorflow/trainer.py) takes one distributed batch and averages it
+        # across replicas with `strategy.reduce` only to learn its shapes; under
+        # MultiWorkerMirroredStrategy that reduce fails. The first local replica's batch has the
+        # shapes and dtypes needed for the symbolic build, so use it instead.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is not None and strategy is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                break
+            data_batch = keras.tree.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues)
+                else v,
+                batch,
+            )
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         return self(x, training=False)
@@ -266,14 +297,73 @@ class SelfDistillationModel(keras.Model):
 class Baseline(SelfDistillationModel):
     """Plain cross-entropy training of a backbone: the reference every method is compared with.
 
+    With ``pskd_alpha`` set it is PS-KD alone: the cross-entropy target of a training sample is
+    ``(1 - alpha_t) * y + alpha_t * P_prev(x)``, where ``P_prev(x)`` is this model's softmax for
+    that sample from the previous epoch (train mode, T = 1), kept in a per-sample prediction bank
+    (`keras_sd.pskd.ProgressiveSelfKD`) that is read before and written after every step.
+    ``alpha_t = alpha_T * t / T`` is set by `keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds
+    when the callbacks have none. Inputs must carry the sample index
+    (``keras_sd.data.load(..., with_index=True)``). Evaluation uses plain one-hot targets.
+
     Args:
         backbone: a keras_sd backbone.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
+        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in the papers); None turns PS-KD off.
+        num_train_examples: training-set size (bank rows); required with ``pskd_alpha``.
+        bank_dtype: ``"float32"`` or ``"float16"`` storage of the prediction bank.
+
+    Reference (PS-KD): Kim et al., "Self-Knowledge Distillation with Progressive Refinement of
+    Targets", ICCV 2021.
     """
 
-    def __init__(self, backbone: keras.Model, *, weight_decay: float = 0.0, **kwargs):
+    def __init__(
+        self,
+        backbone: keras.Model,
+        *,
+        weight_decay: float = 0.0,
+        pskd_alpha: float | None = None,
+        num_train_examples: int | None = None,
+        bank_dtype: str = "float32",
+        **kwargs,
+    ):
         super().__init__(backbone, weight_decay=weight_decay, **kwargs)
+        from keras_sd import pskd  # local import keeps the PS-KD option inside this class
+
+        self.pskd_alpha = None if pskd_alpha is None else pskd.check_alpha(pskd_alpha)
+        self.num_train_examples = num_train_examples
+        self.bank_dtype = pskd.check_bank_dtype(bank_dtype)
+        self.pskd = None
+        if self.pskd_alpha is not None:
+            self.pskd = pskd.ProgressiveSelfKD(
+                self.pskd_alpha,
+                pskd.check_num_examples(num_train_examples),
+                self.num_classes,
+                self.bank_dtype,
+                name="pskd",
+            )
 
     def compute_loss_terms(self, images, targets, training, index=None):
+        if training and self.pskd is not None:
+            targets = self.pskd.soft_targets(targets, index)
         logits = self.backbone(images, training=training)["logits"]
         return {OUTPUT: logits}, {"ce_loss": losses.soft_target_cross_entropy(targets, logits)}
+
+    def after_train_step(self, images, targets, outputs, index) -> None:
+        if self.pskd is not None:
+            self.pskd.update(index, outputs[OUTPUT])
+
+    def fit(self, *args, **kwargs):
+        if self.pskd is None:
+            return super().fit(*args, **kwargs)
+        from keras_sd import pskd
+
+        return pskd.fit_with_pskd(self, super().fit, *args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            pskd_alpha=self.pskd_alpha,
+            num_train_examples=self.num_train_examples,
+            bank_dtype=self.bank_dtype,
+        )
+        return config

@@ -1,0 +1,108 @@
+"""PS-KD, BYOT and deep mutual feature learning (seed 003): ResNeXt-50 (32x4d) on CIFAR-100.
+
+Paper: "progressive self-knowledge distillation + BYOT + deep mutual feature learning" (seed 003,
+../shared/seeds/003_6d86bbd2fe453c64.txt), Table 1 rows 17-24; PS-KD itself is Kim et al.,
+"Self-Knowledge Distillation with Progressive Refinement of Targets", ICCV 2021.
+Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one ``:arg`` per row:
+    #17  ResNeXt-50 (32x4d)                 :baseline        19.25 / 4.48 / 0.81 / 7.49 / 48.13
+    #18  ResNeXt-50 (32x4d)+BYOT            :byot            19.09 / 4.54 / 0.84 / 9.62 / 46.66
+    #19  ResNeXt-50 (32x4d)+DMFL            :dmfl            19.41 / 4.43 / 0.82 / 7.45 / 47.72
+    #20  ResNeXt-50 (32x4d)+PS-KD           :pskd            18.79 / 4.20 / 0.74 / 4.85 / 48.52
+    #21  ResNeXt-50 (32x4d)+PS-KD+BYOT      :pskd_byot       18.36 / 4.34 / 0.80 / 9.99 / 46.50
+    #22  ResNeXt-50 (32x4d)+PS-KD+DMFL      :pskd_dmfl       19.25 / 4.14 / 0.75 / 5.18 / 47.46
+    #23  ResNeXt-50 (32x4d)+DMFL+BYOT       :dmfl_byot       19.30 / 4.23 / 0.88 / 9.86 / 47.98
+    #24  ResNeXt-50 (32x4d)+PS-KD+BYOT+DMFL :pskd_byot_dmfl  18.27 / 4.11 / 0.72 / 10.32 / 45.71
+Schedule: the seed gives Nesterov SGD, learning rate 0.1, momentum 0.9, weight decay 5e-4, batch
+128, random crop (pad 4) + flip, but no epochs or decay steps; PS-KD's CIFAR-100 schedule is used
+(300 epochs, learning rate divided by 10 at epochs 150 and 225). The data pipeline normalises with
+CIFAR statistics where the seed uses ImageNet mean/std.
+
+Method arguments: PS-KD alpha_T = 0.8 (``pskd_alpha``; alpha_t = alpha_T * t / T, set each epoch by
+`keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds), a 50000-row prediction bank
+(``num_train_examples``) keyed by the pipeline's sample index (``data.with_index=True``). BYOT:
+exits after every stage, alpha = 0.1, lambda (``feature_weight``) = 1e-6, T = 1, exit terms
+summed (seed eq. 2). DMFL: ``mutual_feature_weight`` = 1 (seed eq. 3, L = L_CE + L_SelfKD +
+L_DMFL). Rows with DMFL but no BYOT keep the exits for their features but give them no
+classification loss (``exit_losses=False``). PS-KD alone and the baseline use ``method="baseline"``;
+rows with BYOT or DMFL use ``method="multi_exit"`` (PS-KD there: soft targets on every exit, the
+bank holds the final exit's softmax).
+
+Commands:
+    keras-sd train recipes/pskd/resnext50_cifar100.py:baseline
+    keras-sd train recipes/pskd/resnext50_cifar100.py:byot
+    keras-sd train recipes/pskd/resnext50_cifar100.py:dmfl
+    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd
+    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_byot
+    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_dmfl
+    keras-sd train recipes/pskd/resnext50_cifar100.py:dmfl_byot
+    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_byot_dmfl
+    keras-sd train recipes/pskd/resnext50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
+"""
+
+from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+
+BACKBONE = "resnext50"
+PUBLISHED = {
+    "baseline": "Table 1 row 17, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.48 / 0.81 / 7.49 / 48.13",
+    "byot": "Table 1 row 18, top-1/top-5 err %, NLL, ECE %, AURC: 19.09 / 4.54 / 0.84 / 9.62 / 46.66",
+    "dmfl": "Table 1 row 19, top-1/top-5 err %, NLL, ECE %, AURC: 19.41 / 4.43 / 0.82 / 7.45 / 47.72",
+    "pskd": "Table 1 row 20, top-1/top-5 err %, NLL, ECE %, AURC: 18.79 / 4.20 / 0.74 / 4.85 / 48.52",
+    "pskd_byot": "Table 1 row 21, top-1/top-5 err %, NLL, ECE %, AURC: 18.36 / 4.34 / 0.80 / 9.99 / 46.50",
+    "pskd_dmfl": "Table 1 row 22, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.14 / 0.75 / 5.18 / 47.46",
+    "dmfl_byot": "Table 1 row 23, top-1/top-5 err %, NLL, ECE %, AURC: 19.30 / 4.23 / 0.88 / 9.86 / 47.98",
+    "pskd_byot_dmfl": "Table 1 row 24, top-1/top-5 err %, NLL, ECE %, AURC: 18.27 / 4.11 / 0.72 / 10.32 / 45.71",
+}
+PSKD = {"pskd_alpha": 0.8, "num_train_examples": 50000, "bank_dtype": "float32"}
+BYOT = {
+    "exits": "stages",
+    "alpha": 0.1,
+    "feature_weight": 1e-6,
+    "temperature": 1.0,
+    "path": "deepest",
+    "reduction": "sum",
+}
+NO_BYOT = {"exits": "stages", "alpha": 0.0, "feature_weight": 0.0, "exit_losses": False}
+DMFL = {"mutual_feature_weight": 1.0}
+# variant -> (method, method_args)
+VARIANTS = {
+    None: ("baseline", PSKD),  # the default is PS-KD alone (row 20)
+    "baseline": ("baseline", {}),
+    "byot": ("multi_exit", BYOT),
+    "dmfl": ("multi_exit", {**NO_BYOT, **DMFL}),
+    "pskd": ("baseline", PSKD),
+    "pskd_byot": ("multi_exit", {**BYOT, **PSKD}),
+    "pskd_dmfl": ("multi_exit", {**NO_BYOT, **PSKD, **DMFL}),
+    "dmfl_byot": ("multi_exit", {**BYOT, **DMFL}),
+    "pskd_byot_dmfl": ("multi_exit", {**BYOT, **PSKD, **DMFL}),
+}
+
+
+def get_config(arg: str | None = None) -> Recipe:
+    if arg not in VARIANTS:
+        raise ValueError(
+            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
+        )
+    method, method_args = VARIANTS[arg]
+    return Recipe(
+        name=f"pskd/{BACKBONE}_cifar100:{arg or 'pskd'}",
+        method=method,
+        backbone=BACKBONE,
+        backbone_args={"variant": "cifar"},
+        method_args=dict(method_args),
+        data=DataConfig(
+            name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
+        ),
+        optimizer=OptimizerConfig(
+            name="sgd",
+            learning_rate=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=5e-4,
+            schedule="multistep",
+            milestones=(150, 225),
+            gamma=0.1,
+        ),
+        epochs=300,
+        paper="seed 003 (PS-KD + BYOT + DMFL); Kim et al., ICCV 2021 (PS-KD)",
+        published=PUBLISHED[arg or "pskd"],
+    )

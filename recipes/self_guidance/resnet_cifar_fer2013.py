@@ -1,0 +1,79 @@
+"""Self-Guidance, Table 3: facial expression recognition on FER-2013 with CIFAR ResNet-32/50/110.
+
+Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
+Distillation", WACV 2022, Table 3 (Sec. 4.2). FER-2013 (Goodfellow et al. 2013): 7 expressions,
+28,709 training and 3,589 test gray-scale faces (48x48). The paper resizes images to 32x32,
+duplicates the gray channel to RGB and otherwise uses the CIFAR setting: SGD with Nesterov
+momentum 0.9, weight decay 1e-4, batch 128, 300 epochs, learning rate 0.1 divided by 10 at epochs
+150 and 225, tau = 3, lambda = 0.25, survival decaying linearly to 0.5.
+
+Data: YOU supply the folder; it is not downloaded. Lay it out as ``PATH/train/<class>/*.png`` and
+``PATH/test/<class>/*.png`` (7 class folders, e.g. angry, disgust, fear, happy, neutral, sad,
+surprise; the paper does not say which 3,589-image test set it used, PrivateTest is customary),
+with the images already resized to 32x32 as in the paper (the folder loader keeps the size of the
+first training image). Gray-scale images are used with one channel: duplicating it to RGB only
+rescales the first convolution's initialisation. Point the recipe at it with
+``--set data.name=folder:PATH``; the default ``folder:data/fer2013`` is relative to the working
+directory.
+
+Published top-1 error (%), baseline -> Self-Guidance: ResNet-32 32.85 -> 31.33, ResNet-50
+31.83 -> 30.38, ResNet-110 32.35 -> 30.48 (Table 4 gives 32.19 for the ResNet-32 baseline).
+
+``:arg``: ``resnet32|resnet50|resnet110`` (default resnet32), plus ``baseline`` for the
+cross-entropy row.
+
+Commands:
+    keras-sd train recipes/self_guidance/resnet_cifar_fer2013.py:resnet50 --set data.name=folder:/data/fer2013_32
+    keras-sd train recipes/self_guidance/resnet_cifar_fer2013.py:resnet50,baseline --set data.name=folder:/data/fer2013_32
+    keras-sd train recipes/self_guidance/resnet_cifar_fer2013.py:resnet32,smoke   # CPU, digits
+"""
+
+from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+
+DATA_NAME = "folder:data/fer2013"  # override with --set data.name=folder:/your/path
+FINAL_SURVIVAL = 0.5  # the one value handed to both the backbone and the distiller
+DEPTHS = {"resnet32": 32, "resnet50": 50, "resnet110": 110}
+PUBLISHED = {"resnet32": (32.85, 31.33), "resnet50": (31.83, 30.38), "resnet110": (32.35, 30.48)}
+ARGS = ["resnet32", "resnet110,baseline"]
+
+
+def get_config(arg=None):
+    words = [w for w in (arg or "resnet32").split(",") if w]
+    nets = [w for w in words if w in DEPTHS]
+    if len(nets) != 1 or any(w not in DEPTHS and w != "baseline" for w in words):
+        raise ValueError(
+            f"recipe argument {arg!r}: expected one of {sorted(DEPTHS)}, optionally with "
+            "',baseline'."
+        )
+    net, baseline = nets[0], "baseline" in words
+    backbone_args = {"depth": DEPTHS[net]}
+    method_args = {}
+    if not baseline:
+        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_sample")
+        method_args = {
+            "kd_weight": 0.25,
+            "temperature": 3.0,
+            "final_survival": FINAL_SURVIVAL,
+            "drop_mode": "per_sample",
+        }
+    error = PUBLISHED[net][0 if baseline else 1]
+    return Recipe(
+        name=f"self_guidance/{net}_fer2013{'_baseline' if baseline else ''}",
+        method="baseline" if baseline else "self_guidance",
+        backbone="resnet_cifar",
+        backbone_args=backbone_args,
+        method_args=method_args,
+        data=DataConfig(name=DATA_NAME, batch_size=128, augment="cifar"),
+        optimizer=OptimizerConfig(
+            learning_rate=0.1,
+            momentum=0.9,
+            nesterov=True,
+            weight_decay=1e-4,
+            schedule="multistep",
+            milestones=(150, 225),
+            gamma=0.1,
+        ),
+        epochs=300,
+        paper="Zheng & Peng, Self-Guidance, WACV 2022, Table 3",
+        published=f"top-1 error {error:.2f}%",
+    )
