@@ -205,12 +205,21 @@ def load_results() -> list[dict]:
 
 
 def save_result(result: dict) -> None:
-    runs = [
-        r for r in load_results() if (r["method"], r["seed"]) != (result["method"], result["seed"])
-    ]
-    runs.append(result)
-    runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"]))
-    write_json_atomic(RESULTS, {"protocol": __doc__.split("\n\n")[1], "runs": runs})
+    # Several study processes may run at once (one per method): serialise read-modify-write.
+    import fcntl
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        runs = [
+            r
+            for r in load_results()
+            if (r["method"], r["seed"]) != (result["method"], result["seed"])
+        ]
+        runs.append(result)
+        runs.sort(key=lambda r: (METHODS.index(r["method"]), r["seed"]))
+        write_json_atomic(RESULTS, {"protocol": __doc__.split("\n\n")[1], "runs": runs})
+        write_doc()
 
 
 def _ms(values):
@@ -272,7 +281,6 @@ def main(argv=None) -> None:
                 result = run(method, seed, folder)
                 print(json.dumps(result, indent=1))
                 save_result(result)
-                write_doc()
     write_doc()
     print(table())
 
