@@ -227,3 +227,26 @@ def test_bad_arguments(make, match):
 def test_bad_rank():
     with pytest.raises(ValueError, match="rank"):
         aug.PadAndRandomCrop(2, seed=0)(np.zeros((4, 4), "float32"), training=True)
+
+
+def test_replicas_draw_different_crops_under_mirrored_strategy():
+    """The generator state is mirrored across replicas; the layer folds in the replica id so two
+    replicas do not crop their local batches identically."""
+    import tensorflow as tf
+    from strategies import mirrored
+
+    from keras_sd.layers.augment import PadAndRandomCrop
+
+    strategy = mirrored()
+    with strategy.scope():
+        layer = PadAndRandomCrop(padding=4, horizontal_flip=True, seed=3)
+    image = np.arange(16 * 16 * 3, dtype="float32").reshape(1, 16, 16, 3) / 100.0
+    batch = np.repeat(image, 8, axis=0)
+
+    @tf.function
+    def step(x):
+        return layer(x, training=True)
+
+    outs = strategy.run(step, args=(tf.constant(batch),))
+    a, b = (np.asarray(t) for t in strategy.experimental_local_results(outs))
+    assert not np.array_equal(a, b)

@@ -335,3 +335,14 @@ def test_from_keras_bad_arguments(kwargs, match):
 def test_from_keras_headless_without_num_classes_raises():
     with pytest.raises(ValueError, match="num_classes is required"):
         backbones.from_keras(_small_functional(head=False), ["c1", "c2"])
+
+
+def test_resnet_num_stages_truncates_the_network():
+    full = backbones.resnet18(num_classes=10, input_shape=(16, 16, 3))
+    short = backbones.get("resnet18", num_classes=10, input_shape=(16, 16, 3), num_stages=3)
+    assert len(short.output["stages"]) == 3 and len(full.output["stages"]) == 4
+    assert short.output["features"].shape[-1] == 256 and full.output["features"].shape[-1] == 512
+    with pytest.raises(ValueError, match="num_stages"):
+        backbones.resnet18(num_stages=5)
+    with pytest.raises(ValueError, match="does not take"):
+        backbones.get("resnet32", num_stages=2)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import check_model
+from strategies import mirrored
 from tiny import tiny_backbone
 
 import keras_sd
@@ -106,9 +107,9 @@ def test_mirrored_two_replicas_equal_single_device():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest must split the CPU into two logical devices"
     single_w, single_loss = _one_step_weights(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    mirrored = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
-    assert mirrored.num_replicas_in_sync == 2
-    multi_w, multi_loss = _one_step_weights(mirrored)
+    strategy = mirrored()
+    assert strategy.num_replicas_in_sync == 2
+    multi_w, multi_loss = _one_step_weights(strategy)
     for a, b in zip(single_w, multi_w):
         np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
     np.testing.assert_allclose(single_loss, multi_loss, rtol=1e-5)

@@ -440,3 +440,26 @@ def test_keras_applications_through_from_keras_one_step(app, stage_layers):
     assert np.isfinite(logs["loss"])
     _, feats = model.exit_logits_and_features(x)
     assert [tuple(f.shape) for f in feats] == [(2, width)] * 4
+
+
+def test_seed003_options_are_off_by_default_and_in_the_config():
+    """PS-KD, the mutual feature loss and exit_losses=False (seed 003; tested in
+    tests/test_pskd_byot.py) add nothing when off: same terms, no bank, no extra variable."""
+    model = MultiExitDistiller(three_stage_backbone())
+    assert model.term_names == ("ce_loss", "kl_loss", "feature_loss")
+    assert model.pskd is None and model.mutual_feature_weight is None
+    names = {v.path.split("/")[-1] for v in model.non_trainable_variables}
+    assert not names & {"predictions", "alpha_t", "mutual_feature_weight"}
+    config = model.get_config()
+    assert {k: config[k] for k in (
+        "pskd_alpha", "num_train_examples", "bank_dtype", "mutual_feature_weight", "exit_losses"
+    )} == {
+        "pskd_alpha": None, "num_train_examples": None, "bank_dtype": "float32",
+        "mutual_feature_weight": 0.0, "exit_losses": True,
+    }
+    on = MultiExitDistiller(
+        three_stage_backbone(), pskd_alpha=0.8, num_train_examples=16, mutual_feature_weight=0.5
+    )
+    names = {v.path.split("/")[-1] for v in on.non_trainable_variables}
+    assert {"predictions", "alpha_t", "mutual_feature_weight"} <= names
+    assert on.term_names == ("ce_loss", "kl_loss", "feature_loss", "mutual_feature_loss")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from strategies import mirrored
 
 from keras_sd import backbones
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
@@ -235,7 +236,7 @@ def _two_replica_strategy():
     devices = tf.config.list_logical_devices("CPU")
     if len(devices) < 2:
         pytest.skip("needs two logical CPU devices (set up by conftest)")
-    return tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    return mirrored()
 
 
 @pytest.mark.parametrize("mode", ["per_sample", "per_batch"])

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from harness import check_model
 from keras import ops
+from strategies import mirrored
 from tiny import tiny_backbone
 
 from keras_sd.layers import augment
@@ -317,7 +318,7 @@ def test_harness_cifar_shape_and_dict_inputs():
 def test_mirrored_two_replicas_average_terms_and_compute_mmd_per_replica():
     devices = tf.config.list_logical_devices("CPU")
     assert len(devices) >= 2, "conftest must split the CPU into two logical devices"
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = mirrored()
     with strategy.scope():
         model = TwoViewDistiller(
             dense_backbone(), distortion=MirrorSecondView(), temperature=2.0, mmd_weight=0.5

@@ -106,7 +106,12 @@ def get(name: str, **kwargs: Any) -> keras.Model:
     key = name.lower().replace("-", "_") if isinstance(name, str) else name
     if key not in _REGISTRY:
         raise ValueError(f"unknown backbone name {name!r}; known names: {', '.join(names())}")
-    return _REGISTRY[key](**kwargs)
+    try:
+        return _REGISTRY[key](**kwargs)
+    except TypeError as e:
+        if "unexpected keyword argument" not in str(e):
+            raise
+        raise ValueError(f"backbone {name!r} does not take these arguments: {e}") from None
 
 
 __all__ = [

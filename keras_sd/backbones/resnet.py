@@ -75,11 +75,15 @@ def _build(
     drop_mode: str,
     seed: int | None,
     name: str,
+    num_stages: int = 4,
 ) -> keras.Model:
     num_classes = c.check_num_classes(num_classes)
+    if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 1 <= num_stages <= 4:
+        raise ValueError(f"num_stages must be an int in 1..4, got {num_stages!r}")
     variant = c.check_variant(variant)
     shape = c.default_input_shape(input_shape, variant)
     bottleneck, blocks = _CONFIGS[depth]
+    blocks = blocks[:num_stages]
     schedule = c.DepthSchedule(stochastic_depth, sum(blocks), drop_mode, seed)
 
     inputs = c.image_input(shape)
@@ -115,6 +119,7 @@ def resnet(
     drop_mode: str = "per_sample",
     seed: int | None = None,
     name: str | None = None,
+    num_stages: int = 4,
 ) -> keras.Model:
     """ResNet-18/34 (basic blocks) or -50/101/152 (bottleneck blocks), four stages of
     64/128/256/512 planes (strides 1, 2, 2, 2), post-activation, projection shortcuts
@@ -134,6 +139,8 @@ def resnet(
         drop_mode: ``"per_sample"`` or ``"per_batch"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"resnet{depth}_{variant}"``.
+        num_stages: Keep only the first 1..4 stages (the head follows the last kept stage), as
+            in the PS-KD seed's Table 4 ablation; 4 is the full network.
 
     Returns:
         A functional model with output ``{"stages": [s1..s4], "features", "logits"}``.
@@ -151,6 +158,7 @@ def resnet(
         drop_mode,
         seed,
         name or f"resnet{depth}_{variant}",
+        num_stages,
     )
 
 

@@ -148,7 +148,15 @@ class _SeededDistortion(keras.layers.Layer):
     def _draw_seed(self) -> tf.Tensor:
         # One stateless seed pair per call; the generator's state advances each call, so two
         # calls on the same batch (the two views) get different randomness.
-        return keras.random.randint((2,), 0, _MAX_SEED, seed=self.seed_generator, dtype="int32")
+        seed = keras.random.randint((2,), 0, _MAX_SEED, seed=self.seed_generator, dtype="int32")
+        # Under tf.distribute the generator state is mirrored, so every replica would crop its
+        # local batch exactly like the others; fold the replica id in to keep draws per sample
+        # across the global batch.
+        replica = tf.distribute.get_replica_context()
+        if replica is not None and replica.num_replicas_in_sync > 1:
+            replica_id = tf.cast(replica.replica_id_in_sync_group, "int32")
+            seed = (seed + tf.stack([replica_id * 7919, tf.zeros_like(replica_id)])) % _MAX_SEED
+        return seed
 
     def _check_rank(self, images: tf.Tensor) -> tuple[tf.Tensor, bool]:
         rank = images.shape.rank

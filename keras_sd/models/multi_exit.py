@@ -2,7 +2,10 @@
 
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
 TPAMI (eqs. 3-6, Fig. 3); Zhang et al., "Be Your Own Teacher: Improve the Performance of
-Convolutional Neural Networks via Self Distillation", ICCV 2019.
+Convolutional Neural Networks via Self Distillation", ICCV 2019. Options from seed 003
+(Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning"): PS-KD soft
+targets on every exit (Kim et al., "Self-Knowledge Distillation with Progressive Refinement of
+Targets", ICCV 2021) and the deep mutual feature loss (eq. 3).
 """
 
 from __future__ import annotations
@@ -39,6 +42,35 @@ def _is_keras_tensor(value) -> bool:
 
 def _producer(tensor):
     return tensor._keras_history.operation
+
+
+def mutual_feature_loss(features: Sequence[Any]):
+    """Deep mutual feature loss of seed 003 (eq. 3), per sample ``[batch]``.
+
+    ``1/(N-1) * sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)]`` between the softmax-normalised
+    feature vectors of the ``N`` exits, ``F_N`` the deepest. As in deep mutual learning, each
+    direction is the loss of its *second* argument, whose target (the first argument) is
+    stop-gradiented: ``KL(sg(F_N) || F_i)`` trains exit ``i`` towards the deepest feature and
+    ``KL(sg(F_i) || F_N)`` trains the deepest feature towards exit ``i``. So, unlike the BYOT
+    terms, the final exit's feature (the backbone) also learns from the shallow ones; no gradient
+    flows into the target side of either direction (the pattern of `losses.symmetric_kl`).
+
+    Reference: seed 003, eq. 3; Zhang et al., "Deep Mutual Learning", CVPR 2018.
+
+    Args:
+        features: ``[F_1, ..., F_N]``, ``N >= 2`` tensors ``[batch, dim]`` (any rank is
+            flattened per sample), shallow to deep.
+    """
+    if len(features) < 2:
+        raise ValueError(
+            f"`features` must hold at least 2 exits' features (N >= 2), got {len(features)}."
+        )
+    deepest = features[-1]
+    total = None
+    for f in features[:-1]:
+        pair = losses.feature_kl(deepest, f) + losses.feature_kl(f, deepest)
+        total = pair if total is None else total + pair
+    return total / float(len(features) - 1)
 
 
 def log_mean_softmax(logits: Sequence[Any], temperature: float = 1.0):
@@ -91,6 +123,23 @@ class MultiExitDistiller(SelfDistillationModel):
 
     Per-stage access for dynamic early exit: `backbone_segments`, `exit_heads` and `stage_models`.
 
+    Seed 003 options (PS-KD + BYOT + deep mutual feature learning, every combination):
+
+    * ``pskd_alpha``: PS-KD. In training, every exit's cross-entropy target ``y`` becomes
+      ``(1 - alpha_t) y + alpha_t P_prev(x)``, with ``P_prev(x)`` the final exit's softmax for that
+      sample from the previous epoch (train mode, T = 1), kept in a per-sample prediction bank
+      (`keras_sd.pskd.ProgressiveSelfKD`, ``model.pskd``) read before and written after each step.
+      ``alpha_t`` is scheduled by `keras_sd.pskd.PSKDAlphaScheduler` (``fit`` adds it). Inputs must
+      carry the sample index (``{"image", "index"}``). Evaluation uses one-hot targets.
+    * ``mutual_feature_weight > 0``: adds the term ``mutual_feature_loss`` (see
+      `mutual_feature_loss`; ``1/(N-1)`` whatever ``reduction``), weighted by the non-trainable
+      variable ``model.mutual_feature_weight``. With 0 (default) the term and variable do not exist.
+    * ``exit_losses=False``: no loss on the shallow exits' outputs (no shallow cross-entropy, KL or
+      feature hint; ``kl_loss`` / ``feature_loss`` are not computed): ``ce_loss`` is the final
+      exit's cross-entropy alone (not divided by K). The shallow exits then serve only as feature
+      extractors for the mutual feature loss (seed 003 rows "DMFL" and "PS-KD + DMFL"); their
+      classifier layers get no gradient and their accuracies are meaningless.
+
     Args:
         backbone: a keras_sd backbone (functional, ``{"stages", "features", "logits"}``).
         exits: where the shallow exits attach: ``"stages"`` (after every stage but the last, whose
@@ -108,6 +157,17 @@ class MultiExitDistiller(SelfDistillationModel):
         teacher: optional frozen `keras.Model` returning logits (or a dict with ``"logits"``);
             adds conventional KD on the final exit.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
+        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in seed 003); None turns PS-KD off.
+        num_train_examples: training-set size (prediction-bank rows); required with
+            ``pskd_alpha``.
+        bank_dtype: ``"float32"`` or ``"float16"`` storage of the prediction bank.
+        mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (1 in seed 003;
+            0 turns it off).
+        exit_losses: True (BYOT terms on the shallow exits) or False (only the final exit's
+            cross-entropy, plus the mutual feature loss and teacher term when on).
+
+    Reference (seed 003 options): Chottananurak et al., "Progressive Self-Knowledge Distillation
+    with Mutual Learning" (../shared/seeds/003_6d86bbd2fe453c64.txt), eqs. 2-3.
     """
 
     def __init__(
@@ -124,10 +184,24 @@ class MultiExitDistiller(SelfDistillationModel):
         attention: bool = True,
         teacher: keras.Model | None = None,
         weight_decay: float = 0.0,
+        pskd_alpha: float | None = None,
+        num_train_examples: int | None = None,
+        bank_dtype: str = "float32",
+        mutual_feature_weight: float = 0.0,
+        exit_losses: bool = True,
         **kwargs,
     ):
+        from keras_sd import pskd  # local import, as in Baseline
+
         check_backbone(backbone)
         alpha = _check_alpha(alpha)
+        pskd_alpha = None if pskd_alpha is None else pskd.check_alpha(pskd_alpha)
+        bank_dtype = pskd.check_bank_dtype(bank_dtype)
+        if pskd_alpha is not None:
+            pskd.check_num_examples(num_train_examples)
+        mutual_feature_weight = losses.check_weight(mutual_feature_weight, "mutual_feature_weight")
+        if not isinstance(exit_losses, bool):
+            raise ValueError(f"`exit_losses` must be True or False, got {exit_losses!r}.")
         feature_weight = losses.check_weight(feature_weight, "feature_weight")
         temperature = losses.check_temperature(temperature)
         if path not in PATHS:
@@ -145,9 +219,11 @@ class MultiExitDistiller(SelfDistillationModel):
         exits_config, taps = _resolve_exits(backbone, exits)
         num_exits = len(taps) + 1
         names = [f"exit{i}" for i in range(1, num_exits + 1)]
-        term_names = ["ce_loss", "kl_loss", "feature_loss"]
+        term_names = ["ce_loss", "kl_loss", "feature_loss"] if exit_losses else ["ce_loss"]
         if teacher is not None:
             term_names.append("teacher_kl_loss")
+        if mutual_feature_weight > 0:
+            term_names.append("mutual_feature_loss")
         super().__init__(
             backbone,
             term_names=term_names,
@@ -201,6 +277,25 @@ class MultiExitDistiller(SelfDistillationModel):
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
+        self.exit_losses = exit_losses
+        self.mutual_feature_weight_value = mutual_feature_weight
+        # Only when on, so models without DMFL keep exactly their previous weights list.
+        self.mutual_feature_weight = None
+        if mutual_feature_weight > 0:
+            self.mutual_feature_weight = keras.Variable(
+                mutual_feature_weight,
+                dtype="float32",
+                trainable=False,
+                name="mutual_feature_weight",
+            )
+        self.pskd_alpha = pskd_alpha
+        self.num_train_examples = num_train_examples
+        self.bank_dtype = bank_dtype
+        self.pskd = None
+        if pskd_alpha is not None:
+            self.pskd = pskd.ProgressiveSelfKD(
+                pskd_alpha, num_train_examples, self.num_classes, bank_dtype, name="pskd"
+            )
         self.built = True  # every sub-layer is built above; lets `.keras` saving skip a warning
 
     # ------------------------------------------------------------------ structure
@@ -327,30 +422,35 @@ class MultiExitDistiller(SelfDistillationModel):
         return ref_logits, ref_features
 
     def compute_loss_terms(self, images, targets, training, index=None):
+        if training and self.pskd is not None:
+            # PS-KD: the same progressive soft target for every exit (seed 003, eq. 2).
+            targets = self.pskd.soft_targets(targets, index)
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
-        norm = float(k) if self.reduction == "mean" else 1.0
+        # "mean" averages the losses of the K exits; without exit losses only one exit has any.
+        norm = float(k) if (self.reduction == "mean" and self.exit_losses) else 1.0
         alpha = ops.cast(self.alpha, "float32")
-        ce = [losses.soft_target_cross_entropy(targets, z) for z in logits]
         final_ce_weight = 1.0 if self.teacher is None else 1.0 - alpha
-        ce_total = final_ce_weight * ce[-1]
-        kl_total = ops.zeros_like(ce[-1])
-        feature_total = ops.zeros_like(ce[-1])
-        ensemble = None
-        if self.distillation_path == "ensemble":  # one reference shared by every shallow exit
-            ensemble = self._ensemble_reference(logits, features)
-        for i in range(k - 1):
-            ce_total = ce_total + (1.0 - alpha) * ce[i]
-            for ref_logits, ref_features in self._references(i, logits, features, ensemble):
-                kl_total = kl_total + losses.softened_kl(
-                    ref_logits, logits[i], self.temperature, self.kl_scale
+        ce_total = final_ce_weight * losses.soft_target_cross_entropy(targets, logits[-1])
+        if self.exit_losses:
+            kl_total = ops.zeros_like(ce_total)
+            feature_total = ops.zeros_like(ce_total)
+            ensemble = None
+            if self.distillation_path == "ensemble":  # one reference shared by every shallow exit
+                ensemble = self._ensemble_reference(logits, features)
+            for i in range(k - 1):
+                ce_total = ce_total + (1.0 - alpha) * losses.soft_target_cross_entropy(
+                    targets, logits[i]
                 )
-                feature_total = feature_total + losses.feature_l2(ref_features, features[i])
-        terms = {
-            "ce_loss": ce_total / norm,
-            "kl_loss": kl_total / norm,
-            "feature_loss": feature_total / norm,
-        }
+                for ref_logits, ref_features in self._references(i, logits, features, ensemble):
+                    kl_total = kl_total + losses.softened_kl(
+                        ref_logits, logits[i], self.temperature, self.kl_scale
+                    )
+                    feature_total = feature_total + losses.feature_l2(ref_features, features[i])
+        terms = {"ce_loss": ce_total / norm}
+        if self.exit_losses:
+            terms["kl_loss"] = kl_total / norm
+            terms["feature_loss"] = feature_total / norm
         if self.teacher is not None:
             teacher_out = self.teacher(images, training=False)
             if isinstance(teacher_out, dict):
@@ -358,6 +458,8 @@ class MultiExitDistiller(SelfDistillationModel):
             terms["teacher_kl_loss"] = (
                 losses.softened_kl(teacher_out, logits[-1], self.temperature, self.kl_scale) / norm
             )
+        if self.mutual_feature_weight is not None:
+            terms["mutual_feature_loss"] = mutual_feature_loss(features)
         outputs = dict(zip(self.exit_names, logits))
         outputs[ENSEMBLE] = log_mean_softmax(logits)
         return outputs, terms
@@ -367,7 +469,21 @@ class MultiExitDistiller(SelfDistillationModel):
             return self.alpha
         if name == "feature_loss":
             return self.feature_weight
+        if name == "mutual_feature_loss":
+            return self.mutual_feature_weight
         return 1.0
+
+    def after_train_step(self, images, targets, outputs, index) -> None:
+        if self.pskd is not None:
+            # The bank holds the model's own prediction: the final exit's (train-mode) softmax.
+            self.pskd.update(index, outputs[self.exit_names[-1]])
+
+    def fit(self, *args, **kwargs):
+        if self.pskd is None:
+            return super().fit(*args, **kwargs)
+        from keras_sd import pskd
+
+        return pskd.fit_with_pskd(self, super().fit, *args, **kwargs)
 
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
@@ -384,6 +500,11 @@ class MultiExitDistiller(SelfDistillationModel):
             "teacher": (
                 None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher)
             ),
+            "pskd_alpha": self.pskd_alpha,
+            "num_train_examples": self.num_train_examples,
+            "bank_dtype": self.bank_dtype,
+            "mutual_feature_weight": self.mutual_feature_weight_value,
+            "exit_losses": self.exit_losses,
         }
 
     @classmethod

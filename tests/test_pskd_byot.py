@@ -1,0 +1,361 @@
+"""PS-KD + BYOT + deep mutual feature learning (seed 003) on MultiExitDistiller: the mutual
+feature loss against NumPy with its gradient routing, PS-KD targets on every exit, the bank written
+from the final exit, 2-replica training, serialisation, bad input, and the Table 1 recipes."""
+
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from harness import check_model
+
+from keras_sd import recipes
+from keras_sd.models.base import Baseline
+from keras_sd.models.multi_exit import MultiExitDistiller, mutual_feature_loss
+
+C = 5
+N = 16
+RNG = np.random.default_rng(3)
+X = RNG.normal(size=(N, 8, 8, 1)).astype("float32")
+Y = RNG.integers(0, C, size=N)
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def backbone(num_stages=3, seed=0):
+    """Contract backbone without batch norm (so the final exit's train-mode logits do not depend
+    on the batch), ``num_stages`` conv stages, spatial 8 -> 8 -> 4 -> 2 -> 1."""
+    init = keras.initializers.HeNormal(seed=seed)
+    inp = keras.Input((8, 8, 1))
+    x, stages = inp, []
+    for i in range(num_stages):
+        x = keras.layers.Conv2D(
+            4 + 2 * i, 3, strides=1 if i == 0 else 2, padding="same", kernel_initializer=init,
+            name=f"conv{i}",
+        )(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        stages.append(x)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    z = keras.layers.Dense(C, kernel_initializer=init, name="head")(h)
+    return keras.Model(inp, {"stages": stages, "features": h, "logits": z}, name="bb")
+
+
+def mirrored(key_base):
+    """A 2-replica MirroredStrategy on the logical CPUs with its own collective key range (two
+    strategies in one process otherwise clash on collective keys; see tests/test_pskd.py)."""
+    cls = tf.distribute.MirroredStrategy
+    saved = cls._collective_key_base
+    cls._collective_key_base = key_base
+    try:
+        return cls(["/cpu:0", "/cpu:1"])
+    finally:
+        cls._collective_key_base = saved
+
+
+# ---------------------------------------------------------------- NumPy reference
+def log_softmax(z):
+    z = np.asarray(z, np.float64)
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def softmax(z):
+    return np.exp(log_softmax(z))
+
+
+def kl(log_p, log_q):
+    """Per-sample KL(p || q) from log-probabilities."""
+    return (np.exp(log_p) * (log_p - log_q)).sum(-1)
+
+
+def np_dmfl(feats):
+    """Seed 003 eq. 3: 1/(N-1) sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)], softmax-normalised."""
+    last = log_softmax(feats[-1])
+    pairs = [kl(log_softmax(f), last) + kl(last, log_softmax(f)) for f in feats[:-1]]
+    return sum(pairs) / (len(feats) - 1)
+
+
+def np_ce(targets, logits):
+    return -(targets * log_softmax(logits)).sum(-1)
+
+
+def np_byot(logits, feats, targets, alpha, reduction="sum"):
+    """Deepest-path BYOT terms (T = 1, kl_scale irrelevant at T = 1) with any targets."""
+    k = len(logits)
+    n = k if reduction == "mean" else 1
+    ce = np_ce(targets, logits[-1]) + sum((1 - alpha) * np_ce(targets, z) for z in logits[:-1])
+    kls = sum(kl(log_softmax(logits[-1]), log_softmax(z)) for z in logits[:-1])
+    l2 = sum(((f - feats[-1]) ** 2).sum(-1) for f in feats[:-1])
+    return {"ce_loss": ce / n, "kl_loss": kls / n, "feature_loss": l2 / n}
+
+
+def exits_numpy(model, x, training=False):
+    logits, feats = model.exit_logits_and_features(x, training=training)
+    return [np.asarray(z, np.float64) for z in logits], [np.asarray(f, np.float64) for f in feats]
+
+
+def seed003(**kwargs):
+    args = dict(alpha=0.1, feature_weight=1e-2, temperature=1.0, reduction="sum")
+    args.update(kwargs)
+    return MultiExitDistiller(backbone(), **args)
+
+
+# ---------------------------------------------------------------- the mutual feature loss
+@pytest.mark.parametrize("num_exits", [2, 4])
+def test_mutual_feature_loss_equals_numpy_and_gradients_go_to_learners_only(num_exits):
+    feats = [RNG.normal(size=(6, 7)) * 2 for _ in range(num_exits)]
+    variables = [tf.Variable(f, dtype=tf.float32) for f in feats]
+    with tf.GradientTape() as tape:
+        value = mutual_feature_loss(variables)
+        total = tf.reduce_sum(value)
+    np.testing.assert_allclose(value, np_dmfl(feats), rtol=1e-5, atol=1e-6)
+    grads = [np.asarray(g) for g in tape.gradient(total, variables)]
+    # d/dz KL(sg(p) || softmax(z)) = softmax(z) - p. Exit i learns only from KL(sg(F_N) || F_i),
+    # the deepest feature only from the terms KL(sg(F_i) || F_N).
+    q = [softmax(f) for f in feats]
+    m = num_exits - 1
+    for i in range(m):
+        np.testing.assert_allclose(grads[i], (q[i] - q[-1]) / m, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        grads[-1], sum(q[-1] - q[i] for i in range(m)) / m, rtol=1e-4, atol=1e-6
+    )
+    # Without the stop-gradients exit i would also get d/dF_i KL(p_i || p_N), which is not 0 here:
+    # the assertions above tell the two apart.
+    log_p, log_q = log_softmax(feats[0]), log_softmax(feats[-1])
+    extra = q[0] * ((log_p - log_q) - kl(log_p, log_q)[:, None])
+    assert np.abs(extra / m).max() > 1e-2
+
+
+def test_mutual_feature_loss_needs_two_exits():
+    with pytest.raises(ValueError, match="features"):
+        mutual_feature_loss([tf.zeros((2, 3))])
+
+
+def test_model_terms_and_total_equal_numpy_with_dmfl():
+    lam, mu = 0.05, 0.7
+    model = seed003(feature_weight=lam, mutual_feature_weight=mu)
+    assert float(model.mutual_feature_weight.numpy()) == pytest.approx(mu)
+    model.compile(optimizer="sgd")
+    logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
+    logits, feats = exits_numpy(model, X)
+    ref = np_byot(logits, feats, np.eye(C)[Y], 0.1)
+    ref["mutual_feature_loss"] = np_dmfl(feats)
+    ref = {k: v.mean() for k, v in ref.items()}
+    for name, value in ref.items():
+        np.testing.assert_allclose(logs[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
+    total = ref["ce_loss"] + 0.1 * ref["kl_loss"] + lam * ref["feature_loss"]
+    total += mu * ref["mutual_feature_loss"]
+    np.testing.assert_allclose(logs["loss"], total, rtol=2e-5)
+    # The weight is a variable: a new value reaches the compiled step.
+    model.mutual_feature_weight.assign(0.0)
+    logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
+    np.testing.assert_allclose(logs["loss"], total - mu * ref["mutual_feature_loss"], rtol=2e-5)
+
+
+def test_dmfl_trains_the_deepest_feature_but_byot_terms_do_not():
+    model = seed003(mutual_feature_weight=1.0)
+    final = [v for v in model.trainable_variables if v.path.split("/")[0] == "conv2"]
+    assert len(final) == 2
+    with tf.GradientTape(persistent=True) as tape:
+        _, terms = model.compute_loss_terms(X, tf.one_hot(Y, C), training=True)
+        distill = tf.reduce_mean(terms["kl_loss"]) + tf.reduce_mean(terms["feature_loss"])
+        mutual = tf.reduce_mean(terms["mutual_feature_loss"])
+    for g in tape.gradient(distill, final):
+        assert g is None or not np.any(np.asarray(g))
+    assert all(np.any(np.asarray(g)) for g in tape.gradient(mutual, final))
+
+
+def test_exit_losses_false_keeps_only_the_final_cross_entropy():
+    model = MultiExitDistiller(
+        backbone(), reduction="mean", exit_losses=False, mutual_feature_weight=1.0
+    )
+    _, terms = model.compute_loss_terms(X, tf.one_hot(Y, C), training=False)
+    assert sorted(terms) == ["ce_loss", "mutual_feature_loss"]
+    logits, feats = exits_numpy(model, X)
+    # The final exit's CE alone, not divided by K although reduction="mean".
+    np.testing.assert_allclose(terms["ce_loss"], np_ce(np.eye(C)[Y], logits[-1]), rtol=1e-5)
+    np.testing.assert_allclose(terms["mutual_feature_loss"], np_dmfl(feats), rtol=1e-5, atol=1e-6)
+    heads = [v for h in model.exit_heads for v in h.trainable_variables if "classifier" in v.path]
+    assert heads
+    with tf.GradientTape() as tape:
+        _, terms = model.compute_loss_terms(X, tf.one_hot(Y, C), training=True)
+        loss = sum(tf.reduce_mean(v) for v in terms.values())
+    assert all(g is None for g in tape.gradient(loss, heads))  # no loss on the exit classifiers
+    plain = MultiExitDistiller(backbone(), exit_losses=False)
+    _, terms = plain.compute_loss_terms(X, tf.one_hot(Y, C), training=False)
+    assert sorted(terms) == ["ce_loss"]
+    assert plain.mutual_feature_weight is None
+
+
+# ---------------------------------------------------------------- PS-KD on every exit
+def full_batch_shuffled(x, y):
+    ds = tf.data.Dataset.from_tensor_slices(({"image": x, "index": np.arange(len(y))}, y))
+    return ds.shuffle(len(y), seed=5, reshuffle_each_iteration=True).batch(len(y))
+
+
+def test_pskd_targets_on_every_exit_after_a_shuffled_epoch_and_bank_from_final_exit():
+    """lr = 0 keeps the model constant and one full (shuffled) batch per epoch keeps the exits'
+    batch-norm statistics the same, so train-mode outputs are fixed: epoch 1 trains every exit on
+    one-hot targets, epoch 2 on (1 - a) y + a P(x_i) with P the final exit's softmax of sample i."""
+    a, alpha = 0.8, 0.3
+    model = seed003(alpha=alpha, pskd_alpha=a, num_train_examples=N, mutual_feature_weight=1.0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    history = model.fit(full_batch_shuffled(X, Y), epochs=2, verbose=0).history
+    assert history["pskd_alpha_t"] == pytest.approx([a / 2, a])
+    logits, feats = exits_numpy(model, X, training=True)
+    onehot = np.eye(C)[Y]
+    p_final = softmax(logits[-1])
+    np.testing.assert_allclose(model.pskd.bank.predictions, p_final, atol=1e-5)
+    for shallow in logits[:-1]:  # written from the final exit, not a shallow one
+        assert np.abs(softmax(shallow) - p_final).max() > 1e-2
+    first = np_byot(logits, feats, onehot, alpha)["ce_loss"].mean()
+    assert history["ce_loss"][0] == pytest.approx(first, rel=1e-4)
+    soft = (1 - a) * onehot + a * p_final
+    second = np_byot(logits, feats, soft, alpha)["ce_loss"].mean()
+    assert history["ce_loss"][1] == pytest.approx(second, rel=1e-4)
+    # Soft targets only on the final exit, or keyed by position, would give other values.
+    final_only = np_ce(soft, logits[-1]) + sum((1 - alpha) * np_ce(onehot, z) for z in logits[:-1])
+    assert abs(final_only.mean() - second) > 1e-3
+    by_position = (1 - a) * onehot + a * p_final[::-1]
+    assert abs(np_byot(logits, feats, by_position, alpha)["ce_loss"].mean() - second) > 1e-3
+    # The other terms do not use the targets.
+    kl_ref = np_byot(logits, feats, onehot, alpha)["kl_loss"].mean()
+    assert history["kl_loss"][1] == pytest.approx(kl_ref, rel=1e-4)
+    assert history["mutual_feature_loss"][1] == pytest.approx(np_dmfl(feats).mean(), rel=1e-4)
+
+
+def test_evaluation_uses_one_hot_targets_with_pskd():
+    model = seed003(pskd_alpha=0.8, num_train_examples=N)
+    model.compile(optimizer="sgd")
+    model.pskd.alpha_t.assign(0.8)
+    model.pskd.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
+    logs = model.evaluate({"image": X}, Y, batch_size=N, return_dict=True, verbose=0)
+    logits, feats = exits_numpy(model, X)
+    ref = np_byot(logits, feats, np.eye(C)[Y], 0.1)["ce_loss"].mean()
+    assert logs["ce_loss"] == pytest.approx(ref, rel=1e-5)
+
+
+def test_two_replica_training_fills_the_bank_from_both_replicas():
+    strategy = mirrored(7300)
+    with strategy.scope():
+        model = seed003(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0))
+    ds = tf.data.Dataset.from_tensor_slices(({"image": X, "index": np.arange(N)}, Y))
+    logs = model.fit(ds.shuffle(N, seed=1).batch(8), epochs=1, verbose=0).history
+    assert all(np.isfinite(v[-1]) for v in logs.values()), logs
+    assert logs["mutual_feature_loss"][-1] > 0
+    # The final exit is the backbone's head (no batch norm): its train-mode output is per sample.
+    p = softmax(model.backbone(X, training=True)["logits"])
+    copies = model.pskd.bank.predictions.value.values
+    assert len(copies) == 2
+    for copy in copies:
+        np.testing.assert_allclose(copy.numpy(), p, atol=1e-5)
+
+
+# ---------------------------------------------------------------- serialisation
+def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
+    model = check_model(
+        lambda: seed003(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0),
+        {"image": X, "index": np.arange(N)},
+        Y,
+        expected_logs={
+            "loss", "ce_loss", "kl_loss", "feature_loss", "mutual_feature_loss", "pskd_alpha_t",
+            "exit1_accuracy", "exit3_accuracy", "ensemble_accuracy", "val_mutual_feature_loss",
+        },
+    )
+    config = model.get_config()
+    assert {k: config[k] for k in (
+        "pskd_alpha", "num_train_examples", "bank_dtype", "mutual_feature_weight", "exit_losses"
+    )} == {
+        "pskd_alpha": 0.8, "num_train_examples": N, "bank_dtype": "float32",
+        "mutual_feature_weight": 1.0, "exit_losses": True,
+    }
+    model.mutual_feature_weight.assign(0.25)  # e.g. set by a schedule
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert float(loaded.mutual_feature_weight.numpy()) == pytest.approx(0.25)
+    assert loaded.get_config()["mutual_feature_weight"] == 1.0
+    written = np.asarray(model.pskd.bank.predictions)
+    assert (written.sum(axis=1) > 0).all()
+    np.testing.assert_array_equal(loaded.pskd.bank.predictions, written)
+
+
+def test_harness_dmfl_without_exit_losses_float16_bank():
+    check_model(
+        lambda: MultiExitDistiller(
+            backbone(), exit_losses=False, mutual_feature_weight=1.0, pskd_alpha=0.5,
+            num_train_examples=N, bank_dtype="float16", weight_decay=5e-4,
+        ),
+        {"image": X, "index": np.arange(N)},
+        Y,
+        expected_logs={"ce_loss", "mutual_feature_loss", "weight_decay_loss", "pskd_alpha_t"},
+    )
+
+
+# ---------------------------------------------------------------- bad input
+def test_bad_arguments_raise_value_errors_naming_them():
+    bb = backbone()
+    for weight in (-0.5, "x"):
+        with pytest.raises(ValueError, match="mutual_feature_weight"):
+            MultiExitDistiller(bb, mutual_feature_weight=weight)
+    with pytest.raises(ValueError, match="exit_losses"):
+        MultiExitDistiller(bb, exit_losses="no")
+    for alpha in (1.5, -0.1):
+        with pytest.raises(ValueError, match="pskd_alpha"):
+            MultiExitDistiller(bb, pskd_alpha=alpha, num_train_examples=N)
+    with pytest.raises(ValueError, match="num_train_examples"):
+        MultiExitDistiller(bb, pskd_alpha=0.8)
+    with pytest.raises(ValueError, match="bank_dtype"):
+        MultiExitDistiller(bb, pskd_alpha=0.8, num_train_examples=N, bank_dtype="int8")
+
+
+def test_pskd_without_index_or_with_a_small_bank():
+    model = seed003(pskd_alpha=0.8, num_train_examples=N)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="with_index=True"):
+        model.fit(X, Y, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="with_index=True"):
+        model.fit(tf.data.Dataset.from_tensor_slices(({"image": X}, Y)).batch(8), verbose=0)
+    with pytest.raises(ValueError, match="with_index=True"):  # inside the step (generators)
+        model.compute_loss_terms(X, tf.one_hot(Y, C), training=True, index=None)
+    small = seed003(pskd_alpha=0.8, num_train_examples=N - 4)
+    small.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match="num_train_examples"):
+        small.fit({"image": X, "index": np.arange(N)}, Y, epochs=1, verbose=0)
+
+
+# ---------------------------------------------------------------- recipes (seed Table 1)
+TABLE1 = ["resnet18_cifar100.py", "resnet50_cifar100.py", "resnext50_cifar100.py"]
+ROWS = ["baseline", "byot", "dmfl", "pskd", "pskd_byot", "pskd_dmfl", "dmfl_byot", "pskd_byot_dmfl"]
+
+
+@pytest.mark.parametrize("file", TABLE1)
+def test_table1_recipes_express_all_eight_combinations(file):
+    """Each row's method arguments, built on a tiny 4-stage backbone, switch on exactly the
+    techniques in the row's name."""
+    for row in ROWS:
+        r = recipes.load(f"{REPO / 'recipes' / 'pskd' / file}:{row}")
+        model = recipes.method_class(r.method)(backbone(num_stages=4), **dict(r.method_args))
+        names = set(model.term_names)
+        assert (getattr(model, "pskd", None) is not None) == ("pskd" in row), row
+        assert r.data.with_index == ("pskd" in row), row
+        byot = "kl_loss" in names and float(model.alpha.numpy()) > 0
+        assert byot == ("byot" in row), row
+        assert ("mutual_feature_loss" in names) == ("dmfl" in row), row
+        if "byot" in row or "dmfl" in row:
+            assert isinstance(model, MultiExitDistiller) and model.num_exits == 4, row
+            assert names - {"ce_loss"} <= {"kl_loss", "feature_loss", "mutual_feature_loss"}
+        else:
+            assert type(model) is Baseline, row
+        if "byot" in row:
+            assert (model.alpha_value, model.feature_weight_value) == (0.1, 1e-6), row
+            assert (model.reduction, model.temperature) == ("sum", 1.0), row
+
+
+def test_ablation_recipes_place_the_exits():
+    path = REPO / "recipes" / "pskd" / "resnet18_cifar100_ablation.py"
+    for arg, exits in [("blocks_123", 3), ("blocks_23", 2), ("blocks_3", 1)]:
+        r = recipes.load(f"{path}:{arg}")
+        model = MultiExitDistiller(backbone(num_stages=4), **dict(r.method_args))
+        assert model.num_exits == exits + 1, arg
+        assert model.pskd is not None and "mutual_feature_loss" in model.term_names, arg
