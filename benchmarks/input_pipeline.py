@@ -1,0 +1,95 @@
+"""Is the input pipeline ever the bottleneck? Pipeline images/s against training-step images/s.
+
+The pipeline is `keras_sd.data.load` on the real CIFAR-10 image folder (../shared/data), with
+sample indices (as PS-KD needs) and the per-sample CIFAR distortion, plus the two-view distortion
+applied twice per batch (the work TwoViewDistiller adds inside its step), timed after the decoded
+images are cached (the second pass; the first pass decodes JPEGs once). The training step is
+TwoViewDistiller on CIFAR ResNet-20 at the same batch size, fed from memory, in the same process.
+The goal is a pipeline at least 5x faster than the step consumes.
+
+    python benchmarks/input_pipeline.py [--batches 40]
+Writes benchmarks/results/input_pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_sd  # noqa: E402
+from keras_sd import backbones, data  # noqa: E402
+from keras_sd.train import write_json_atomic  # noqa: E402
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from cifar10_study import cifar10_folder  # noqa: E402
+
+OUT = pathlib.Path(__file__).parent / "results" / "input_pipeline.json"
+
+
+def pipeline_rate(batch, batches, folder):
+    bundle = data.load(
+        f"folder:{folder}", batch_size=batch, augment="cifar", with_index=True,
+        train_per_class=1000, subset_seed=0,
+    )
+    distort = data.distortion("cifar", bundle.info.image_shape, seed=0)
+
+    @tf.function
+    def two_views(x):
+        return distort(x, training=True), distort(x, training=True)
+
+    for _ in bundle.train:  # first pass decodes and fills the cache
+        pass
+    count, start = 0, time.perf_counter()
+    for i, (x, _) in enumerate(bundle.train):
+        a, b = two_views(x["image"])
+        count += int(a.shape[0])
+        if i + 1 >= batches:
+            break
+    return count / (time.perf_counter() - start)
+
+
+def step_rate(batch, steps):
+    model = keras_sd.TwoViewDistiller(backbones.resnet20(num_classes=10), seed=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(batch * steps, 32, 32, 3)).astype("float32")
+    y = rng.integers(0, 10, size=batch * steps)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().repeat()
+    model.fit(ds, epochs=1, steps_per_epoch=2, verbose=0)
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batches", type=int, default=40)
+    parser.add_argument("--steps", type=int, default=8)
+    args = parser.parse_args(argv)
+    folder = cifar10_folder()
+    pipe = pipeline_rate(args.batch, args.batches, folder)
+    step = step_rate(args.batch, args.steps)
+    result = {
+        "pipeline_images_per_second": round(pipe, 1),
+        "two_view_step_images_per_second": round(step, 1),
+        "ratio": round(pipe / step, 2),
+        "goal_ratio": 5.0,
+        "batch": args.batch,
+        "machine": f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}",
+    }
+    print(result)
+    write_json_atomic(OUT, result)
+
+
+if __name__ == "__main__":
+    main()
