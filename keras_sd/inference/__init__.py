@@ -1,0 +1,42 @@
+"""Dynamic early-exit inference, MAC counting and threshold search (TPAMI Algorithms 1 and 2).
+
+Example:
+    >>> from keras_sd.inference import EarlyExitModel, count_macs, search_thresholds
+    >>> result = search_thresholds(multi_exit_model, (x_val, y_val), beta=0.5)
+    >>> fast = EarlyExitModel(multi_exit_model, result.thresholds)
+    >>> out = fast(images)  # {"prediction", "exit", "logits"}; deeper stages run on fewer samples
+"""
+
+from keras_sd.inference.early_exit import EarlyExitModel, check_multi_exit, check_thresholds
+from keras_sd.inference.macs import MacReport, count_macs, layer_macs
+from keras_sd.inference.search import (
+    SWEEP_VALUES,
+    ExitProbabilities,
+    ThresholdSearchResult,
+    collect_exit_probabilities,
+    decode,
+    encode,
+    measure_acceleration,
+    search_thresholds,
+    simulate,
+    sweep_thresholds,
+)
+
+__all__ = [
+    "SWEEP_VALUES",
+    "EarlyExitModel",
+    "ExitProbabilities",
+    "MacReport",
+    "ThresholdSearchResult",
+    "check_multi_exit",
+    "check_thresholds",
+    "collect_exit_probabilities",
+    "count_macs",
+    "decode",
+    "encode",
+    "layer_macs",
+    "measure_acceleration",
+    "search_thresholds",
+    "simulate",
+    "sweep_thresholds",
+]

@@ -1,0 +1,530 @@
+"""Early-exit inference, MAC counting and threshold search (keras_sd.inference)."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_sd
+from keras_sd.inference import (
+    EarlyExitModel,
+    ExitProbabilities,
+    MacReport,
+    collect_exit_probabilities,
+    count_macs,
+    decode,
+    encode,
+    layer_macs,
+    search_thresholds,
+    simulate,
+    sweep_thresholds,
+)
+from keras_sd.models.multi_exit import MultiExitDistiller
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+H, W, C, CLASSES = 8, 8, 3, 5
+
+
+def three_stage_backbone(input_shape=(H, W, C), num_classes=CLASSES, seed=0):
+    init = keras.initializers.HeNormal(seed=seed)
+    inp = keras.Input(input_shape)
+    a = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=init, name="c1")(inp)
+    a = keras.layers.ReLU()(a)
+    b = keras.layers.Conv2D(6, 3, strides=2, padding="same", kernel_initializer=init, name="c2")(a)
+    b = keras.layers.ReLU()(b)
+    c = keras.layers.Conv2D(8, 3, strides=2, padding="same", kernel_initializer=init, name="c3")(b)
+    c = keras.layers.BatchNormalization(name="bn3")(c)
+    c = keras.layers.ReLU()(c)
+    h = keras.layers.GlobalAveragePooling2D()(c)
+    z = keras.layers.Dense(num_classes, kernel_initializer=init, name="fc")(h)
+    return keras.Model(inp, {"stages": [a, b, c], "features": h, "logits": z}, name="three")
+
+
+@pytest.fixture(scope="module")
+def model():
+    keras.utils.set_random_seed(0)
+    m = MultiExitDistiller(three_stage_backbone())
+    # Larger classifier weights: confident, varied exits (an untrained net is near uniform).
+    for head in m.exit_heads:
+        head.classifier.kernel.assign(head.classifier.kernel * 8.0)
+    fc = m.backbone.get_layer("fc")
+    fc.kernel.assign(fc.kernel * 8.0)
+    return m
+
+
+@pytest.fixture(scope="module")
+def images():
+    return np.random.default_rng(1).normal(size=(40, H, W, C)).astype("float32")
+
+
+def _softmax(z):
+    z = np.asarray(z, "float64")
+    e = np.exp(z - z.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _median_thresholds(model, images):
+    out = model.call_exits(images)
+    return [float(np.median(_softmax(out[n]).max(-1))) for n in model.exit_names]
+
+
+def naive_early_exit(model, images, thresholds):
+    """Algorithm 1 one sample at a time: run stage i on the single image, stop if confident."""
+    stages = model.stage_models()
+    k = model.num_exits
+    preds, exits, logits = [], [], []
+    for x in images:
+        h = x[None]
+        probs = []
+        answer = None
+        for i in range(k):
+            res = stages[i](h, training=False)
+            z = np.asarray(res["logits"], "float64")[0]
+            p = _softmax(z)
+            probs.append(p)
+            if p.max() > thresholds[i]:
+                answer = (i, z)
+                break
+            if i < k - 1:
+                h = res["stage"]
+        if answer is None:
+            answer = (k, np.log(np.mean(probs, axis=0)))
+        exits.append(answer[0])
+        logits.append(answer[1])
+        preds.append(int(np.argmax(answer[1])))
+    return np.array(preds), np.array(exits), np.array(logits)
+
+
+# ---------------------------------------------------------------------------- early exit
+def test_early_exit_equals_naive_reference(model, images):
+    thresholds = _median_thresholds(model, images)
+    early = EarlyExitModel(model, thresholds)
+    out = {k: np.asarray(v) for k, v in early(images).items()}
+    preds, exits, logits = naive_early_exit(model, images, thresholds)
+    np.testing.assert_array_equal(out["exit"], exits)
+    np.testing.assert_array_equal(out["prediction"], preds)
+    np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+    # Every path is exercised: some samples at each exit and some by the ensemble.
+    assert set(exits.tolist()) == {0, 1, 2, 3}
+    # The compiled graph gives the same answers, batch by batch (ragged last batch).
+    graph = early.predict_early_exit(images, batch_size=16)
+    np.testing.assert_array_equal(graph["exit"], exits)
+    np.testing.assert_allclose(graph["logits"], logits, atol=1e-4)
+
+
+def test_deeper_stages_run_only_on_undecided_samples(model, images):
+    thresholds = _median_thresholds(model, images)
+    early = EarlyExitModel(model, thresholds)
+    seen = []
+    originals = list(early._runtime.stages)
+
+    def spy(i):
+        def run(h, training=False):
+            seen.append((i, int(h.shape[0])))
+            return originals[i](h, training=training)
+
+        return run
+
+    early._runtime.stages = [spy(i) for i in range(len(originals))]
+    try:
+        exits = np.asarray(early(images)["exit"])
+    finally:
+        early._runtime.stages = originals
+    # Stage i + 1 sees exactly the samples no exit <= i answered.
+    expected = [(i, int(np.sum(exits >= i))) for i in range(model.num_exits)]
+    assert seen == expected
+    assert seen[1][1] < len(images) and seen[2][1] < seen[1][1]
+
+
+def test_all_confident_at_first_exit_skips_deeper_stages(model, images):
+    early = EarlyExitModel(model, [1e-6, 1e-6, 1e-6])
+    calls = []
+    originals = list(early._runtime.stages)
+    early._runtime.stages = [
+        originals[0],
+        *[(lambda h, training=False, i=i: calls.append(i)) for i in (1, 2)],
+    ]
+    try:
+        out = early(images)
+    finally:
+        early._runtime.stages = originals
+    assert calls == []
+    np.testing.assert_array_equal(np.asarray(out["exit"]), np.zeros(len(images)))
+    z1 = np.asarray(model.call_exits(images)["exit1"])
+    np.testing.assert_allclose(np.asarray(out["logits"]), z1, atol=1e-5)
+
+
+def test_no_confident_exit_gives_ensemble(model, images):
+    early = EarlyExitModel(model, [1.0, 1.0, 1.0])
+    out = early(images)
+    full = model.call_exits(images)
+    probs = np.mean([_softmax(full[n]) for n in model.exit_names], axis=0)
+    np.testing.assert_array_equal(np.asarray(out["exit"]), np.full(len(images), 3))
+    np.testing.assert_allclose(_softmax(np.asarray(out["logits"])), probs, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(out["prediction"]), probs.argmax(-1))
+
+
+def test_set_thresholds_changes_answers_and_config(model, images):
+    early = EarlyExitModel(model, [1.0, 1.0, 1.0])
+    early.set_thresholds([1e-6, 1.0, 1.0])
+    assert early.thresholds == [1e-6, 1.0, 1.0]
+    assert early.get_config()["thresholds"] == [1e-6, 1.0, 1.0]
+    np.testing.assert_array_equal(np.asarray(early(images)["exit"]), np.zeros(len(images)))
+
+
+def test_config_roundtrip(model):
+    early = EarlyExitModel(model, [0.5, 0.6, 0.7])
+    config = early.get_config()
+    clone = EarlyExitModel.from_config(config)
+    assert clone.get_config() == config
+    assert clone.thresholds == [0.5, 0.6, 0.7]
+
+
+def test_keras_and_savedmodel_export_load_in_fresh_process(model, images, tmp_path):
+    thresholds = _median_thresholds(model, images)
+    early = EarlyExitModel(model, thresholds)
+    expected = {k: np.asarray(v) for k, v in early(images).items()}
+    early.save(tmp_path / "early.keras")
+    early.export_serving(tmp_path / "saved")
+    np.save(tmp_path / "x.npy", images)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, keras, tensorflow as tf
+        import keras_sd.inference  # registers EarlyExitModel
+        x = np.load({str(tmp_path / "x.npy")!r})
+        loaded = keras.models.load_model({str(tmp_path / "early.keras")!r})
+        a = {{k: np.asarray(v) for k, v in loaded(x).items()}}
+        served = tf.saved_model.load({str(tmp_path / "saved")!r})
+        b = {{k: np.asarray(v) for k, v in served.serve(tf.constant(x)).items()}}
+        np.savez({str(tmp_path / "out.npz")!r}, **{{"keras_" + k: v for k, v in a.items()}},
+                 **{{"saved_" + k: v for k, v in b.items()}}, thresholds=loaded.thresholds)
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = np.load(tmp_path / "out.npz")
+    np.testing.assert_allclose(out["thresholds"], thresholds, rtol=0, atol=0)
+    for prefix in ("keras_", "saved_"):
+        np.testing.assert_array_equal(out[prefix + "exit"], expected["exit"])
+        np.testing.assert_array_equal(out[prefix + "prediction"], expected["prediction"])
+        np.testing.assert_allclose(out[prefix + "logits"], expected["logits"], atol=1e-5)
+
+
+def test_saved_model_graph_has_data_dependent_control_flow(model, tmp_path):
+    early = EarlyExitModel(model, [0.5, 0.5, 0.5])
+    graph = early.serving_function().get_concrete_function().graph
+    ops = {op.type for op in graph.get_operations()}
+    assert ops & {"If", "StatelessIf"}, sorted(ops)
+    assert "Where" in ops or "GatherV2" in ops  # boolean_mask gathers the undecided samples
+
+
+# ---------------------------------------------------------------------------- MACs
+def _sep_block(h, w, cin, cout):
+    """MACs of SeparableConvBlock (dw3x3 s2, pw cin->cin, dw3x3, pw cin->cout) and its BN
+    elements, by hand from the documented layout."""
+    ho, wo = math.ceil(h / 2), math.ceil(w / 2)
+    macs = ho * wo * cin * 9 + ho * wo * cin * cin + ho * wo * cin * 9 + ho * wo * cin * cout
+    return macs, ho * wo * cin + ho * wo * cout, (ho, wo)
+
+
+def _head(h, w, cin, chans, classes, feature_dim):
+    att, att_bn, (ah, aw) = _sep_block(h, w, cin, cin)
+    macs, bn = att, att_bn + ah * aw * cin  # + the attention's own BN
+    c = cin
+    for cout in chans:
+        m, b, (h, w) = _sep_block(h, w, c, cout)
+        macs, bn, c = macs + m, bn + b, cout
+    return macs + feature_dim * classes, bn
+
+
+def test_count_macs_matches_hand_count(model):
+    c1 = H * W * 4 * (3 * 3 * C)
+    c2 = 4 * 4 * 6 * (3 * 3 * 4)
+    c3 = 2 * 2 * 8 * (3 * 3 * 6)
+    fc = 8 * CLASSES
+    # Exit 1 on the 8x8x4 map: 2 align blocks to width 8 (geometric: 4 -> round(4*sqrt2)=6 -> 8).
+    h1, bn1 = _head(8, 8, 4, [6, 8], CLASSES, 8)
+    h2, bn2 = _head(4, 4, 6, [8], CLASSES, 8)
+    report = count_macs(model)
+    assert report.segments == (c1, c2, c3 + fc)
+    assert report.backbone == c1 + c2 + c3 + fc
+    assert report.heads == (h1, h2)
+    assert report.exits == (c1 + h1, c1 + c2 + h1 + h2, c1 + c2 + c3 + fc + h1 + h2)
+    assert report.ensemble == report.exits[-1]
+    with_bn = count_macs(model, include_batchnorm=True)
+    assert with_bn.backbone == report.backbone + 2 * 2 * 8
+    assert with_bn.heads == (h1 + bn1, h2 + bn2)
+    # The plain backbone exported without exits costs exactly the backbone.
+    assert count_macs(model.export_backbone()).backbone == report.backbone
+    # Acceleration = backbone / average spent.
+    shares = [0.5, 0.25, 0.0, 0.25]
+    avg = 0.5 * report.exits[0] + 0.25 * report.exits[1] + 0.25 * report.ensemble
+    assert report.acceleration(shares) == pytest.approx(report.backbone / avg)
+
+
+def test_layer_macs_hand_counts():
+    inp = keras.Input((6, 5, 4))
+    g = keras.layers.Conv2D(6, (3, 1), groups=2, padding="valid", name="g")(inp)  # 4x5x6
+    s = keras.layers.SeparableConv2D(7, 3, depth_multiplier=2, padding="same", name="s")(g)
+    d = keras.layers.Dense(3, name="d")(s)  # applied per position
+    m = keras.Model(inp, d)
+    assert count_macs(m).backbone == (
+        4 * 5 * 6 * (3 * 1 * 2) + (4 * 5 * 6 * 2 * 9 + 4 * 5 * 6 * 2 * 7) + 4 * 5 * 7 * 3
+    )
+    bn = keras.layers.BatchNormalization()
+    assert layer_macs(bn, (1, 4, 5, 7)) == 0
+    assert layer_macs(bn, (1, 4, 5, 7), include_batchnorm=True) == 140
+
+
+def test_count_macs_resnet20_is_about_41_million():
+    backbone = keras_sd.backbones.resnet20(num_classes=10, input_shape=(32, 32, 3))
+    # Known figure for CIFAR ResNet-20: ~40.8M MACs (convs + fc, BN folded).
+    assert count_macs(backbone).backbone == pytest.approx(40.8e6, rel=0.01)
+
+
+# ---------------------------------------------------------------------------- search
+def _synthetic(k=3, n=1500, classes=10, seed=0):
+    """Exit probabilities where deeper exits are more accurate and confidence tracks accuracy."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n)
+    difficulty = rng.random(n)
+    probs = []
+    for i in range(k):
+        skill = 0.6 + 0.35 * i / (k - 1)
+        logits = rng.normal(size=(n, classes))
+        margin = 6.0 * (skill - difficulty) + rng.normal(scale=0.5, size=n)
+        logits[np.arange(n), labels] += margin
+        probs.append(_softmax(logits))
+    return ExitProbabilities(np.stack(probs).astype("float32"), labels)
+
+
+def test_simulate_matches_per_sample_loop():
+    data = _synthetic(n=300)
+    path = np.array([10.0, 25.0, 40.0, 40.0])
+    thresholds = np.array([[0.7, 0.8, 0.9], [0.5, 0.5, 1.0]])
+    sim = simulate(data.probs, data.labels, thresholds, path)
+    for p, t in enumerate(thresholds):
+        exits, correct = [], []
+        for j in range(data.num_samples):
+            e = next((i for i in range(3) if data.probs[i, j].max() > t[i]), 3)
+            p_ans = data.probs[e, j] if e < 3 else data.probs[:, j].mean(0)
+            exits.append(e)
+            correct.append(p_ans.argmax() == data.labels[j])
+        np.testing.assert_array_equal(sim["exit"][p], exits)
+        assert sim["accuracy"][p] == pytest.approx(100 * np.mean(correct))
+        assert sim["macs"][p] == pytest.approx(np.mean(path[exits]))
+        np.testing.assert_allclose(sim["shares"][p], np.bincount(exits, minlength=4) / len(exits))
+
+
+def test_decode_encode():
+    genes = np.array([[0, 0, 0, 1, 1, 1]], dtype="uint8")
+    np.testing.assert_allclose(decode(genes, 3), [[1 / 8, 8 / 8]])
+    np.testing.assert_array_equal(encode(decode(genes, 3), 3), genes)
+
+
+def test_ga_reproducible_monotone_and_beats_sweep(model):
+    data = _synthetic()
+    report = MacReport(100, (40, 30, 30), (5, 5), (45, 80, 110), 110)
+    kw = dict(beta=0.5, generations=40, population=40, macs=report, measure=False, progress=False)
+    a = search_thresholds(model, data, seed=3, **kw)
+    b = search_thresholds(model, data, seed=3, **kw)
+    assert a.thresholds == b.thresholds and a.history == b.history
+    assert all(x <= y for x, y in zip(a.history, a.history[1:]))
+    sweep = sweep_thresholds(model, data, beta=0.5, macs=report, measure=False)
+    assert len(sweep.table) == 50 and sweep.table[0]["thresholds"] == [0.5, 0.5, 0.5]
+    assert a.fitness >= sweep.fitness - 1e-9
+    # The reported fitness is eq. 7 recomputed from the reported numbers.
+    sim = simulate(data.probs, data.labels, np.array(a.thresholds), report.path_macs)
+    acc = sim["accuracy"][0]
+    final = 100 * np.mean(data.probs[-1].argmax(-1) == data.labels)
+    assert a.fitness == pytest.approx(100 / sim["macs"][0] + 0.5 * (acc - final))
+    assert a.baseline_accuracy == pytest.approx(final)
+    # Trade-off table: Pareto front, acceleration increasing and accuracy decreasing.
+    speeds = [r["mac_acceleration"] for r in a.table]
+    accs = [r["accuracy"] for r in a.table]
+    assert speeds == sorted(speeds) and accs == sorted(accs, reverse=True)
+    assert all(abs(sum(r["shares"]) - 1) < 1e-9 for r in a.table)
+
+
+def test_search_on_model_runs_network_and_measures(model, images):
+    labels = np.asarray(model.call_exits(images)["exit3"]).argmax(-1)
+    result = search_thresholds(
+        model,
+        (images, labels),
+        beta=1.0,
+        generations=3,
+        population=6,
+        table_rows=2,
+        batch_size=16,
+        progress=False,
+    )
+    assert result.final_exit_accuracy == pytest.approx(100.0)
+    assert len(result.thresholds) == 3 and all(0 < t <= 1 for t in result.thresholds)
+    assert result.measured_acceleration is not None and result.measured_acceleration > 0
+    assert all(r["measured_acceleration"] > 0 for r in result.table)
+    json.dumps(result.to_dict())  # JSON-ready
+
+
+def test_collect_from_dataset_equals_arrays(model, images):
+    labels = np.arange(len(images)) % CLASSES
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(7)
+    a = collect_exit_probabilities(model, ds, keep_images=10)
+    b = collect_exit_probabilities(model, (images, labels), batch_size=40)
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+    np.testing.assert_array_equal(a.labels, labels)
+    assert a.images.shape == (10, H, W, C)
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "thresholds, match",
+    [
+        ([0.5, 0.5], "one threshold per exit"),
+        ([0.5, 0.5, 0.5, 0.5], "one threshold per exit"),
+        ([0.0, 0.5, 0.5], r"\(0, 1\]"),
+        ([0.5, 1.5, 0.5], r"\(0, 1\]"),
+        ([0.5, -0.1, 0.5], r"\(0, 1\]"),
+        ([0.5, float("nan"), 0.5], r"\(0, 1\]"),
+        ("abc", "thresholds"),
+    ],
+)
+def test_bad_thresholds(model, thresholds, match):
+    with pytest.raises(ValueError, match=match):
+        EarlyExitModel(model, thresholds)
+    early = EarlyExitModel(model, [0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=match):
+        early.set_thresholds(thresholds)
+
+
+def test_model_without_exits():
+    plain = keras_sd.Baseline(three_stage_backbone())
+    for fn in (
+        lambda: EarlyExitModel(plain, [0.5]),
+        lambda: search_thresholds(plain, _synthetic(), beta=1.0, progress=False),
+        lambda: sweep_thresholds(plain, _synthetic(), beta=1.0),
+        lambda: collect_exit_probabilities(plain.backbone, (np.zeros((2, H, W, C)), [0, 1])),
+    ):
+        with pytest.raises(ValueError, match="without exits"):
+            fn()
+
+
+def test_empty_data(model):
+    empty = (np.zeros((0, H, W, C), "float32"), np.zeros((0,), "int64"))
+    with pytest.raises(ValueError, match="empty"):
+        search_thresholds(model, empty, beta=1.0, progress=False)
+    with pytest.raises(ValueError, match="empty"):
+        sweep_thresholds(model, [], beta=1.0)
+    with pytest.raises(ValueError, match="empty"):
+        EarlyExitModel(model, [0.5] * 3).predict_early_exit(empty[0])
+
+
+def test_other_bad_arguments(model):
+    data = _synthetic()
+    bad = [
+        (dict(beta=-1.0), "beta"),
+        (dict(beta=float("nan")), "beta"),
+        (dict(beta=1.0, population=1), "population"),
+        (dict(beta=1.0, generations=0), "generations"),
+        (dict(beta=1.0, mutation_rate=2.0), "mutation_rate"),
+        (dict(beta=1.0, elite=40, population=40), "elite"),
+        (dict(beta=1.0, bits=0), "bits"),
+        (dict(beta=1.0, baseline_accuracy=150), "baseline_accuracy"),
+    ]
+    for kwargs, name in bad:
+        with pytest.raises(ValueError, match=f"`{name}`"):
+            search_thresholds(model, data, progress=False, measure=False, **kwargs)
+    with pytest.raises(ValueError, match="one label per image"):
+        collect_exit_probabilities(model, (np.zeros((3, H, W, C)), np.zeros(2)))
+    with pytest.raises(ValueError, match="`training`"):
+        EarlyExitModel(model, [0.5] * 3)(np.zeros((2, H, W, C), "float32"), training=True)
+    with pytest.raises(ValueError, match="`shares`"):
+        count_macs(model).acceleration([0.5, 0.5])
+    with pytest.raises(ValueError, match="`model`"):
+        count_macs("resnet20")
+    with pytest.raises(ValueError, match="`data`: cached probabilities of 2 exits"):
+        search_thresholds(
+            model, ExitProbabilities(data.probs[:2], data.labels), beta=1.0, progress=False
+        )
+
+
+# ---------------------------------------------------------------------------- CLI
+def _fake_run(tmp_path, model_obj):
+    """A run directory as `keras-sd train` leaves it (recipe.json + model.keras) on digits."""
+    from keras_sd.recipes import DataConfig, Recipe
+    from keras_sd.train import write_json_atomic
+
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = Recipe(name="t", method="multi_exit", data=DataConfig(name="digits", batch_size=32))
+    write_json_atomic(run / "recipe.json", recipe.to_dict())
+    model_obj.save(run / "model.keras")
+    return run
+
+
+def test_cli_thresholds_writes_json_plot_and_tensorboard(tmp_path, capsys):
+    from keras_sd import cli
+
+    keras.utils.set_random_seed(0)
+    model_obj = MultiExitDistiller(three_stage_backbone(input_shape=(8, 8, 1), num_classes=10))
+    run = _fake_run(tmp_path, model_obj)
+    code = cli.main(
+        [
+            "thresholds",
+            str(run),
+            "--beta",
+            "0.5",
+            "--generations",
+            "3",
+            "--population",
+            "6",
+            "--measure-images",
+            "16",
+        ]
+    )
+    assert code == 0
+    payload = json.loads((run / "thresholds.json").read_text())
+    assert payload["split"] == "test" and payload["beta"] == 0.5
+    assert len(payload["thresholds"]) == 3 and payload["exit_names"] == ["exit1", "exit2", "exit3"]
+    assert sum(payload["images_per_exit"]) == payload["num_samples"] > 0
+    assert payload["measured_acceleration"] > 0 and payload["measured_on_images"] == 16
+    assert len(payload["sweep"]["table"]) == 50
+    # The reported accuracy is that of the early-exit model with the chosen thresholds.
+    from keras_sd import data as data_lib
+
+    test = data_lib.load("digits", batch_size=32, augment="none", seed=0).test
+    x = np.concatenate([np.asarray(a) for a, _ in test])
+    y = np.concatenate([np.asarray(b) for _, b in test])
+    loaded = keras.models.load_model(run / "model.keras")
+    pred = EarlyExitModel(loaded, payload["thresholds"]).predict_early_exit(x)["prediction"]
+    assert payload["accuracy"] == pytest.approx(100 * np.mean(pred == y), abs=1e-9)
+    png = (run / "thresholds.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    events = list((run / "logs" / "thresholds").glob("events.out.tfevents.*"))
+    assert events
+    tags = {
+        v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value
+    }
+    assert "early_exit/beta_0.5" in tags
+
+
+def test_cli_thresholds_bad_run_dir(tmp_path, capsys):
+    from keras_sd import cli
+
+    assert cli.main(["thresholds", str(tmp_path), "--beta", "1"]) == 2
+    assert "no recipe.json" in capsys.readouterr().err
+    plain = keras_sd.Baseline(three_stage_backbone((8, 8, 1), 10))
+    plain(np.zeros((1, 8, 8, 1), "float32"))  # built, so it saves without a warning
+    run = _fake_run(tmp_path, plain)
+    assert cli.main(["thresholds", str(run), "--beta", "1"]) == 2
+    assert "without exits" in capsys.readouterr().err
