@@ -2,6 +2,8 @@
 
     keras-sd train RECIPE[:arg] [--set key=value ...] [--out DIR]
     keras-sd evaluate RUN_DIR
+    keras-sd thresholds RUN_DIR --beta B
+    keras-sd tune RECIPE[:arg] [--search a,b] [--tuner random|bayesian|hyperband] [--trials N]
 
 A bad argument (unknown recipe key, missing file, value out of range) exits with code 2 and one
 readable line, not a traceback.
@@ -40,12 +42,50 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _thresholds(args) -> int:
+    from keras_sd.inference.run import run_threshold_search
+
+    run_threshold_search(
+        args.run_dir,
+        beta=args.beta,
+        generations=args.generations,
+        population=args.population,
+        seed=args.seed,
+        measure=not args.no_measure,
+        measure_images=args.measure_images,
+        progress=True,
+    )
+    return 0
+
+
+def _tune(args) -> int:
+    from keras_sd import recipes, tuning
+
+    recipe = recipes.load(args.recipe, args.set or [])
+    out = args.out or _default_out(args.recipe).replace("runs", "studies", 1)
+    result = tuning.run_study(
+        recipe,
+        out,
+        search=tuning.parse_search(args.search) if args.search else None,
+        tuner=args.tuner,
+        trials=args.trials,
+        objective=args.objective,
+        verbose=args.verbose,
+        source=args.recipe,
+    )
+    print(f"\n{recipe.name}: {len(result.rows)} trial(s), best first")
+    print(tuning.format_table(result.rows, result.objective))
+    print(f"\nBest recipe: {result.best_recipe_path}   (keras-sd train {result.best_recipe_path})")
+    print(f"TensorBoard: tensorboard --logdir {pathlib.Path(out) / 'logs'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keras-sd",
         description="Self-distillation for Keras 3 / TensorFlow: train and evaluate recipes.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,thresholds,tune}")
 
     p = sub.add_parser(
         "train",
@@ -84,6 +124,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a directory written by keras-sd train")
     p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2))
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "thresholds",
+        help="search early-exit thresholds of a multi-exit run (TPAMI Algorithm 2)",
+        description="Genetic search of the early-exit thresholds of RUN_DIR/model.keras (a "
+        "multi-exit run) on the run's test split (its held-out split). Writes "
+        "RUN_DIR/thresholds.json, RUN_DIR/thresholds.png (accuracy vs acceleration, images per "
+        "exit) and the plot to TensorBoard under RUN_DIR/logs/thresholds.",
+    )
+    p.add_argument("run_dir", help="a directory written by keras-sd train (multi_exit method)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        required=True,
+        help="fitness = MAC acceleration + beta * (accuracy - baseline accuracy), accuracy in %%",
+    )
+    p.add_argument("--generations", type=int, default=60)
+    p.add_argument("--population", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--measure-images",
+        type=int,
+        default=2048,
+        help="time early exit vs the plain backbone on this many test images",
+    )
+    p.add_argument("--no-measure", action="store_true", help="skip the wall-clock timing")
+    p.set_defaults(func=_thresholds)
+
+    p = sub.add_parser(
+        "tune",
+        help="keras-tuner study over a recipe's fields (resumable)",
+        description="Search RECIPE[:arg]'s fields with keras-tuner (default: the method's paper "
+        "sweep, e.g. alpha,feature_weight for multi-exit). Rerunning the same command continues "
+        "the study in --out; prints a results table and writes --out/best_recipe.py for "
+        "keras-sd train, and per-trial TensorBoard logs with HParams under --out/logs.",
+    )
+    p.add_argument("recipe", help="recipe file, optionally with :arg (e.g. :smoke)")
+    p.add_argument(
+        "--search",
+        metavar="FIELDS",
+        help="comma-separated fields, each optionally with a space: kl_weight,temperature=1:3,"
+        "optimizer.learning_rate=0.01:0.2:log,mmd_weight=0|1e-4|5e-4",
+    )
+    p.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
+    p.add_argument("--trials", type=int, default=10, help="total trials of the study")
+    p.add_argument(
+        "--objective",
+        help="logged metric to optimise, NAME[:min|max] (default: final output's val accuracy)",
+    )
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe field")
+    p.add_argument("--out", help="study directory (default: studies/<method>/<recipe>[_<arg>])")
+    p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras fit verbosity")
+    p.set_defaults(func=_tune)
     return parser
 
 
@@ -98,6 +191,11 @@ def main(argv=None) -> int:
             raise
         print(f"keras-sd {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # keras_sd.reliability.NonFiniteLossError: training diverged
+        if os.environ.get("KERAS_SD_DEBUG"):
+            raise
+        print(f"keras-sd {args.command}: training stopped: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

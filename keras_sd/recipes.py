@@ -206,7 +206,10 @@ def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
     mod_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ValueError(f"recipe file {path!r} defines no get_config(arg=None) function.")
-    recipe = module.get_config(rest)
+    try:
+        recipe = module.get_config(rest)
+    except TypeError as e:  # e.g. Recipe(...) without a required field
+        raise ValueError(f"get_config({rest!r}) in {path!r} failed: {e}") from None
     if not isinstance(recipe, Recipe):
         raise ValueError(
             f"get_config({rest!r}) in {path!r} must return a keras_sd.recipes.Recipe, "

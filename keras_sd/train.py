@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_sd import recipes as recipes_lib
+from keras_sd import reliability
 from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
 
 
@@ -31,11 +32,15 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a payload JSON cannot encode: leave no temporary file behind
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def recipe_from_dict(d: dict) -> Recipe:
@@ -195,6 +200,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     from the last epoch's backup. Returns the metrics dict also written to metrics.json."""
     from keras_sd import data as data_lib
     from keras_sd import distribute
+    from keras_sd import tensorboard as sd_tensorboard
 
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -225,6 +231,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     )
     info = bundle.info
     steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
+    if recipe.steps_per_epoch is None:
+        # A resumed run must see the batches the uninterrupted run saw: move the pipeline's
+        # per-iterator shuffle/augmentation counter past the finished epochs.
+        reliability.replay_epochs(
+            bundle.train, reliability.resume_epoch(out / "backup"), strict=False
+        )
     with strategy.scope():
         model = build_model(recipe, info.num_classes, info.image_shape, info.num_train)
         optimizer = build_optimizer(recipe.optimizer, recipe.epochs, steps)
@@ -233,13 +245,23 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         model(keras.ops.zeros((2, *info.image_shape)), training=False)
     stats = RunStats(recipe.data.batch_size)
     callbacks = [
-        keras.callbacks.BackupAndRestore(
+        # Raises at the first NaN/inf loss term, before any epoch-end backup could save the
+        # broken weights over the last good ones (keras_sd.reliability).
+        reliability.NonFiniteLossGuard(),
+        # Keras' BackupAndRestore, but each state is committed by one atomic rename, so a kill
+        # at any instant leaves a loadable, self-consistent backup.
+        reliability.AtomicBackupAndRestore(
             str(out / "backup"), delete_checkpoint=False, double_checkpoint=True
         ),
         # Method callbacks first: they add scheduled weights (alpha, alpha_t) to the epoch logs
         # that TensorBoard then writes.
         *build_callbacks(recipe),
         stats,
+        # Reliability diagrams (+ val_ece / val_nll in the logs), exit attention maps, the
+        # early-exit plot and the HParams entry (keras_sd.tensorboard); before TensorBoard.
+        *sd_tensorboard.inspection_callbacks(
+            model, out / "logs", bundle.test, run_dir=out, recipe=recipe
+        ),
         keras.callbacks.TensorBoard(str(out / "logs")),
     ]
     model.fit(
@@ -251,7 +273,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles, seeded
     )
-    model.save(out / "model.keras")
+    reliability.save_model_atomic(model, out / "model.keras")  # temp file + rename
     logs = model.evaluate(bundle.test, return_dict=True, verbose=0)
     metrics = {
         "recipe": recipe.name,

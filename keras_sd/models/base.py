@@ -14,6 +14,7 @@ import copy
 from collections.abc import Mapping, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -142,6 +143,38 @@ class SelfDistillationModel(keras.Model):
                 )
             return x["image"], x.get("index")
         return x, None
+
+    def check_label_array(self, y) -> None:
+        """Raises a ValueError for in-memory sparse labels outside ``0..num_classes-1``.
+
+        Inside the compiled step an out-of-range label would silently become an all-zero target
+        (``one_hot``) and a zero loss, so array labels given to `fit` / `evaluate` are checked
+        eagerly here; tf.data pipelines from `keras_sd.data.load` check their labels themselves.
+        """
+        if not isinstance(y, (np.ndarray, list, tuple)):
+            return  # None (labels inside a dataset), tensors or dicts: not checked eagerly
+        labels = np.asarray(y)
+        if labels.ndim == 2 and labels.shape[-1] == self.num_classes and self.num_classes > 1:
+            return  # one-hot / soft targets
+        if labels.ndim == 2 and labels.shape[-1] == 1:
+            labels = labels[:, 0]
+        if labels.ndim != 1 or not labels.size or not np.issubdtype(labels.dtype, np.number):
+            return  # shape problems are reported by `labels_to_targets`
+        bad = (labels < 0) | (labels >= self.num_classes) | (labels != np.round(labels))
+        if bad.any():
+            raise ValueError(
+                f"Labels must be integer class indices in 0..{self.num_classes - 1} (or one-hot of "
+                f"width {self.num_classes}); got {labels[bad][0]!r} at position "
+                f"{int(np.flatnonzero(bad)[0])}."
+            )
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self.check_label_array(y)
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self.check_label_array(y)
+        return super().evaluate(x, y, *args, **kwargs)
 
     def labels_to_targets(self, y):
         """One-hot float32 targets ``[batch, num_classes]`` from sparse or one-hot labels."""

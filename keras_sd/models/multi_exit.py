@@ -216,6 +216,20 @@ class MultiExitDistiller(SelfDistillationModel):
                 f"`teacher` must be a keras.Model returning logits, or None; got "
                 f"{type(teacher).__name__}."
             )
+        if teacher is not None:
+            try:
+                out = teacher.output
+            except (AttributeError, ValueError):  # a subclassed teacher: checked when called
+                out = None
+            if isinstance(out, dict):
+                out = out.get("logits")
+            width = getattr(out, "shape", (None,))[-1]
+            classes = int(backbone.output["logits"].shape[-1])
+            if width is not None and int(width) != classes:
+                raise ValueError(
+                    f"`teacher` must predict the backbone's {classes} classes, but its logits "
+                    f"have {int(width)}."
+                )
         exits_config, taps = _resolve_exits(backbone, exits)
         num_exits = len(taps) + 1
         names = [f"exit{i}" for i in range(1, num_exits + 1)]

@@ -1,0 +1,365 @@
+"""Reliability helpers for long runs: stop on a non-finite loss before anything is saved.
+
+`NonFiniteLossGuard` checks the loss terms in the batch logs after every training step. The
+per-term values there are running means (`keras.metrics.Mean`, one per term, reset each epoch), so
+the first step whose term is NaN or infinite makes that mean non-finite at once. The guard then
+*raises* `NonFiniteLossError` rather than only setting ``model.stop_training``: with
+``stop_training`` Keras still finishes the epoch and calls every ``on_epoch_end``, and
+`keras.callbacks.BackupAndRestore` would then overwrite the last good checkpoint with the broken
+weights (Keras' own ``TerminateOnNaN`` has that problem). Raising leaves ``fit`` before any
+epoch-end callback, `model.save` or metrics file, so the backup still holds the last finished
+epoch and rerunning the command resumes from it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pathlib
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+
+import keras
+import numpy as np
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss term.
+
+    Attributes:
+        term: the name of the first non-finite term (in the model's term order).
+        terms: every term that was non-finite at that step.
+        epoch: 1-based epoch of the bad step.
+        batch: 1-based step within that epoch.
+        step: 1-based global optimizer step (``model.optimizer.iterations`` after the step).
+    """
+
+    def __init__(self, term: str, terms: Sequence[str], epoch: int, batch: int, step: int | None):
+        self.term, self.terms = term, tuple(terms)
+        self.epoch, self.batch, self.step = epoch, batch, step
+        others = [t for t in self.terms if t != term]
+        also = f" (also non-finite: {', '.join(others)})" if others else ""
+        where = f"step {step} (epoch {epoch}, batch {batch})" if step is not None else (
+            f"epoch {epoch}, batch {batch}"
+        )
+        super().__init__(
+            f"non-finite loss: `{term}` became NaN/inf at {where}{also}; training stopped before "
+            "anything was saved, so the last finished epoch's backup is intact. The run is "
+            "deterministic, so rerunning unchanged diverges again: lower the learning rate or "
+            f"the weight of `{term}`."
+        )
+
+
+def _term_order(model, logs: Mapping) -> list[str]:
+    # The model's own term order (keras_sd models declare it), then "loss" (the weighted total,
+    # non-finite on its own only through add_loss regularisers or an overflow of the sum),
+    # then any other `*loss` log of a plain Keras model.
+    names = list(getattr(model, "term_names", ()) or ())
+    if "weight_decay_loss" in logs and "weight_decay_loss" not in names:
+        names.append("weight_decay_loss")
+    names.append("loss")
+    names += sorted(k for k in logs if k.endswith("loss") and k not in names)
+    return [n for n in names if n in logs]
+
+
+def _is_finite(value) -> bool:
+    try:
+        return math.isfinite(float(keras.ops.convert_to_numpy(value).reshape(-1)[0]))
+    except (TypeError, ValueError, IndexError):
+        return True  # not a number (nothing to check)
+
+
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Raises `NonFiniteLossError` at the first training step with a NaN or infinite loss term.
+
+    Put it anywhere in the callback list: it acts in ``on_train_batch_end`` (no Keras callback
+    saves there with epoch-level backups) and raises before the epoch ends, so
+    `keras.callbacks.BackupAndRestore` never writes the broken weights.
+    """
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = int(epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not logs:
+            return
+        bad = [name for name in _term_order(self.model, logs) if not _is_finite(logs[name])]
+        if not bad:
+            return
+        self.model.stop_training = True
+        step = None
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None:
+            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
+        raise NonFiniteLossError(bad[0], bad, getattr(self, "_epoch", 0) + 1, int(batch) + 1, step)
+
+
+# ---------------------------------------------------------------------------- atomic files
+def _fsync_dir(path: pathlib.Path) -> None:
+    # The rename itself is only durable once the directory entry is on disk (POSIX).
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: pathlib.Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def replace_atomic(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Flushes ``tmp`` to disk and renames it over ``path`` (same folder): readers and a crash
+    see either the old file or the new one, never a torn one."""
+    tmp, path = pathlib.Path(tmp), pathlib.Path(path)
+    _fsync_file(tmp)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
+    """``model.save(path)`` through a temporary ``.keras`` file in the same folder + rename.
+
+    Args:
+        model: the model to save.
+        path: destination ending in ``.keras``.
+
+    Raises:
+        ValueError: if ``path`` does not end in ``.keras``.
+    """
+    path = pathlib.Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"`path` must end in .keras, got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        replace_atomic(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose checkpoint survives a kill at any instant.
+
+    Keras 3.15 writes ``latest.weights.h5`` in place and then ``training_metadata.json``. A kill
+    during the first leaves a torn HDF5 file (the ``.bkp`` copy of ``double_checkpoint`` helps
+    only when loading raises ``OSError``); a kill between the two leaves new weights with the old
+    epoch, so the resumed run trains that epoch twice; a kill during the second leaves torn JSON
+    that makes every later resume fail. Here every state gets its own weights file
+    (``ckpt-e<epoch>-b<batch>.weights.h5``, fsynced), and ``training_metadata.json`` -- written
+    through a temporary file and a rename -- is the single commit point: it names the weights file
+    of the current and of the previous state. Files no longer named are deleted after the commit.
+    On restore the current state is loaded, or the previous one if its file cannot be read.
+    A directory written by the Keras callback (metadata without ``"weights"``) is restored the
+    Keras way, so runs started before this class keep resuming.
+
+    Args are those of `keras.callbacks.BackupAndRestore`; ``double_checkpoint`` keeps the
+    previous state's weights file as the fallback.
+    """
+
+    def _metadata_path(self) -> pathlib.Path:
+        return pathlib.Path(self._training_metadata_path)
+
+    def _save_model(self):
+        backup = pathlib.Path(self.backup_dir)
+        backup.mkdir(parents=True, exist_ok=True)
+        meta_path = self._metadata_path()
+        previous = read_backup_metadata(self.backup_dir)
+        stem = f"ckpt-e{self._current_epoch}-b{self._last_batch_seen}"
+        name, extra = f"{stem}.weights.h5", f"{stem}.extra.npz"
+        tmp = backup / f".{name}.tmp.weights.h5"
+        self.model.save_weights(str(tmp), overwrite=True)
+        replace_atomic(tmp, backup / name)
+        # save_weights leaves out SeedGenerator states (layer.variables minus layer.weights):
+        # without them a resumed run's distortions / stochastic-depth draws would restart.
+        fd, extra_tmp = tempfile.mkstemp(dir=backup, prefix=f".{stem}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{f"v{i}": np.asarray(v) for i, v in enumerate(_unsaved_variables(self.model))})
+        replace_atomic(extra_tmp, backup / extra)
+        state = {
+            "epoch": self._current_epoch,
+            "batch": self._last_batch_seen,
+            "weights": name,
+            "extra": extra,
+        }
+        if self.double_checkpoint and previous and previous.get("weights") not in (None, name):
+            state["previous"] = {
+                k: previous[k] for k in ("epoch", "batch", "weights", "extra") if k in previous
+            }
+        fd, meta_tmp = tempfile.mkstemp(dir=backup, prefix=".training_metadata.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+        replace_atomic(meta_tmp, meta_path)
+        prev = state.get("previous", {})
+        keep = {name, extra, prev.get("weights"), prev.get("extra")}
+        for old in backup.glob("ckpt-*"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+        for old in backup.glob(".*.tmp*"):  # leftovers of an earlier kill mid-write
+            old.unlink(missing_ok=True)
+
+    def _load_model(self):
+        meta = read_backup_metadata(self.backup_dir)
+        if meta is None or "weights" not in meta:
+            return super()._load_model()  # empty, or written by keras.callbacks.BackupAndRestore
+        if not self.model.built:
+            raise ValueError(
+                "AtomicBackupAndRestore needs a built model: call it on a batch before fit()."
+            )
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        candidates = [meta] + ([meta["previous"]] if "previous" in meta else [])
+        errors = []
+        for state in candidates:
+            path = pathlib.Path(self.backup_dir) / state["weights"]
+            try:
+                self.model.load_weights(str(path))
+                if "extra" in state:
+                    _load_unsaved_variables(self.model, pathlib.Path(self.backup_dir) / state["extra"])
+            except (OSError, ValueError, KeyError) as e:
+                errors.append(f"{path.name}: {e}")
+                continue
+            self.model._initial_epoch = int(state["epoch"])
+            return
+        raise ValueError(
+            f"`backup_dir` {str(self.backup_dir)!r}: no readable checkpoint ({'; '.join(errors)}); "
+            "delete the folder to start the run again."
+        )
+
+    def on_train_begin(self, logs=None):
+        meta = read_backup_metadata(self.backup_dir)
+        if meta is not None and "weights" in meta:
+            self._load_model()  # falls back to the previous state itself
+        else:
+            super().on_train_begin(logs)
+
+
+# ---------------------------------------------------------------------------- resuming
+def resume_epoch(backup_dir: str | os.PathLike) -> int:
+    """Number of epochs a backup folder records as finished (0 when there is no backup)."""
+    meta = read_backup_metadata(backup_dir)
+    return 0 if meta is None else int(meta["epoch"])
+
+
+def iterators_per_epochs(dataset, epochs: int) -> int:
+    """How many iterators Keras 3.15's ``fit`` has created over ``dataset`` when epoch
+    ``epochs`` begins (``steps_per_epoch=None``), not counting the symbolic-build one that
+    every process makes alike.
+
+    `keras.src.trainers.epoch_iterator.EpochIterator` makes a new iterator at the start of every
+    epoch and, when the number of batches is known, another right after the last step (never
+    read, but it still advances tf.data's seed counter): 2 per epoch.
+    `tests/test_reliability.py` checks this against Keras' own iterator.
+
+    Raises:
+        ValueError: if ``dataset`` has an unknown cardinality. Keras then discovers the number
+            of batches in the first epoch of every process, making one iterator fewer there,
+            so no replay makes a resumed run match; ``dataset.apply(
+            tf.data.experimental.assert_cardinality(n))`` makes it known.
+    """
+    import tensorflow as tf
+
+    epochs = int(epochs)
+    if epochs <= 0:
+        return 0
+    if int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY:
+        raise ValueError(
+            "`dataset` has an unknown cardinality, so a resumed fit cannot replay its shuffle and "
+            "augmentation order; apply tf.data.experimental.assert_cardinality(batches) first."
+        )
+    return 2 * epochs
+
+
+def replay_epochs(dataset, epochs: int, *, strict: bool = True) -> None:
+    """Advances a seeded tf.data pipeline to where ``fit`` had it when epoch ``epochs`` began.
+
+    ``Dataset.shuffle(seed=..., reshuffle_each_iteration=True)`` and
+    ``Dataset.random(seed=..., rerandomize_each_iteration=True)`` draw each new iterator's
+    seeds from a counter owned by the dataset, which starts at 0 in every process. A run resumed
+    at epoch ``k`` would therefore see epoch 0's order and augmentation again. Creating (and
+    discarding, unread) as many iterators as the uninterrupted ``fit`` had created by then
+    (`iterators_per_epochs`) moves the counter to the same place, so the resumed epochs get the
+    same batches bit for bit.
+
+    Args:
+        dataset: the training `tf.data.Dataset` that will be passed to ``fit``
+            (with ``steps_per_epoch=None``), of known cardinality.
+        epochs: finished epochs (from `resume_epoch`).
+        strict: raise for a dataset of unknown cardinality; if False, warn and replay nothing
+            (training still resumes from the checkpoint, with a different data order).
+
+    Raises:
+        ValueError: for a dataset of unknown cardinality when ``strict`` (see
+            `iterators_per_epochs`).
+    """
+    try:
+        count = iterators_per_epochs(dataset, epochs)
+    except ValueError as e:
+        if strict:
+            raise
+        warnings.warn(f"resuming without replaying the data order: {e}", stacklevel=2)
+        return
+    for _ in range(count):
+        iter(dataset)
+
+
+def _unsaved_variables(model) -> list:
+    """Variables of ``model`` that ``save_weights`` leaves out (SeedGenerator states), in
+    creation order."""
+    saved = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in saved]
+
+
+def _load_unsaved_variables(model, path: pathlib.Path) -> None:
+    variables = _unsaved_variables(model)
+    with np.load(path) as values:
+        if len(values.files) != len(variables):
+            raise ValueError(
+                f"{path.name} holds {len(values.files)} extra variables, the model has "
+                f"{len(variables)}."
+            )
+        for i, v in enumerate(variables):
+            v.assign(values[f"v{i}"])
+
+
+def read_backup_metadata(backup_dir: str | os.PathLike) -> dict | None:
+    """The committed state of a backup folder (``{"epoch", "batch", ...}``), or None if none.
+
+    Raises:
+        ValueError: if the metadata file exists but is not a JSON object (a folder written by
+            the non-atomic Keras callback and killed mid-write).
+    """
+    path = pathlib.Path(backup_dir) / "training_metadata.json"
+    if not path.exists():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"`backup_dir` {str(backup_dir)!r}: torn {path.name} ({e}).") from None
+    if not isinstance(meta, dict) or "epoch" not in meta:
+        raise ValueError(f"`backup_dir` {str(backup_dir)!r}: {path.name} holds no epoch.")
+    return meta
+
+
+__all__ = [
+    "AtomicBackupAndRestore",
+    "NonFiniteLossError",
+    "NonFiniteLossGuard",
+    "iterators_per_epochs",
+    "read_backup_metadata",
+    "replay_epochs",
+    "resume_epoch",
+    "replace_atomic",
+    "save_model_atomic",
+]
