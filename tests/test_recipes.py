@@ -14,6 +14,15 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPE_FILES = recipes.all_recipe_files(REPO / "recipes")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    # Dozens of backbones (up to 36M parameters) are built here; free each one's graph state.
+    yield
+    import keras
+
+    keras.backend.clear_session()
+
+
 def _variants(path):
     """A recipe file's args: its ARGS list or VARIANTS keys (if any), else the default."""
     ns = {}
