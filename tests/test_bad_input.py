@@ -198,11 +198,6 @@ def test_folder_without_split(tmp_path):
         data.load(f"folder:{tmp_path}")
 
 
-@_xfail(
-    "keras_sd/data/sources.py folder_source: a corrupt image file raises TensorFlow's "
-    "InvalidArgumentError 'Unknown image file format' from DecodeImage (during data.load's "
-    "statistics pass), not a ValueError naming the file"
-)
 def test_corrupt_image_in_folder(tmp_path):
     root = image_folder(tmp_path, corrupt=True)
     with pytest.raises(ValueError, match="0.png"):
