@@ -311,8 +311,9 @@ def _mean(values):
     return float(sum(values) / len(values)) if values else None
 
 
-def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
-    """Re-evaluates a finished run on its test split and rewrites metrics.json's test part."""
+def load_run(run_dir: str | os.PathLike):
+    """``(recipe, model, bundle)`` of a finished run: its recipe.json, model.keras and its data
+    (test split un-augmented), for re-evaluation and threshold search."""
     from keras_sd import data as data_lib
 
     run = pathlib.Path(run_dir)
@@ -331,6 +332,13 @@ def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
         train_per_class=recipe.data.train_per_class,
         image_size=recipe.data.image_size,
     )
+    return recipe, model, bundle
+
+
+def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
+    """Re-evaluates a finished run on its test split and rewrites metrics.json's test part."""
+    run = pathlib.Path(run_dir)
+    recipe, model, bundle = load_run(run)
     logs = model.evaluate(bundle.test, return_dict=True, verbose=verbose)
     previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
     metrics = {

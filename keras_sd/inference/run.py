@@ -19,7 +19,6 @@ TPAMI, section 3.3, Algorithm 2, Table 5, Fig. 8.
 from __future__ import annotations
 
 import io
-import json
 import os
 import pathlib
 from typing import Any
@@ -141,30 +140,12 @@ def run_threshold_search(
 ) -> dict[str, Any]:
     """Loads RUN_DIR's model and test split, searches thresholds, writes the files (see the
     module docstring) and returns the content of thresholds.json."""
-    import keras
 
-    from keras_sd import data as data_lib
-    from keras_sd.train import recipe_from_dict, write_json_atomic
+    from keras_sd.train import load_run, write_json_atomic
 
     run = pathlib.Path(run_dir)
-    for needed in ("recipe.json", "model.keras"):
-        if not (run / needed).exists():
-            raise ValueError(
-                f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd train run?"
-            )
-    recipe = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
-    model = keras.models.load_model(run / "model.keras")
+    recipe, model, bundle = load_run(run)
     check_multi_exit(model, f"model in {run / 'model.keras'}")
-    bundle = data_lib.load(
-        recipe.data.name,
-        batch_size=recipe.data.batch_size,
-        eval_batch_size=recipe.data.eval_batch_size,
-        augment="none",
-        seed=recipe.seed,
-        data_dir=recipe.data.data_dir,
-        train_per_class=recipe.data.train_per_class,
-        image_size=recipe.data.image_size,
-    )
     cached = collect_exit_probabilities(
         model, bundle.test, keep_images=measure_images if measure else 0
     )
