@@ -1,5 +1,6 @@
 """Shared fixtures: CPU-only TensorFlow, the real CIFAR-10 folder when it is present."""
 
+import fcntl
 import os
 import pathlib
 import tarfile
@@ -38,10 +39,13 @@ def cifar10_dir() -> pathlib.Path:
         pytest.skip(f"real CIFAR-10 not available: {CIFAR10_TARBALL} is absent")
     cache = pathlib.Path(tempfile.gettempdir()) / "keras_sd_cifar10_jpg"
     marker = cache / ".complete"
-    if not marker.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(CIFAR10_TARBALL) as tar:
-            tar.extractall(cache, filter="data")
-        marker.touch()
+    cache.mkdir(parents=True, exist_ok=True)
+    # pytest-xdist workers share the cache: one unpacks, the others wait on the lock.
+    with open(cache.parent / "keras_sd_cifar10_jpg.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            with tarfile.open(CIFAR10_TARBALL) as tar:
+                tar.extractall(cache, filter="data")
+            marker.touch()
     roots = [p for p in cache.iterdir() if p.is_dir() and (p / "train").is_dir()]
     return roots[0] if roots else cache
