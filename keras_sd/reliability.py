@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -164,18 +165,50 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     A directory written by the Keras callback (metadata without ``"weights"``) is restored the
     Keras way, so runs started before this class keep resuming.
 
+    Under `tf.distribute.MultiWorkerMirroredStrategy` every worker runs this callback. Only the
+    chief (`keras_sd.distribute.is_chief`: worker 0, or the ``chief`` task) writes into
+    ``backup_dir``; every other worker still performs each save, into a private temporary folder
+    that is deleted when training ends, so no two processes write one file and, should a save
+    ever involve a collective, every worker takes part. On restore ALL workers read the chief's
+    ``backup_dir``, which must therefore be on storage every worker can read: a shared or network
+    file system (a ``gs://`` URL does not work, the commit needs a POSIX rename). As in Keras, a
+    restored run starts again at the beginning of the epoch that was interrupted.
+
     Args are those of `keras.callbacks.BackupAndRestore`; ``double_checkpoint`` keeps the
     previous state's weights file as the fallback.
+
+    Reference: tf.keras 2's ``BackupAndRestore`` with ``distributed_file_utils`` (chief writes,
+    other workers write to temporary paths).
     """
 
-    def _metadata_path(self) -> pathlib.Path:
-        return pathlib.Path(self._training_metadata_path)
+    _private_dir: str | None = None
+
+    def _strategy(self):
+        # None (read TF_CONFIG) only for a model without a strategy (not the TF backend).
+        return getattr(self.model, "distribute_strategy", None)
+
+    def _writes_backup_dir(self) -> bool:
+        from keras_sd import distribute
+
+        return distribute.is_chief(self._strategy())
+
+    def _write_dir(self) -> pathlib.Path:
+        """``backup_dir`` on the chief; a private temporary folder on every other worker."""
+        if self._writes_backup_dir():
+            return pathlib.Path(self.backup_dir)
+        if self._private_dir is None or not os.path.isdir(self._private_dir):
+            from keras_sd import distribute
+
+            self._private_dir = tempfile.mkdtemp(
+                prefix=f"keras_sd_backup_{distribute.worker_id(self._strategy())}_"
+            )
+        return pathlib.Path(self._private_dir)
 
     def _save_model(self):
-        backup = pathlib.Path(self.backup_dir)
+        backup = self._write_dir()
         backup.mkdir(parents=True, exist_ok=True)
-        meta_path = self._metadata_path()
-        previous = read_backup_metadata(self.backup_dir)
+        meta_path = backup / "training_metadata.json"
+        previous = read_backup_metadata(backup)
         stem = f"ckpt-e{self._current_epoch}-b{self._last_batch_seen}"
         name, extra = f"{stem}.weights.h5", f"{stem}.extra.npz"
         tmp = backup / f".{name}.tmp.weights.h5"
@@ -243,6 +276,16 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             self._load_model()  # falls back to the previous state itself
         else:
             super().on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        if self._writes_backup_dir():
+            super().on_train_end(logs)  # deletes backup_dir when delete_checkpoint
+            return
+        # A non-chief worker never deletes the chief's folder; its own saves were only for
+        # symmetry, so they go whatever delete_checkpoint says.
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
+            self._private_dir = None
 
 
 # ---------------------------------------------------------------------------- resuming

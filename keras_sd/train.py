@@ -6,6 +6,9 @@ A run directory holds:
     logs/            TensorBoard event files (train/ and validation/)
     model.keras      the trained model
     metrics.json     top-1/top-5 of every output on the test split, seconds per epoch, images/s
+
+Under MultiWorkerMirroredStrategy only the chief worker writes the run directory (the other
+workers write to private temporary folders); see docs/distributed.md.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -197,13 +201,13 @@ def print_accuracies(accuracies: dict, title: str) -> None:
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "auto") -> dict:
     """Trains ``recipe``, writing the run directory. Rerunning with the same ``out_dir`` resumes
-    from the last epoch's backup. Returns the metrics dict also written to metrics.json."""
-    from keras_sd import data as data_lib
+    from the last epoch's backup. Returns the metrics dict also written to metrics.json.
+
+    Under MultiWorkerMirroredStrategy only the chief (`keras_sd.distribute.is_chief`) writes
+    ``out_dir``; every worker reads its backup/ to resume, so it must be on shared storage."""
     from keras_sd import distribute
-    from keras_sd import tensorboard as sd_tensorboard
 
     out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     recipe_file = out / "recipe.json"
     if recipe_file.exists():
         previous = json.loads(recipe_file.read_text())
@@ -212,12 +216,36 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
                 f"`--out` {str(out)!r} holds a run of a different recipe ({previous.get('name')!r}); "
                 "use another --out directory to start a new run."
             )
-    write_json_atomic(recipe_file, recipe.to_dict())
 
     keras.utils.set_random_seed(recipe.seed)
     if recipe.precision != "float32":
         keras.mixed_precision.set_global_policy(recipe.precision)
     strategy = distribute.get_strategy(recipe.strategy)
+    # Under MultiWorkerMirroredStrategy every worker runs all of this. Only the chief writes the
+    # run folder; the others write model, metrics and logs to a private scratch folder (deleted
+    # at the end) and read the chief's backup/ to resume, so out_dir must be shared storage.
+    chief = distribute.is_chief(strategy)
+    scratch = None if chief else pathlib.Path(
+        tempfile.mkdtemp(prefix=f"keras_sd_run_{distribute.worker_id(strategy)}_")
+    )
+    write_dir = out if chief else scratch
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(recipe_file, recipe.to_dict())
+    try:
+        return _fit_and_report(recipe, out, write_dir, strategy, verbose)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, strategy,
+                    verbose) -> dict:
+    """`train` after the strategy exists: ``out`` is the run folder (its backup/ is read by
+    every worker), ``write_dir`` is where this process writes (``out`` on the chief)."""
+    from keras_sd import data as data_lib
+    from keras_sd import tensorboard as sd_tensorboard
+
     bundle = data_lib.load(
         recipe.data.name,
         batch_size=recipe.data.batch_size,
@@ -260,9 +288,9 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         # Reliability diagrams (+ val_ece / val_nll in the logs), exit attention maps, the
         # early-exit plot and the HParams entry (keras_sd.tensorboard); before TensorBoard.
         *sd_tensorboard.inspection_callbacks(
-            model, out / "logs", bundle.test, run_dir=out, recipe=recipe
+            model, write_dir / "logs", bundle.test, run_dir=out, recipe=recipe
         ),
-        keras.callbacks.TensorBoard(str(out / "logs")),
+        keras.callbacks.TensorBoard(str(write_dir / "logs")),
     ]
     model.fit(
         bundle.train,
@@ -273,7 +301,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles, seeded
     )
-    reliability.save_model_atomic(model, out / "model.keras")  # temp file + rename
+    reliability.save_model_atomic(model, write_dir / "model.keras")  # temp file + rename
     logs = model.evaluate(bundle.test, return_dict=True, verbose=0)
     metrics = {
         "recipe": recipe.name,
@@ -284,7 +312,7 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
         "seconds_per_epoch": _mean(stats.epoch_seconds),
         "images_per_second": _mean(stats.images_per_second),
     }
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(write_dir / "metrics.json", metrics)
     print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
     print(f"TensorBoard logs: {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
     return metrics
