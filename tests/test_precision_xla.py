@@ -9,6 +9,7 @@ XLA: `jit_compile=True` gives the same loss terms as the plain graph on a fixed 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from tiny import tiny_backbone
 
 import keras_sd
@@ -93,3 +94,36 @@ def test_xla_matches_plain_graph(method):
         np.testing.assert_allclose(logs[name], value, rtol=1e-4, atol=1e-5, err_msg=name)
     history = xla.fit(_inputs(method), Y, batch_size=8, epochs=1, verbose=0).history
     assert all(np.isfinite(v[-1]) for v in history.values()), history
+
+
+def test_per_batch_gate_under_xla_keeps_or_drops_the_whole_batch():
+    """Under XLA the per-batch gate is a product, not a `tf.cond` (XLA made the conds ~70x
+    slower): each call still keeps or drops the branch for the whole batch, with probability p.
+    (XLA's random streams differ from the CPU kernels', so draws are not compared one by one.)"""
+    from keras_sd.layers import StochasticDepth
+
+    p, calls = 0.7, 300
+    gate = StochasticDepth(keras.layers.Dense(4, kernel_initializer="ones"), p, mode="per_batch", seed=5)
+    x = np.ones((6, 4), "float32")
+    gate([x, x])
+    step = tf.function(lambda a: gate([a, a], training=True), jit_compile=True)
+    kept = []
+    for _ in range(calls):
+        out = step(x).numpy()
+        assert set(np.unique(out)) <= {1.0, 5.0} and len(np.unique(out)) == 1, out  # 1 + 4 or 1
+        kept.append(out[0, 0] == 5.0)
+    # Binomial(300, 0.7): sd = 7.9 draws; 4 sd either side.
+    assert abs(sum(kept) - p * calls) < 4 * np.sqrt(calls * p * (1 - p)), sum(kept)
+
+
+def test_per_batch_self_guidance_trains_under_xla():
+    keras.utils.set_random_seed(0)
+    bb = backbones.resnet_cifar(
+        8, num_classes=5, input_shape=(8, 8, 1), stochastic_depth=0.5, drop_mode="per_batch", seed=3
+    )
+    model = keras_sd.SelfGuidanceDistiller(bb, drop_mode="per_batch")
+    model.compile(optimizer=keras.optimizers.SGD(0.05), jit_compile=True)
+    assert model.jit_compile
+    history = model.fit(X, Y, batch_size=8, epochs=2, verbose=0).history
+    assert all(np.isfinite(v).all() for v in history.values()), history
+    assert history["loss"][-1] < history["loss"][0]
