@@ -21,7 +21,8 @@ plain baseline, and the XLA rows also give the ratio to plain non-XLA `fit`.
 
     python benchmarks/step_overhead.py                      # all methods, both modes, memory
     python benchmarks/step_overhead.py --methods two_view_concat --rounds 5 --xla off --no-memory
-Writes benchmarks/results/step_overhead.json.
+Writes benchmarks/results/step_overhead.json and the table between the ``step_overhead`` markers
+of docs/results.md (``--table`` rewrites only the table).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import json
 import os
 import pathlib
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -49,6 +49,13 @@ from keras_sd.train import write_json_atomic  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "step_overhead.json"
+DOC = REPO / "docs" / "results.md"
+GOALS = {  # the issues' ceilings on the ratio to plain fit (no XLA)
+    "two_view_concat": "<= 2.1",
+    "multi_exit": "<= 1.35",
+    "self_guidance_per_batch": "<= 1.9",
+    "pskd": "<= 1.05",
+}
 SHAPE, CLASSES = (32, 32, 3), 10
 
 
@@ -239,6 +246,53 @@ def run_mode(table, names, args, jit):
     return rows, skipped
 
 
+def table(results: dict) -> str:
+    """Markdown table of both modes from the results JSON (for docs/results.md)."""
+    modes = [m for m in ("no_xla", "xla") if m in results]
+    names = list(dict.fromkeys(n for m in modes for n in results[m]["methods"]))
+    head = "| method | goal (no XLA) |"
+    rule = "|---|---|"
+    for m in modes:
+        label = "XLA" if m == "xla" else "no XLA"
+        head += f" {label} img/s | {label} x plain | {label} train MiB (x plain) |"
+        rule += "---|---|---|"
+    lines = [head, rule]
+    for n in names:
+        row = f"| {n} | {GOALS.get(n, '')} |"
+        for m in modes:
+            r = results[m]["methods"].get(n)
+            if r is None:
+                row += " - | - | - |"
+                continue
+            mem = (
+                f"{r['training_mib']:.0f} ({r['memory_ratio_to_plain_keras']:.2f}x)"
+                if "training_mib" in r
+                else "-"
+            )
+            row += f" {r['images_per_second']:.0f} | {r['ratio_to_plain_keras']:.2f}x | {mem} |"
+        lines.append(row)
+    notes = []
+    for m in modes:
+        info = results[m]
+        load = info.get("load_average_at_end")
+        notes.append(
+            f"{'XLA' if m == 'xla' else 'no XLA'}: batch {info['batch']}, median of "
+            f"{info['rounds']} rounds of {info['steps_per_round']} steps"
+            + (f", load average {load[0]:.1f} at the end" if load else "")
+        )
+    return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
+
+
+def write_doc(results: dict) -> None:
+    start, end = "<!-- step_overhead:start -->", "<!-- step_overhead:end -->"
+    text = DOC.read_text() if DOC.exists() else "# Results\n"
+    if start not in text:
+        text = text.rstrip("\n") + "\n\n## Training step overhead\n\n" + start + "\n" + end + "\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(head + start + "\n" + table(results) + end + tail)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", nargs="+", default=None)
@@ -248,7 +302,10 @@ def main(argv=None):
     parser.add_argument("--xla", choices=["off", "on", "both"], default="both", help="jit_compile (XLA)")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory children")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--table", action="store_true", help="only rewrite docs/results.md")
     args = parser.parse_args(argv)
+    if args.table:
+        return write_doc(json.loads(OUT.read_text()))
     table = builders(args.batch * args.steps)
     if args.memory_child:
         return _memory_child(table, args.memory_child, args)
@@ -275,6 +332,11 @@ def main(argv=None):
                 f"{key}: {n:<26} {r['images_per_second']:>10.1f} {r['ratio_to_plain_keras']:>12.3f}"
                 f" {mem:>10.0f} {memr:>12.3f}"
             )
+        kept = previous.get(key, {})
+        if args.methods and kept.get("batch") == args.batch and kept.get("steps_per_round") == args.steps:
+            # A partial rerun (--methods): update those rows, keep the others (their ratios are
+            # each against the plain baseline timed in their own run).
+            rows = {**kept.get("methods", {}), **rows}
         previous[key] = {
             "backbone": "resnet20",
             "input_shape": list(SHAPE),
@@ -287,7 +349,8 @@ def main(argv=None):
             "skipped": skipped,
         }
         write_json_atomic(OUT, previous)
-    print(f"wrote {OUT}")
+    write_doc(previous)
+    print(f"wrote {OUT} and the table in {DOC}")
 
 
 if __name__ == "__main__":
