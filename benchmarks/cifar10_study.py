@@ -45,6 +45,7 @@ TARBALL = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 RESULTS = REPO / "benchmarks" / "results" / "cifar10_study.json"
 DOC = REPO / "docs" / "results.md"
 EPOCHS, BATCH, LR, WD, PER_CLASS = 20, 128, 0.1, 5e-4, 1000
+MODELS = pathlib.Path(tempfile.gettempdir()) / "keras_sd_study_models"  # trained models, not in git
 
 
 def cifar10_folder() -> pathlib.Path:
@@ -196,6 +197,9 @@ def run(method: str, seed: int, folder: pathlib.Path) -> dict:
     }
     if method in ("baseline", "two_view"):
         result["consistency_sym_kl"] = consistency(model, bundle.test, seed)
+    # Keep the trained model outside the repo for later benchmarks (benchmarks/early_exit.py).
+    MODELS.mkdir(parents=True, exist_ok=True)
+    model.save(MODELS / f"{method}_seed{seed}.keras")
     return result
 
 
