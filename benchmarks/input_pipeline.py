@@ -37,8 +37,12 @@ OUT = pathlib.Path(__file__).parent / "results" / "input_pipeline.json"
 
 def pipeline_rate(batch, batches, folder):
     bundle = data.load(
-        f"folder:{folder}", batch_size=batch, augment="cifar", with_index=True,
-        train_per_class=1000, subset_seed=0,
+        f"folder:{folder}",
+        batch_size=batch,
+        augment="cifar",
+        with_index=True,
+        train_per_class=1000,
+        subset_seed=0,
     )
     distort = data.distortion("cifar", bundle.info.image_shape, seed=0)
 

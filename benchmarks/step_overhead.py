@@ -137,7 +137,9 @@ def dataset(batch, steps, with_index):
     x = rng.normal(size=(n, *SHAPE)).astype("float32")
     y = rng.integers(0, CLASSES, size=n).astype("int32")
     if with_index:
-        ds = tf.data.Dataset.from_tensor_slices(({"image": x, "index": np.arange(n, dtype="int32")}, y))
+        ds = tf.data.Dataset.from_tensor_slices(
+            ({"image": x, "index": np.arange(n, dtype="int32")}, y)
+        )
     else:
         ds = tf.data.Dataset.from_tensor_slices((x, y))
     return ds.batch(batch, drop_remainder=True).cache().repeat().prefetch(2)
@@ -299,8 +301,12 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--xla", choices=["off", "on", "both"], default="both", help="jit_compile (XLA)")
-    parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip peak-memory children")
+    parser.add_argument(
+        "--xla", choices=["off", "on", "both"], default="both", help="jit_compile (XLA)"
+    )
+    parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip peak-memory children"
+    )
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--table", action="store_true", help="only rewrite docs/results.md")
     args = parser.parse_args(argv)
@@ -324,7 +330,9 @@ def main(argv=None):
             base = results["no_xla"]["plain_keras"]["images_per_second"]
             for r in rows.values():
                 r["ratio_to_plain_keras_no_xla"] = round(base / r["images_per_second"], 3)
-        print(f"\n{key}: {'method':<26} {'images/s':>10} {'x plain fit':>12} {'train MiB':>10} {'x plain mem':>12}")
+        print(
+            f"\n{key}: {'method':<26} {'images/s':>10} {'x plain fit':>12} {'train MiB':>10} {'x plain mem':>12}"
+        )
         for n, r in rows.items():
             mem = r.get("training_mib", float("nan"))
             memr = r.get("memory_ratio_to_plain_keras", float("nan"))
@@ -333,7 +341,11 @@ def main(argv=None):
                 f" {mem:>10.0f} {memr:>12.3f}"
             )
         kept = previous.get(key, {})
-        if args.methods and kept.get("batch") == args.batch and kept.get("steps_per_round") == args.steps:
+        if (
+            args.methods
+            and kept.get("batch") == args.batch
+            and kept.get("steps_per_round") == args.steps
+        ):
             # A partial rerun (--methods): update those rows, keep the others (their ratios are
             # each against the plain baseline timed in their own run).
             rows = {**kept.get("methods", {}), **rows}
