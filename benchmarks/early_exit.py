@@ -1,9 +1,10 @@
 """Wall-clock early-exit inference (TPAMI Algorithm 1) against the plain backbone on this CPU.
 
 Model: a multi-exit self-distilled CIFAR ResNet-20 trained with the CIFAR-10 study protocol
-(benchmarks/cifar10_study.py, method ``multi_exit``, seed 0: real CIFAR-10, 1,000 training images
-per class, 20 epochs, batch 128, SGD Nesterov, lr 0.1 cosine, weight decay 5e-4). If no such model
-is saved under ``--model`` yet, this script trains one first (saved under /tmp, never in the repo).
+(benchmarks/cifar10_study.py, method ``multi_exit``: real CIFAR-10, 1,000 training images per
+class, 20 epochs, batch 128, SGD Nesterov, lr 0.1 cosine, weight decay 5e-4). By default the
+lowest-seed model the study saved (under the system temp dir) is used; if there is none, this
+script trains seed 0 first (saved under /tmp, never in the repo).
 
 Thresholds: the 10,000 test images are split in two seeded halves. The genetic search
 (`keras_sd.inference.search_thresholds`) and the shared-threshold sweep run on the first half
@@ -12,9 +13,10 @@ accuracy against the final exit on the search half is picked; every reported acc
 throughput is on the second half ("report"), which the search never saw.
 
 Throughput: images per second of (a) the plain backbone (``export_backbone()``, one compiled
-graph) and (b) the exported early-exit serving graph (`keras_sd.inference.EarlyExitModel`,
-compiled per stage with data-dependent gathers), at batch 1 and batch 256, median of repeated
-timed passes after warm-up. Results go to benchmarks/results/early_exit.json and to the section
+graph) and (b) the early-exit serving graph (`keras_sd.inference.EarlyExitModel`, with
+data-dependent gathers and conditionals), at batch 1 and batch 256, best of alternating timed
+rounds after warm-up; both as ordinary ``tf.function`` graphs reading variables, and both frozen
+(weights as constants, `keras_sd.inference.freeze_function`), like against like. Results go to benchmarks/results/early_exit.json and to the section
 between ``<!-- early_exit:start -->`` and ``<!-- early_exit:end -->`` of docs/results.md.
 
     python benchmarks/early_exit.py                 # train if needed, then benchmark
@@ -51,6 +53,14 @@ from keras_sd.train import write_json_atomic  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results" / "early_exit.json"
 DOC = REPO / "docs" / "results.md"
 DEFAULT_MODEL = pathlib.Path("/tmp/keras_sd_early_exit/multi_exit_resnet20_seed0.keras")
+
+
+def default_model() -> pathlib.Path:
+    """The lowest-seed multi-exit model the CIFAR-10 study saved, else DEFAULT_MODEL."""
+    saved = sorted(study.MODELS.glob("multi_exit_seed*.keras"))
+    return saved[0] if saved else DEFAULT_MODEL
+
+
 SEED = 0
 MAX_DROP = 0.5  # accuracy points allowed below the final exit
 BETAS = (0.25, 0.5, 1.0, 2.0, 4.0)  # GA runs whose trade-off fronts are pooled
@@ -239,7 +249,12 @@ def benchmark(
 
     # Wall clock on the report half: plain backbone vs the early-exit serving graph.
     early = inference.EarlyExitModel(model, chosen)
-    fns = {"backbone": plain_backbone_function(model), "early_exit": early.serving_function()}
+    fns = {
+        "backbone": plain_backbone_function(model),
+        "early_exit": early.serving_function(),
+        "backbone_frozen": plain_backbone_function(model, frozen=True),
+        "early_exit_frozen": early.serving_function(frozen=True),
+    }
     images = x[report_idx]
     load_before = os.getloadavg()
     tp1 = throughput(fns, images[:BATCH1_IMAGES], 1)
@@ -287,6 +302,10 @@ def benchmark(
             "batch_1": tp1["early_exit"] / tp1["backbone"],
             "batch_256": tp256["early_exit"] / tp256["backbone"],
         },
+        "measured_speedup_frozen": {
+            "batch_1": tp1["early_exit_frozen"] / tp1["backbone_frozen"],
+            "batch_256": tp256["early_exit_frozen"] / tp256["backbone_frozen"],
+        },
         "batch_1_images": BATCH1_IMAGES,
         "component_ms_per_batch": components,
         "graph_exit_agreement": agree,
@@ -317,7 +336,8 @@ def benchmark(
 
 
 def table(r: dict) -> str:
-    sp, tp = r["measured_speedup"], r["throughput_images_per_second"]
+    sp, spf = r["measured_speedup"], r["measured_speedup_frozen"]
+    tp = r["throughput_images_per_second"]
     shares = ", ".join(
         f"{n} {100 * s:.1f}%"
         for n, s in zip(
@@ -332,20 +352,26 @@ def table(r: dict) -> str:
             "figures on the other half ("
             f"{r['report_images']} images). Produced by `python benchmarks/early_exit.py`.",
             "",
-            "| | accuracy (%) | MAC acceleration | batch 1 img/s | batch 256 img/s |",
-            "|---|---|---|---|---|",
+            "| | accuracy (%) | MAC acceleration | batch 1 img/s | batch 256 img/s "
+            "| batch 1 img/s, frozen | batch 256 img/s, frozen |",
+            "|---|---|---|---|---|---|---|",
             f"| plain backbone (final exit) | {r['final_exit_accuracy']:.2f} | 1.00x "
-            f"| {tp['batch_1']['backbone']:.0f} | {tp['batch_256']['backbone']:.0f} |",
+            f"| {tp['batch_1']['backbone']:.0f} | {tp['batch_256']['backbone']:.0f} "
+            f"| {tp['batch_1']['backbone_frozen']:.0f} "
+            f"| {tp['batch_256']['backbone_frozen']:.0f} |",
             f"| early exit, thresholds {', '.join(f'{t:.3f}' for t in r['thresholds'])} "
             f"| {r['accuracy']:.2f} | {r['mac_acceleration']:.2f}x "
             f"| {tp['batch_1']['early_exit']:.0f} ({sp['batch_1']:.2f}x) "
-            f"| {tp['batch_256']['early_exit']:.0f} ({sp['batch_256']:.2f}x) |",
+            f"| {tp['batch_256']['early_exit']:.0f} ({sp['batch_256']:.2f}x) "
+            f"| {tp['batch_1']['early_exit_frozen']:.0f} ({spf['batch_1']:.2f}x) "
+            f"| {tp['batch_256']['early_exit_frozen']:.0f} ({spf['batch_256']:.2f}x) |",
             "",
             f"Answered by: {shares}. Accuracy change vs the final exit: "
             f"{-r['accuracy_drop_points']:+.2f} points (limit -{r['max_drop_points']}). "
-            f"Measured on {r['machine']['cpus']} shared CPU cores with other jobs running "
-            f"(load average {load[0]:.1f} before, {load[1]:.1f} after); best of {ROUNDS} "
-            "alternating rounds.",
+            f"Model: `{pathlib.Path(r['model']).name}`. Measured on {r['machine']['cpus']} CPU "
+            f"cores (load average {load[0]:.1f} before, {load[1]:.1f} after); best of {ROUNDS} "
+            "alternating rounds. Frozen: weights baked in as constants "
+            "(`EarlyExitModel.serving_function(frozen=True)`), for both rows.",
             "",
             "Where the time goes (ms per batch, compiled graphs): "
             + "; ".join(
@@ -370,13 +396,14 @@ def write_doc(r: dict) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", type=pathlib.Path, default=DEFAULT_MODEL)
+    parser.add_argument("--model", type=pathlib.Path, default=None, help="default: see above")
     parser.add_argument("--train-only", action="store_true")
     parser.add_argument("--generations", type=int, default=80)
     parser.add_argument("--population", type=int, default=64)
     parser.add_argument("--limit", type=int, help="only this many test images (script check)")
     parser.add_argument("--dry-run", action="store_true", help="print, write no result files")
     args = parser.parse_args(argv)
+    args.model = args.model or default_model()
     if not args.model.exists():
         train_model(args.model)
     if args.train_only:

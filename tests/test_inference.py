@@ -180,6 +180,40 @@ def test_set_thresholds_changes_answers_and_config(model, images):
     np.testing.assert_array_equal(np.asarray(early(images)["exit"]), np.zeros(len(images)))
 
 
+def test_frozen_serving_equals_naive_reference_and_reads_no_variables(model, images):
+    thresholds = _median_thresholds(model, images)
+    early = EarlyExitModel(model, thresholds)
+    preds, exits, logits = naive_early_exit(model, images, thresholds)
+    frozen = early.predict_early_exit(images, batch_size=16, frozen=True)
+    np.testing.assert_array_equal(frozen["exit"], exits)
+    np.testing.assert_array_equal(frozen["prediction"], preds)
+    np.testing.assert_allclose(frozen["logits"], logits, atol=1e-4)
+    graph = early.serving_function(frozen=True).get_concrete_function().graph
+    assert not graph.variables  # weights and thresholds are constants
+    ops = {op.type for op in graph.get_operations()}
+    # The data-dependent early exit survives freezing: the converter lowers the `If`s to
+    # Switch/Merge, whose untaken side is never computed.
+    assert {"Switch", "Merge"} <= ops, sorted(ops)
+    # The frozen plain backbone is the final exit.
+    from keras_sd.inference.search import plain_backbone_function
+
+    plain = np.asarray(plain_backbone_function(model, frozen=True)(tf.constant(images)))
+    np.testing.assert_allclose(plain, np.asarray(model.call_exits(images)["exit3"]), atol=1e-5)
+
+
+def test_frozen_serving_is_a_snapshot_that_set_thresholds_discards(model, images):
+    early = EarlyExitModel(model, [1.0, 1.0, 1.0])
+    first = early.serving_function(frozen=True)
+    assert early.serving_function(frozen=True) is first  # built once
+    np.testing.assert_array_equal(np.asarray(first(tf.constant(images))["exit"]), 3)
+    early.set_thresholds([1e-6, 1.0, 1.0])
+    # The old frozen graph keeps the thresholds it was built with; a new one is made.
+    np.testing.assert_array_equal(np.asarray(first(tf.constant(images))["exit"]), 3)
+    again = early.serving_function(frozen=True)
+    assert again is not first
+    np.testing.assert_array_equal(np.asarray(again(tf.constant(images))["exit"]), 0)
+
+
 def test_config_roundtrip(model):
     early = EarlyExitModel(model, [0.5, 0.6, 0.7])
     config = early.get_config()
@@ -448,6 +482,16 @@ def test_other_bad_arguments(model):
         collect_exit_probabilities(model, (np.zeros((3, H, W, C)), np.zeros(2)))
     with pytest.raises(ValueError, match="`training`"):
         EarlyExitModel(model, [0.5] * 3)(np.zeros((2, H, W, C), "float32"), training=True)
+    with pytest.raises(ValueError, match="`frozen` must be True or False, got 'yes'"):
+        EarlyExitModel(model, [0.5] * 3).serving_function(frozen="yes")
+    from keras_sd.inference import freeze_function
+    from keras_sd.inference.search import plain_backbone_function
+
+    with pytest.raises(ValueError, match="`frozen`"):
+        plain_backbone_function(model, frozen=1)
+    spec = tf.TensorSpec((None, H, W, C), "float32")
+    with pytest.raises(ValueError, match="`input_signature` must hold one tf.TensorSpec"):
+        freeze_function(lambda a, b: a, [spec, spec])
     with pytest.raises(ValueError, match="`shares`"):
         count_macs(model).acceleration([0.5, 0.5])
     with pytest.raises(ValueError, match="`model`"):

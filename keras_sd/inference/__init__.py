@@ -7,7 +7,12 @@ Example:
     >>> out = fast(images)  # {"prediction", "exit", "logits"}; deeper stages run on fewer samples
 """
 
-from keras_sd.inference.early_exit import EarlyExitModel, check_multi_exit, check_thresholds
+from keras_sd.inference.early_exit import (
+    EarlyExitModel,
+    check_multi_exit,
+    check_thresholds,
+    freeze_function,
+)
 from keras_sd.inference.macs import MacReport, count_macs, layer_macs
 from keras_sd.inference.search import (
     SWEEP_VALUES,
@@ -34,6 +39,7 @@ __all__ = [
     "count_macs",
     "decode",
     "encode",
+    "freeze_function",
     "layer_macs",
     "measure_acceleration",
     "search_thresholds",

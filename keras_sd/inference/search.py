@@ -27,7 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from keras_sd.inference.early_exit import EarlyExitModel, check_multi_exit, check_thresholds
+from keras_sd.inference.early_exit import (
+    EarlyExitModel,
+    check_multi_exit,
+    check_thresholds,
+    freeze_function,
+)
 from keras_sd.inference.macs import MacReport, count_macs
 
 SWEEP_VALUES = tuple(round(0.5 + 0.01 * i, 2) for i in range(50))  # 0.50, 0.51, ..., 0.99
@@ -302,13 +307,18 @@ def time_predictions(fn, images: np.ndarray, batch_size: int, repeats: int = 3) 
     return float(best)
 
 
-def plain_backbone_function(model):
-    """The compiled plain backbone (``model.export_backbone()``) for float32 image batches."""
+def plain_backbone_function(model, frozen: bool = False):
+    """The compiled plain backbone (``model.export_backbone()``) for float32 image batches;
+    ``frozen`` bakes its weights in as constants (`keras_sd.inference.freeze_function`), the
+    like-for-like baseline of a frozen early-exit graph."""
     import tensorflow as tf
 
+    if not isinstance(frozen, bool):
+        raise ValueError(f"`frozen` must be True or False, got {frozen!r}.")
     plain_model = model.export_backbone()
     spec = tf.TensorSpec((None, *plain_model.inputs[0].shape[1:]), "float32")
-    return tf.function(lambda v: plain_model(v, training=False), input_signature=[spec])
+    fn = tf.function(lambda v: plain_model(v, training=False), input_signature=[spec])
+    return freeze_function(fn, [spec]) if frozen else fn
 
 
 def measure_acceleration(
