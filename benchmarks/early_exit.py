@@ -233,6 +233,7 @@ def benchmark(
             macs=macs,
             table_rows=10_000,
             measure=False,
+            progress=False,
         )
         ga_runs[beta] = res
         candidates += [r["thresholds"] for r in res.table]
@@ -327,6 +328,8 @@ def benchmark(
         "population": population,
         "machine": {
             "cpus": os.cpu_count(),
+            # Cores this process may run on (fewer than `cpus` under taskset).
+            "cpus_used": len(os.sched_getaffinity(0)),
             "load_average_before": list(load_before),
             "load_average_after": list(load_after),
             "tensorflow": tf.__version__,
@@ -368,8 +371,10 @@ def table(r: dict) -> str:
             "",
             f"Answered by: {shares}. Accuracy change vs the final exit: "
             f"{-r['accuracy_drop_points']:+.2f} points (limit -{r['max_drop_points']}). "
-            f"Model: `{pathlib.Path(r['model']).name}`. Measured on {r['machine']['cpus']} CPU "
-            f"cores (load average {load[0]:.1f} before, {load[1]:.1f} after); best of {ROUNDS} "
+            f"Model: `{pathlib.Path(r['model']).name}`. Measured on "
+            f"{r['machine'].get('cpus_used', r['machine']['cpus'])} of the machine's "
+            f"{r['machine']['cpus']} CPU cores (load average {load[0]:.1f} before, "
+            f"{load[1]:.1f} after); best of {ROUNDS} "
             "alternating rounds. Frozen: weights baked in as constants "
             "(`EarlyExitModel.serving_function(frozen=True)`), for both rows.",
             "",
