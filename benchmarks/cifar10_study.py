@@ -85,7 +85,7 @@ def build(method: str, num_train: int):
         # TPAMI defaults alpha = 0.6, lambda = 0.04, T = 3; the paper switches both off for the
         # last 5 of 200 epochs, which is 1 of our 20 (rounded up). `multi_exit_sum` is a
         # diagnostic row, not a paper default: the same model with the exit losses summed (the
-        # official code's and the ICCV slides' normalisation) instead of averaged, which keeps
+        # ICCV slides' normalisation, without 1/K) instead of averaged, which keeps
         # the final exit's cross-entropy at full weight against the coupled weight decay.
         model = MultiExitDistiller(
             _resnet20(),

@@ -281,6 +281,7 @@ def table(results: dict) -> str:
             f"{'XLA' if m == 'xla' else 'no XLA'}: batch {info['batch']}, median of "
             f"{info['rounds']} rounds of {info['steps_per_round']} steps"
             + (f", load average {load[0]:.1f} at the end" if load else "")
+            + (f", {info['cpus_used']} CPU core(s) used" if "cpus_used" in info else "")
         )
     return "\n".join(lines) + "\n\n" + "; ".join(notes) + ".\n"
 
@@ -357,6 +358,8 @@ def main(argv=None):
             "rounds": args.rounds,
             "load_average_at_end": list(os.getloadavg()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}",
+            # Cores this process may run on (fewer than the machine's under taskset).
+            "cpus_used": len(os.sched_getaffinity(0)),
             "methods": rows,
             "skipped": skipped,
         }
