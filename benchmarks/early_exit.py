@@ -198,7 +198,11 @@ def reevaluate(result: ThresholdSearchResult, cached, macs) -> ThresholdSearchRe
 
 
 def benchmark(
-    model_path: pathlib.Path, generations: int, population: int, limit: int | None = None
+    model_path: pathlib.Path,
+    generations: int,
+    population: int,
+    limit: int | None = None,
+    write_plot: bool = True,
 ) -> dict:
     folder = study.cifar10_folder()
     model = keras.models.load_model(model_path)
@@ -270,7 +274,7 @@ def benchmark(
         reevaluate(ga_runs[1.0], report, macs),
         reevaluate(sweep, report, macs),
         list(model.exit_names),
-        None if limit else PLOT,
+        PLOT if write_plot and not limit else None,
         title="Multi-exit ResNet-20, CIFAR-10 study model: report half of the test split "
         f"({report.num_samples} images; thresholds searched on the other half)",
         num_samples=report.num_samples,
@@ -413,7 +417,9 @@ def main(argv=None) -> None:
         train_model(args.model)
     if args.train_only:
         return
-    result = benchmark(args.model, args.generations, args.population, args.limit)
+    result = benchmark(
+        args.model, args.generations, args.population, args.limit, write_plot=not args.dry_run
+    )
     if not args.dry_run:
         write_json_atomic(RESULTS, result)
         write_doc(result)
