@@ -16,7 +16,8 @@ Throughput: images per second of (a) the plain backbone (``export_backbone()``, 
 graph) and (b) the early-exit serving graph (`keras_sd.inference.EarlyExitModel`, with
 data-dependent gathers and conditionals), at batch 1 and batch 256, best of alternating timed
 rounds after warm-up; both as ordinary ``tf.function`` graphs reading variables, and both frozen
-(weights as constants, `keras_sd.inference.freeze_function`), like against like. Results go to benchmarks/results/early_exit.json and to the section
+(weights as constants, `keras_sd.inference.freeze_function`), like against like. Results go
+to benchmarks/results/early_exit.json and to the section
 between ``<!-- early_exit:start -->`` and ``<!-- early_exit:end -->`` of docs/results.md.
 
     python benchmarks/early_exit.py                 # train if needed, then benchmark
