@@ -47,7 +47,7 @@ def np_kl(p, log_q):
     return (p * (np.log(p) - log_q)).sum(-1)
 
 
-def np_terms(logits, feats, y, path, reduction="mean", alpha=0.6, kl_scale="t2", teacher=None):
+def np_terms(logits, feats, y, path, reduction="sum", alpha=0.6, kl_scale="none", teacher=None):
     """Per-sample ce/kl/feature (and teacher) terms of TPAMI eqs. 3-6, computed independently."""
     k = len(logits)
     n = k if reduction == "mean" else 1
@@ -123,7 +123,7 @@ def test_logged_loss_and_exit_metrics_equal_numpy():
     model.compile(optimizer="sgd")
     logs = model.evaluate(X, Y, batch_size=16, return_dict=True, verbose=0)
     logits, feats = exits_numpy(model, X)
-    ref = np_terms(logits, feats, Y, "ensemble", "mean", alpha)
+    ref = np_terms(logits, feats, Y, "ensemble", "sum", alpha)
     for name, value in ref.items():
         np.testing.assert_allclose(logs[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
     total = ref["ce_loss"] + alpha * ref["kl_loss"] + lam * ref["feature_loss"]
@@ -463,3 +463,18 @@ def test_seed003_options_are_off_by_default_and_in_the_config():
     names = {v.path.split("/")[-1] for v in on.non_trainable_variables}
     assert {"predictions", "alpha_t", "mutual_feature_weight"} <= names
     assert on.term_names == ("ce_loss", "kl_loss", "feature_loss", "mutual_feature_loss")
+
+
+def test_defaults_sum_over_exits_without_t2_as_the_authors_code():
+    # The authors' released BYOT code sums the exits' losses (no 1/K) with weight decay on the
+    # undivided loss, and its soft cross-entropy at T = 3 has no T^2 factor.
+    model = MultiExitDistiller(three_stage_backbone())
+    assert (model.reduction, model.kl_scale, model.temperature) == ("sum", "none", 3.0)
+    logits, feats = exits_numpy(model, X)
+    ref = np_terms(logits, feats, Y, "deepest", "sum", 0.6, "none")
+    mean_ref = np_terms(logits, feats, Y, "deepest", "mean", 0.6, "none")
+    got = mean_terms(model, X, Y)
+    for name, value in ref.items():
+        np.testing.assert_allclose(got[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
+        # "mean" is the same objective divided by K = 3.
+        np.testing.assert_allclose(mean_ref[name] * 3, value, rtol=1e-12)

@@ -68,8 +68,8 @@ TPAMI_ARGS = {
     "feature_weight": 0.04,
     "temperature": 3.0,
     "path": "deepest",
-    "reduction": "mean",
-    "kl_scale": "t2",
+    "reduction": "sum",
+    "kl_scale": "none",
     "attention": True,
 }
 VARIANTS = {
