@@ -12,7 +12,7 @@ with ``h`` the global feature vector (the input of the final dense layer). Evalu
 prediction use one undistorted view.
 
 Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural Networks",
-AAAI 2019 (../shared/docs/methods.md, section 1).
+AAAI 2019 (eqs. 1-5).
 """
 
 from __future__ import annotations
@@ -123,9 +123,12 @@ class TwoViewDistiller(SelfDistillationModel):
             and 3 on CIFAR-100 and ImageNet.
         kl_weight: ``lambda`` >= 0, the weight of the symmetric KL term (paper: 1).
         mmd_weight: ``mu`` >= 0, the weight of the MMD term (paper: 1e-4 ... 5e-4).
-        kl_scale: ``"t2"`` multiplies the KL by ``T^2`` (Hinton et al.) so its gradient does not
-            shrink with ``T``; ``"none"`` leaves it out. The paper's equations do not state
-            the factor; ``"t2"`` is the project-wide default.
+        kl_scale: ``"none"`` (default) leaves the KL as it is; ``"t2"`` multiplies it by ``T^2``
+            (Hinton et al.) so its gradient does not shrink with ``T``. The paper does not state
+            the factor: the gradient it derives for each branch (``p_a - p_b``) has no ``T``
+            factor, it takes lambda = 1 from deep mutual learning, which has no ``T^2``, and no
+            authors' code was released, so a pilot on a validation split decided the default
+            (docs/methods/two_view.md, "Fidelity").
         views: ``"concat"`` runs one backbone pass over the ``2n`` concatenated views (one
             batch-norm batch, faster); ``"separate"`` runs two passes of ``n`` (batch-norm
             statistics per view). The paper does not say which it used.
@@ -146,7 +149,7 @@ class TwoViewDistiller(SelfDistillationModel):
         temperature: float = 3.0,
         kl_weight: float = 1.0,
         mmd_weight: float = 5e-4,
-        kl_scale: str = "t2",
+        kl_scale: str = "none",
         views: str = "concat",
         weight_decay: float = 0.0,
         seed: int | None = None,

@@ -55,7 +55,7 @@ def get_config(arg: str | None = None) -> Recipe:
         "temperature": 3.0,
         "kl_weight": 1.0,
         "mmd_weight": 5e-4,
-        "kl_scale": "t2",
+        "kl_scale": "none",
         "views": "concat",
         **(VARIANTS[arg] or {}),
     }
