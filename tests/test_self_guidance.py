@@ -1,6 +1,8 @@
 """SelfGuidanceDistiller: loss against NumPy, teacher determinism, teacher_gradient, bad
 arguments, serialisation (Self-Guidance, issue 6 items 3 and 5)."""
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ Y = RNG.integers(0, C, size=N)
 P = (0.7, 0.4)  # survival probabilities of the two gates; the smallest is final_survival
 
 
-def gated_backbone(mode="per_sample", seed=7, p=P):
+def gated_backbone(mode="per_batch", seed=7, p=P):
     """A tiny contract backbone: dense stem and two gated dense residual blocks (post-ReLU)."""
     init = keras.initializers.GlorotNormal(seed=1)
     inp = keras.Input((D,))
@@ -197,7 +199,13 @@ def _kl_weight_gradients(model, states):
     with tf.GradientTape() as tape:
         _, terms = model.compute_loss_terms(tf.constant(X), targets, training=True)
         kl = tf.reduce_mean(terms["kl_loss"])
-    return [g.numpy() for g in tape.gradient(kl, model.backbone.trainable_variables)]
+    return _dense_gradients(tape, kl, model.backbone.trainable_variables)
+
+
+def _dense_gradients(tape, target, variables):
+    # Per-batch gates skip a dropped branch entirely: its weights are then unconnected (zero).
+    grads = tape.gradient(target, variables)
+    return [np.zeros(v.shape, "float32") if g is None else g.numpy() for g, v in zip(grads, variables)]
 
 
 def test_teacher_gradient_switches_the_teacher_side_of_the_kl_gradient():
@@ -221,7 +229,7 @@ def test_teacher_gradient_switches_the_teacher_side_of_the_kl_gradient():
         log_p = tf.nn.log_softmax(z_t / t)
         log_q = tf.nn.log_softmax(z_s / t)
         teacher_side = tf.reduce_mean(tf.reduce_sum(tf.exp(log_p) * (log_p - log_q), -1)) * t * t
-    g_teacher = [g.numpy() for g in tape.gradient(teacher_side, backbone.trainable_variables)]
+    g_teacher = _dense_gradients(tape, teacher_side, backbone.trainable_variables)
 
     assert max(np.abs(g).max() for g in g_teacher) > 1e-4  # the teacher side is not trivial
     for a, b, c in zip(g_off, g_on, g_teacher):
@@ -272,7 +280,9 @@ def test_backbone_must_have_gates_that_agree_with_the_arguments():
     with pytest.raises(ValueError, match=r"final_survival`=0.5 disagrees.*0.4"):
         SelfGuidanceDistiller(gated_backbone(), final_survival=0.5)
     with pytest.raises(ValueError, match=r"drop_mode`='per_batch' disagrees"):
-        SelfGuidanceDistiller(gated_backbone("per_sample"), final_survival=0.4, drop_mode="per_batch")
+        SelfGuidanceDistiller(
+            gated_backbone("per_sample"), final_survival=0.4, drop_mode="per_batch"
+        )
     # A real backbone built as the error message says is accepted.
     net = backbones.get("resnet_cifar", depth=8, input_shape=(8, 8, 1), stochastic_depth=0.5)
     model = SelfGuidanceDistiller(net)
@@ -345,3 +355,26 @@ def test_baseline_on_the_same_backbone_is_stochastic_depth():
     sd = Baseline(net)
     sg = SelfGuidanceDistiller(net, final_survival=min(P))
     np.testing.assert_allclose(sd.predict(X, verbose=0), sg.predict(X, verbose=0))
+
+
+def test_default_samples_one_sub_network_per_mini_batch():
+    # The paper's Fig. 1 ("Student: sampled sub-network for each mini-batch") and Algorithm 1
+    # sample once per mini-batch: the class, the backbones and the recipes default to it.
+    from keras_sd import backbones, recipes
+
+    net = backbones.get("resnet20", num_classes=10, input_shape=(8, 8, 3), stochastic_depth=0.5)
+    gates = stochastic_depth_gates(net)
+    assert gates and {g.mode for g in gates} == {"per_batch"}
+    model = SelfGuidanceDistiller(net, final_survival=0.5)
+    assert model.drop_mode == "per_batch"
+    # A per-batch student: every sample of a batch goes through the same sub-network, so two
+    # identical images in one batch get identical student logits.
+    x = np.repeat(np.random.default_rng(0).normal(size=(1, 8, 8, 3)).astype("float32"), 6, 0)
+    for _ in range(3):
+        z = model.student_logits(x).numpy()
+        np.testing.assert_allclose(z, np.repeat(z[:1], 6, 0), rtol=1e-5, atol=1e-6)
+    path = pathlib.Path(__file__).resolve().parents[1] / "recipes/self_guidance/resnet_cifar.py"
+    recipe = recipes.load(str(path))
+    assert recipe.backbone_args["drop_mode"] == recipe.method_args["drop_mode"] == "per_batch"
+    other = recipes.load(f"{path}:resnet32,cifar10,per_sample")
+    assert other.method_args["drop_mode"] == "per_sample"

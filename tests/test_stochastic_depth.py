@@ -41,7 +41,7 @@ class CountingIdentity(keras.layers.Layer):
 
 def test_per_sample_masks_keep_about_p_and_differ_within_batch():
     p, batch = 0.7, 4000
-    layer = StochasticDepth(keras.layers.Identity(), p, seed=3)
+    layer = StochasticDepth(keras.layers.Identity(), p, mode="per_sample", seed=3)
     gates = _gates(layer, batch)
     assert set(np.unique(gates)) == {0.0, 1.0}  # Bernoulli, no 1/p rescaling
     assert abs(gates.mean() - p) <= _binomial_bound(p, batch)
@@ -50,7 +50,7 @@ def test_per_sample_masks_keep_about_p_and_differ_within_batch():
 def test_monte_carlo_student_mean_equals_teacher():
     p, n = 0.6, 20000
     dense = keras.layers.Dense(3, kernel_initializer="glorot_uniform", bias_initializer="ones")
-    layer = StochasticDepth(dense, p, seed=11)
+    layer = StochasticDepth(dense, p, mode="per_sample", seed=11)
     x1 = np.array([[0.5, -1.0, 2.0, 0.25]], np.float32)
     short1 = np.array([[0.1, 0.2, -0.3]], np.float32)
     layer([x1, short1])  # build

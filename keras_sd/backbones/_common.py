@@ -89,7 +89,7 @@ class DepthSchedule:
         self,
         stochastic_depth: float | None,
         num_blocks: int,
-        drop_mode: str = "per_sample",
+        drop_mode: str = "per_batch",
         seed: int | None = None,
     ) -> None:
         if drop_mode not in DROP_MODES:

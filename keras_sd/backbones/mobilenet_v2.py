@@ -40,7 +40,7 @@ def mobilenet_v2(
     variant: str = "cifar",
     input_shape: tuple[int, int, int] | None = None,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -62,7 +62,8 @@ def mobilenet_v2(
         variant: ``"cifar"`` or ``"imagenet"``.
         input_shape: ``(height, width, channels)``; default 32x32x3 (cifar) or 224x224x3.
         stochastic_depth: ``None`` or the last gated block's survival probability in (0, 1].
-        drop_mode: ``"per_sample"`` or ``"per_batch"``.
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"mobilenet_v2_{variant}"`` (plus ``_{multiplier}`` when
             it is not 1).

@@ -50,7 +50,7 @@ def preact_resnet(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     *,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -67,7 +67,8 @@ def preact_resnet(
         num_classes: Number of classes.
         input_shape: ``(height, width, channels)``.
         stochastic_depth: ``None`` or the last block's survival probability in (0, 1].
-        drop_mode: ``"per_sample"`` or ``"per_batch"``.
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"preact_resnet{depth}"``.
 
@@ -114,7 +115,7 @@ def wide_resnet(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     *,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -133,7 +134,8 @@ def wide_resnet(
         dropout: Dropout rate inside each block, in [0, 1).
         input_shape: ``(height, width, channels)``.
         stochastic_depth: ``None`` or the last block's survival probability in (0, 1].
-        drop_mode: ``"per_sample"`` or ``"per_batch"``.
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"wrn{depth}_{width}"``.
 

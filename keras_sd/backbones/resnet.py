@@ -116,7 +116,7 @@ def resnet(
     variant: str = "cifar",
     input_shape: tuple[int, int, int] | None = None,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
     num_stages: int = 4,
@@ -136,7 +136,8 @@ def resnet(
         variant: ``"cifar"`` or ``"imagenet"``.
         input_shape: ``(height, width, channels)``; default 32x32x3 (cifar) or 224x224x3.
         stochastic_depth: ``None`` or the last block's survival probability in (0, 1].
-        drop_mode: ``"per_sample"`` or ``"per_batch"``.
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"resnet{depth}_{variant}"``.
         num_stages: Keep only the first 1..4 stages (the head follows the last kept stage), as
@@ -170,7 +171,7 @@ def resnext50(
     width_per_group: int = 4,
     input_shape: tuple[int, int, int] | None = None,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -188,7 +189,8 @@ def resnext50(
         width_per_group: Channels per group in the first stage.
         input_shape: ``(height, width, channels)``; default 32x32x3 (cifar) or 224x224x3.
         stochastic_depth: ``None`` or the last block's survival probability in (0, 1].
-        drop_mode: ``"per_sample"`` or ``"per_batch"``.
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"``.
         seed: Base seed of the stochastic-depth gates.
         name: Model name; default ``"resnext50_{cardinality}x{width_per_group}d_{variant}"``.
 

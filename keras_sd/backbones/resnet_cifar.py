@@ -22,7 +22,7 @@ def resnet_cifar(
     input_shape: tuple[int, int, int] = (32, 32, 3),
     *,
     stochastic_depth: float | None = None,
-    drop_mode: str = "per_sample",
+    drop_mode: str = "per_batch",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -41,7 +41,8 @@ def resnet_cifar(
         input_shape: ``(height, width, channels)``; any size >= 1 works (e.g. 8x8x1).
         stochastic_depth: ``None`` for plain blocks, or the last block's survival
             probability in (0, 1] (linear decay from the first block, Huang et al. 2016).
-        drop_mode: ``"per_sample"`` or ``"per_batch"`` (see `StochasticDepth`).
+        drop_mode: ``"per_batch"`` (default: one draw per mini-batch, as Stochastic
+            Depth and Self-Guidance) or ``"per_sample"`` (see `StochasticDepth`).
         seed: Base seed of the stochastic-depth gates (block ``l`` uses ``seed + l``).
         name: Model name; default ``"resnet{depth}"``.
 

@@ -1,7 +1,8 @@
 """Stochastic-depth residual gate and the full-network (teacher) context.
 
 Reference: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016; used as the
-student/teacher split of Self-Guidance (seed 004, ``docs/methods.md`` section 4).
+student/teacher split of Self-Guidance (Zheng & Peng, "Self-Guidance: Improve Deep Neural Network
+Generalization via Knowledge Distillation", WACV 2022).
 """
 
 from __future__ import annotations
@@ -90,7 +91,8 @@ class StochasticDepth(keras.layers.Layer):
         branch: The residual branch, a Keras layer or model mapping ``x`` to a tensor with the
             shortcut's shape.
         survival_probability: ``p`` in (0, 1]. ``p == 1`` makes the identity residual block.
-        mode: ``"per_sample"`` or ``"per_batch"``.
+        mode: ``"per_batch"`` (default: one draw per batch, the original Stochastic Depth) or
+            ``"per_sample"`` (each sample its own draw, drop-path style).
         seed: Seed of the layer's `keras.random.SeedGenerator` (``None``: unseeded).
         **kwargs: Base `keras.layers.Layer` arguments (``name``, ``dtype``, ...).
     """
@@ -99,7 +101,7 @@ class StochasticDepth(keras.layers.Layer):
         self,
         branch: keras.layers.Layer,
         survival_probability: float,
-        mode: str = "per_sample",
+        mode: str = "per_batch",
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:

@@ -10,7 +10,7 @@ as the full network (each branch scaled by ``p_l``). Both passes update the same
 Deployment is the full network, one pass (``training=False``), as in Stochastic Depth.
 
 Reference: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via
-Knowledge Distillation", WACV 2022 (../shared/docs/methods.md, section 4); the gates are those of
+Knowledge Distillation", WACV 2022 (eqs. 3-5, Algorithm 1); the gates are those of
 Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016.
 """
 
@@ -98,13 +98,13 @@ class SelfGuidanceDistiller(SelfDistillationModel):
 
     Where the gates come from: the backbone is the one source of truth. Build it with its
     stochastic-depth setting, e.g. ``keras_sd.backbones.get("resnet32", stochastic_depth=0.5,
-    drop_mode="per_sample")`` (linear decay of ``p_l`` from 1 to ``final_survival``, Huang et
+    drop_mode="per_batch")`` (linear decay of ``p_l`` from 1 to ``final_survival``, Huang et
     al.). ``final_survival`` and ``drop_mode`` here *declare* what the backbone must contain and
     are checked against its gates (the smallest ``p_l`` and every gate's mode); a mismatch raises
     a ValueError instead of silently training another configuration. They are stored in
     `get_config`, and the serialised backbone carries the same gates, so a round trip is exact.
 
-    Paper readings (methods.md section 4):
+    Paper readings (docs/methods/self_guidance.md, "Fidelity"):
 
     - The paper writes ``KL(p^S, p^T)`` following ONE; the teacher is the target and receives no
       gradient through the KL (``teacher_gradient=False``, default). ``teacher_gradient=True``
@@ -120,9 +120,11 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         temperature: tau > 0 of the softened KL (paper: 3).
         final_survival: The last block's survival probability, in (0, 1]; must equal the
             smallest survival probability of the backbone's gates (paper: 0.5).
-        drop_mode: ``"per_sample"`` (each sample drops blocks independently, default) or
-            ``"per_batch"`` (one draw per batch, as the original Stochastic Depth; dropped
-            branches are not computed); must equal every gate's mode.
+        drop_mode: ``"per_batch"`` (default: one sub-network drawn per mini-batch, as the
+            paper's Fig. 1 "Student: sampled sub-network for each mini-batch" and its Algorithm 1
+            say, and as the original Stochastic Depth; dropped branches are not computed) or
+            ``"per_sample"`` (each sample drops blocks independently, drop-path style); must
+            equal every gate's mode.
         teacher_gradient: Whether the KL term also back-propagates into the teacher pass.
         kl_scale: ``"t2"`` multiplies the KL by tau^2 (the paper's Eq. 5); ``"none"`` leaves it out.
         teacher_ce_weight: Weight >= 0 of the full network's cross entropy (paper: 1; 0 for the
@@ -145,7 +147,7 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         kd_weight: float = 0.25,
         temperature: float = 3.0,
         final_survival: float = 0.5,
-        drop_mode: str = "per_sample",
+        drop_mode: str = "per_batch",
         teacher_gradient: bool = False,
         kl_scale: str = "t2",
         teacher_ce_weight: float = 1.0,

@@ -54,13 +54,13 @@ def get_config(arg=None):
     backbone_args = {"depth": 110}
     method_args = {}
     if gated:
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_sample")
+        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
     if method == "self_guidance":
         method_args = {
             "kd_weight": 0.25,
             "temperature": 3.0,
             "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_sample",
+            "drop_mode": "per_batch",
             **extra,
         }
     return Recipe(

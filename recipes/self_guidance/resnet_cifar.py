@@ -3,7 +3,8 @@
 Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
 Distillation", WACV 2022, Table 1 (Sec. 4.1). Backbones are the CIFAR ResNet-(6n+2) family; the
 paper's ResNet-50 is n = 8 (0.76M parameters). Stochastic depth as Huang et al.: survival decays
-linearly from 1 to 0.5 at the last block, per-sample drops by default. SGD with Nesterov momentum
+linearly from 1 to 0.5 at the last block, one sub-network sampled per mini-batch (the paper's
+Fig. 1 and Algorithm 1). SGD with Nesterov momentum
 0.9, weight decay 1e-4, batch 128, 300 epochs, learning rate 0.1 divided by 10 at 50 % and 75 %
 (epochs 150, 225); tau = 3, lambda = 0.25; standard CIFAR augmentation (pad 4, crop, flip).
 
@@ -22,8 +23,9 @@ The paper lists 0.47M / 0.76M / 1.15M parameters; our ResNet-32/50/110 have 0.47
 
 Arguments (``:arg``): ``resnet32|resnet50|resnet110`` and ``cifar10|cifar100`` (default
 ``resnet32,cifar100``, also the network of the paper's Table 2); add ``baseline`` for the plain
-cross-entropy row with the same schedule; add ``per_batch`` to drop blocks once per batch (the
-original Stochastic Depth) instead of per sample. The paper does not say which of the two it used.
+cross-entropy row with the same schedule; add ``per_sample`` to let each sample drop blocks
+independently (drop-path style) instead of the paper's one sub-network per mini-batch (Fig. 1:
+"Student: sampled sub-network for each mini-batch"; Algorithm 1 samples once per mini-batch).
 
 Commands:
     keras-sd train recipes/self_guidance/resnet_cifar.py:resnet110,cifar100
@@ -54,16 +56,16 @@ def get_config(arg=None):
     nets = [w for w in words if w in DEPTHS]
     sets = [w for w in words if w in DATASETS]
     unknown = [w for w in words if w not in DEPTHS and w not in DATASETS]
-    unknown = [w for w in unknown if w not in ("baseline", "per_batch")]
+    unknown = [w for w in unknown if w not in ("baseline", "per_sample")]
     if unknown or len(nets) > 1 or len(sets) > 1:
         raise ValueError(
             f"recipe argument {arg!r}: expected one of {sorted(DEPTHS)}, one of {DATASETS}, and "
-            "optionally 'baseline' and/or 'per_batch'."
+            "optionally 'baseline' and/or 'per_sample'."
         )
     net = nets[0] if nets else "resnet32"
     dataset = sets[0] if sets else "cifar100"
     baseline = "baseline" in words
-    drop_mode = "per_batch" if "per_batch" in words else "per_sample"
+    drop_mode = "per_sample" if "per_sample" in words else "per_batch"
     backbone_args = {"depth": DEPTHS[net]}
     method_args = {}
     if not baseline:
@@ -75,7 +77,7 @@ def get_config(arg=None):
             "drop_mode": drop_mode,
         }
     base_err, sg_err = PUBLISHED[(net, dataset)]
-    suffix = "_baseline" if baseline else ("_per_batch" if drop_mode == "per_batch" else "")
+    suffix = "_baseline" if baseline else ("_per_sample" if drop_mode == "per_sample" else "")
     return Recipe(
         name=f"self_guidance/{net}_{dataset}{suffix}",
         method="baseline" if baseline else "self_guidance",

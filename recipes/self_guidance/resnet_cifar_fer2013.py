@@ -49,12 +49,12 @@ def get_config(arg=None):
     backbone_args = {"depth": DEPTHS[net]}
     method_args = {}
     if not baseline:
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_sample")
+        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
         method_args = {
             "kd_weight": 0.25,
             "temperature": 3.0,
             "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_sample",
+            "drop_mode": "per_batch",
         }
     error = PUBLISHED[net][0 if baseline else 1]
     return Recipe(

@@ -75,14 +75,14 @@ def get_config(arg=None):
     dataset, row = words[0], _row(words[1])
     backbone_args = {"depth": DEPTH[dataset]}
     if row != "baseline":
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_sample")
+        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
     method_args = {}
     if not isinstance(row, str):
         method_args = {
             "kd_weight": row,
             "temperature": 3.0,
             "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_sample",
+            "drop_mode": "per_batch",
         }
     published = PUBLISHED.get(row)
     error = None if published is None else published[dataset == "cifar100"]
