@@ -23,7 +23,8 @@ Conventions shared by all:
   risk at each coverage inside a tie group is its expected value over all orders of the group
   (the group's errors spread evenly over its positions). The result does not depend on input order.
 
-Reference: seed 003 (../shared/seeds/003_6d86bbd2fe453c64.txt), section 4.1 metrics; ECE: Guo,
+Reference: Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning"
+(KAIST), section 4.1 metrics, as the PS-KD authors' code computes them; ECE: Guo,
 Pleiss, Sun & Weinberger, "On Calibration of Modern Neural Networks", ICML 2017; AURC: Geifman,
 Uziel & El-Yaniv, "Bias-Reduced Uncertainty Estimation for Deep Neural Classifiers", ICLR 2019.
 """

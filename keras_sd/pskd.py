@@ -14,8 +14,9 @@ every model that offers PS-KD shares:
   checks, bank-size errors as `ValueError`).
 
 Reference: Kim, Ji, Yoon & Hwang, "Self-Knowledge Distillation with Progressive Refinement of
-Targets", ICCV 2021; combined with BYOT and deep mutual feature learning in seed 003
-(../shared/seeds/003_6d86bbd2fe453c64.txt, section 3.1).
+Targets", ICCV 2021; combined with BYOT and deep mutual feature learning in Chottananurak, Jeong,
+Kabir & Phisannupawong, "Progressive Self-Knowledge Distillation with Mutual Learning" (KAIST),
+section 3.1.
 """
 
 from __future__ import annotations

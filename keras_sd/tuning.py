@@ -25,7 +25,7 @@ pskd_alpha      float 0.1 .. 0.9                PS-KD alpha_T (0.8 in the papers
 =============== =============================== ===============================================
 
 Reference: the sweeps of Xu & Liu (DDGSD, AAAI 2019) Table 5; Zhang, Bao & Ma (TPAMI) Fig. 10;
-Self-Guidance Table 5 (../shared/seeds/004_*.txt); Kim et al. (PS-KD, ICCV 2021).
+Zheng & Peng (Self-Guidance, WACV 2022) Table 5; Kim et al. (PS-KD, ICCV 2021).
 """
 
 from __future__ import annotations
