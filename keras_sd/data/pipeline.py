@@ -31,7 +31,20 @@ from keras_sd.data import sources
 from keras_sd.layers import augment as aug
 from keras_sd.layers import autoaugment
 
-AUGMENTS = ("auto", "cifar", "autoaugment", "imagenet", "none")
+AUGMENTS = (
+    "auto",
+    "cifar",
+    "autoaugment",
+    "imagenet",
+    "resize256_crop224",
+    "resize256",
+    "none",
+)
+# Kinds that resize every image to 256x256 (Xu & Liu's ImageNet data); evaluation: centre 224.
+SQUARE_KINDS = ("resize256_crop224", "resize256")
+# For a model that distorts inside its step with the distortion named like a pipeline kind:
+# the pipeline kind that yields the images that distortion starts from (default "none").
+UNDISTORTED = {"resize256_crop224": "resize256"}
 IMAGENET_SIZE = 224
 IMAGENET_RESIZE = 256
 
@@ -163,6 +176,14 @@ def _resize_centre_crop(image: tf.Tensor) -> tf.Tensor:
     return image[top : top + IMAGENET_SIZE, left : left + IMAGENET_SIZE]
 
 
+def _resize_square(image: tf.Tensor) -> tf.Tensor:
+    """One HWC image resized to 256x256 (aspect ratio not kept; bilinear, antialiased).
+
+    Xu & Liu, AAAI 2019: "resize all the raw images to single-scale 256x256".
+    """
+    return tf.image.resize(image, (IMAGENET_RESIZE, IMAGENET_RESIZE), antialias=True)
+
+
 def load(
     name: str,
     *,
@@ -190,8 +211,13 @@ def load(
             (pad 4 with grey + random crop + flip, AutoAugment's CIFAR-10 policy and a 16x16
             Cutout, per sample, on 8-bit images before normalisation: the TPAMI
             self-distillation paper's CIFAR training), "imagenet" (random-resized crop 224 +
-            flip; evaluation: resize 256, centre crop 224) or "none". "auto" picks "none" for
-            digits, "cifar" below 64 pixels, else "imagenet".
+            flip; evaluation: resize 256, centre crop 224), "resize256_crop224" (every image
+            resized to 256x256, then a random 224x224 window + flip, per sample: Xu & Liu's
+            ImageNet distortion; evaluation: the centre 224 window of the 256x256 image),
+            "resize256" (its undistorted form: 256x256 training images for a model that crops
+            inside its step, e.g. ``distortion("resize256_crop224", ...)``; ``info.image_shape``
+            is still 224x224, the model's input) or "none". "auto" picks "none" for digits,
+            "cifar" below 64 pixels, else "imagenet".
         with_index: Carry each training example's index 0..num_train-1 as ``x["index"]``.
         seed: Seeds shuffling, augmentation and the ``train_per_class`` subset.
         data_dir: TFDS data directory (ImageNet's manual dir is ``data_dir/downloads/manual``).
@@ -232,7 +258,7 @@ def load(
             f"augment={augment!r} needs 8-bit images (pixel values 0..255) but {name!r} has "
             f"pixel scale {src.scale:g}; expected an 8-bit image set such as 'cifar10'"
         )
-    if kind != "imagenet" and not fixed:
+    if kind not in ("imagenet", *SQUARE_KINDS) and not fixed:
         raise ValueError(
             f"augment={augment!r} needs images of one fixed size but {name!r} has variable "
             "image sizes; use augment='imagenet' (crops to 224x224)"
@@ -279,7 +305,9 @@ def load(
         raise ValueError(f"{name!r}: {len(mean)} mean values for {channels}-channel images")
 
     out_shape = (
-        (IMAGENET_SIZE, IMAGENET_SIZE, channels) if kind == "imagenet" else tuple(src.image_shape)
+        (IMAGENET_SIZE, IMAGENET_SIZE, channels)
+        if kind in ("imagenet", *SQUARE_KINDS)
+        else tuple(src.image_shape)
     )
     info = DataInfo(
         name=name,
@@ -349,6 +377,21 @@ def load(
                 per_image, num_parallel_calls=tf.data.AUTOTUNE
             )
         train = train.batch(batch_size, drop_remainder=drop_remainder)
+    elif kind in SQUARE_KINDS:
+        train = train.map(
+            lambda x, y, i: (normalise(_resize_square(x)), y, i),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(batch_size, drop_remainder=drop_remainder)
+        if kind == "resize256_crop224":
+
+            def crop_batch(ex, r):
+                images, labels, index = ex
+                size = (IMAGENET_SIZE, IMAGENET_SIZE)
+                return aug.random_crop_flip(images, stateless_seed(r), size), labels, index
+
+            train = tf.data.Dataset.zip((train, randoms)).map(
+                crop_batch, num_parallel_calls=tf.data.AUTOTUNE
+            )
     else:
         train = train.batch(batch_size, drop_remainder=drop_remainder)
 
@@ -376,6 +419,13 @@ def load(
         test = test.map(
             lambda x, y: (normalise(_resize_centre_crop(x)), y), num_parallel_calls=tf.data.AUTOTUNE
         ).batch(eval_batch_size or batch_size)
+    elif kind in SQUARE_KINDS:
+        offset = (IMAGENET_RESIZE - IMAGENET_SIZE) // 2
+        window = slice(offset, offset + IMAGENET_SIZE)
+        test = test.map(
+            lambda x, y: (normalise(_resize_square(x)[window, window]), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(eval_batch_size or batch_size)
     else:
         test = test.batch(eval_batch_size or batch_size).map(
             lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE
@@ -384,7 +434,7 @@ def load(
     return DataBundle(train=train, test=test, info=info, augment=kind)
 
 
-DISTORTIONS = ("cifar", "autoaugment", "imagenet", "none")
+DISTORTIONS = ("cifar", "autoaugment", "imagenet", "resize256_crop224", "none")
 
 
 def distortion(
@@ -399,8 +449,12 @@ def distortion(
     Args:
         kind: "cifar" (pad 4 + random crop to the input size + horizontal flip),
             "autoaugment" (``load``'s "autoaugment" chain, `keras_sd.layers.CifarAutoAugment`),
-            "imagenet" (random-resized crop to the input size + flip) or "none" (identity).
-        image_shape: (H, W, C) of the batches the layer will see.
+            "imagenet" (random-resized crop to the input size + flip), "resize256_crop224" (a
+            random ``image_shape`` window + flip of each image of the larger batches that
+            ``load(..., augment="resize256")`` yields: Xu & Liu's 224 crop of 256x256 images)
+            or "none" (identity).
+        image_shape: (H, W, C) of the batches the layer will see; for "resize256_crop224" the
+            (H, W, C) it crops to (the model's input).
         seed: Seed of the layer's ``keras.random.SeedGenerator``; None for a random seed.
         mean: For "autoaugment" only: the ``DataInfo.mean`` the batches were normalised with;
             the layer then un-normalises to 8-bit pixel values, distorts and normalises again.
@@ -438,6 +492,10 @@ def distortion(
     if kind == "cifar":
         return aug.PadAndRandomCrop(
             padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion"
+        )
+    if kind == "resize256_crop224":
+        return aug.RandomCropFlip(
+            int(shape[0]), int(shape[1]), horizontal_flip=True, seed=seed, name=f"{kind}_distortion"
         )
     if kind == "imagenet":
         return aug.RandomResizedCrop(

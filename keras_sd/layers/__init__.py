@@ -1,6 +1,11 @@
 """Layers: per-sample distortions, stochastic-depth residual gates, exit heads."""
 
-from keras_sd.layers.augment import PadAndRandomCrop, RandomHorizontalFlip, RandomResizedCrop
+from keras_sd.layers.augment import (
+    PadAndRandomCrop,
+    RandomCropFlip,
+    RandomHorizontalFlip,
+    RandomResizedCrop,
+)
 from keras_sd.layers.autoaugment import CifarAutoAugment
 from keras_sd.layers.exits import ExitAttention, ExitHead, SeparableConvBlock, align_channels
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
@@ -12,6 +17,7 @@ __all__ = [
     "SeparableConvBlock",
     "align_channels",
     "PadAndRandomCrop",
+    "RandomCropFlip",
     "RandomHorizontalFlip",
     "RandomResizedCrop",
     "StochasticDepth",
