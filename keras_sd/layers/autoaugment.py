@@ -1,7 +1,7 @@
 """AutoAugment's CIFAR-10 policy and Cutout, per sample, vectorised over a batch.
 
 The training distortion of the TPAMI self-distillation paper (Zhang, Bao & Ma,
-"Self-Distillation: Towards Efficient and Compact Neural Networks", IEEE TPAMI 2021), whose
+"Self-Distillation: Towards Efficient and Compact Neural Networks", IEEE TPAMI), whose
 released code trains CIFAR with: random crop 32 with a 4-pixel border filled with grey 128 and a
 horizontal flip, then the CIFAR-10 AutoAugment policy, then ``ToTensor``, then Cutout (one
 16x16 hole), then the per-channel normalisation. ``autoaugment_cifar`` is that chain on a batch
