@@ -7,13 +7,19 @@ images are cached (the second pass; the first pass decodes JPEGs once). The trai
 TwoViewDistiller on CIFAR ResNet-20 at the same batch size, fed from memory, in the same process.
 The goal is a pipeline at least 5x faster than the step consumes.
 
-    python benchmarks/input_pipeline.py [--batches 40]
+The "autoaugment" row is the pipeline with ``augment="autoaugment"`` (pad-crop-flip, the
+AutoAugment CIFAR-10 policy and Cutout per sample, the TPAMI multi-exit recipe's distortion),
+no in-step distortion, against the cheapest step that could consume it: a plain ``Baseline``
+CIFAR ResNet-20 (one forward/backward per image). Its goal is 3x.
+
+    python benchmarks/input_pipeline.py [--batches 40] [--rows cifar autoaugment]
 Writes benchmarks/results/input_pipeline.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import sys
@@ -33,13 +39,15 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from cifar10_study import cifar10_folder  # noqa: E402
 
 OUT = pathlib.Path(__file__).parent / "results" / "input_pipeline.json"
+# row -> (augment, training step it is compared with, goal ratio)
+ROWS = {"cifar": ("cifar", "two_view", 5.0), "autoaugment": ("autoaugment", "baseline", 3.0)}
 
 
-def pipeline_rate(batch, batches, folder):
+def pipeline_rate(batch, batches, folder, augment="cifar"):
     bundle = data.load(
         f"folder:{folder}",
         batch_size=batch,
-        augment="cifar",
+        augment=augment,
         with_index=True,
         train_per_class=1000,
         subset_seed=0,
@@ -48,6 +56,8 @@ def pipeline_rate(batch, batches, folder):
 
     @tf.function
     def two_views(x):
+        if augment != "cifar":  # no in-step distortion: the pipeline's output is consumed
+            return x, x
         return distort(x, training=True), distort(x, training=True)
 
     for _ in bundle.train:  # first pass decodes and fills the cache
@@ -61,8 +71,11 @@ def pipeline_rate(batch, batches, folder):
     return count / (time.perf_counter() - start)
 
 
-def step_rate(batch, steps):
-    model = keras_sd.TwoViewDistiller(backbones.resnet20(num_classes=10), seed=0)
+def step_rate(batch, steps, method="two_view"):
+    if method == "two_view":
+        model = keras_sd.TwoViewDistiller(backbones.resnet20(num_classes=10), seed=0)
+    else:
+        model = keras_sd.Baseline(backbones.resnet20(num_classes=10))
     model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(batch * steps, 32, 32, 3)).astype("float32")
@@ -79,19 +92,27 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--batches", type=int, default=40)
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rows", nargs="+", default=["cifar", "autoaugment"])
     args = parser.parse_args(argv)
     folder = cifar10_folder()
-    pipe = pipeline_rate(args.batch, args.batches, folder)
-    step = step_rate(args.batch, args.steps)
-    result = {
-        "pipeline_images_per_second": round(pipe, 1),
-        "two_view_step_images_per_second": round(step, 1),
-        "ratio": round(pipe / step, 2),
-        "goal_ratio": 5.0,
-        "batch": args.batch,
-        "machine": f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}",
-    }
-    print(result)
+    previous = json.loads(OUT.read_text()) if OUT.exists() else {}
+    result = {k: v for k, v in previous.items() if k in ROWS}
+    for row in args.rows:
+        augment, method, goal = ROWS[row]
+        load = os.getloadavg()[0]
+        pipe = pipeline_rate(args.batch, args.batches, folder, augment)
+        step = step_rate(args.batch, args.steps, method)
+        result[row] = {
+            "augment": augment,
+            "pipeline_images_per_second": round(pipe, 1),
+            f"{method}_step_images_per_second": round(step, 1),
+            "ratio": round(pipe / step, 2),
+            "goal_ratio": goal,
+            "load_average_1min_at_start": round(load, 2),
+        }
+        print(row, result[row], flush=True)
+    result["batch"] = args.batch
+    result["machine"] = f"{os.cpu_count()} CPUs, TF {tf.__version__}, Keras {keras.__version__}"
     write_json_atomic(OUT, result)
 
 

@@ -329,9 +329,12 @@ def calibration(model, test) -> dict:
 
 
 def _pipeline_augment(recipe: Recipe) -> str:
-    # Methods that distort inside their training step (two views) take undistorted batches.
+    # Methods that distort inside their training step (two views) take undistorted batches:
+    # "none", or for "resize256_crop224" the 256x256 images that the in-step 224 crop cuts.
     if recipe.method == "two_view":
-        return "none"
+        from keras_sd.data import pipeline
+
+        return pipeline.UNDISTORTED.get(recipe.data.augment, "none")
     return recipe.data.augment
 
 

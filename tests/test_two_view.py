@@ -14,6 +14,7 @@ from tiny import tiny_backbone
 
 from keras_sd.layers import augment
 from keras_sd.models.two_view import TwoViewDistiller, build_distortion, default_distortion_spec
+from keras_sd.train import _pipeline_augment
 
 RNG = np.random.default_rng(7)
 N, CLASSES = 12, 5
@@ -357,12 +358,20 @@ def test_recipes_cover_every_paper_row_and_load(stem):
     paper_t = {"cifar10": 2.0, "cifar100": 3.0, "imagenet": 3.0}[stem.rsplit("_", 1)[1]]
     for arg in ("", ":two_branch", ":mmd_only", ":kl_only"):
         recipe = recipes.load(f"{path}{arg}")
-        assert recipe.method == "two_view" and recipe.data.augment == "none"
+        assert recipe.method == "two_view"
+        # The model distorts in its step, so the pipeline must feed it undistorted batches:
+        # "none", or the 256x256 squares that Xu & Liu's ImageNet crop cuts (both rows of the
+        # ImageNet recipe name that crop, "resize256_crop224").
+        imagenet = stem.endswith("imagenet")
+        assert recipe.data.augment == ("resize256_crop224" if imagenet else "none")
+        assert _pipeline_augment(recipe) == ("resize256" if imagenet else "none")
         assert set(recipe.method_args) <= accepted
         assert recipe.method_args["temperature"] == paper_t
         assert recipe.published
     base = recipes.load(f"{path}:baseline")
     assert base.method == "baseline" and base.method_args == {} and base.data.augment != "none"
+    if stem.endswith("imagenet"):
+        assert base.data == recipe.data and recipe.method_args["distortion"] == base.data.augment
     assert base.optimizer == recipe.optimizer and base.epochs == recipe.epochs
     smoke = recipes.load(f"{path}:smoke")
     assert smoke.data.name == "digits" and smoke.method == "two_view"

@@ -10,6 +10,13 @@ Normalisation is ``(x / scale - mean) / std`` per channel. For the "cifar" disto
 applied BEFORE the pad-and-crop, so the padding value is 0 in normalised units (the mean
 colour) -- the same value the in-model distortion layer (``distortion``) pads with when a
 two-view model distorts normalised batches inside its train step.
+
+For the "autoaugment" distortion (``keras_sd.layers.autoaugment.autoaugment_cifar``) the order
+is the reference's instead: pad-crop-flip, AutoAugment and Cutout act on pixel values in
+[0, 255] and normalisation comes LAST, so the photometric operations see 8-bit images, the crop
+border and the geometric fills are grey 128 (the reference's ``fill=128``) and the Cutout hole
+is black (0 before normalisation, ``-mean / std`` after), as in the reference, which zeroes the
+``ToTensor`` output before ``Normalize``.
 """
 
 from __future__ import annotations
@@ -22,8 +29,22 @@ import tensorflow as tf
 
 from keras_sd.data import sources
 from keras_sd.layers import augment as aug
+from keras_sd.layers import autoaugment
 
-AUGMENTS = ("auto", "cifar", "imagenet", "none")
+AUGMENTS = (
+    "auto",
+    "cifar",
+    "autoaugment",
+    "imagenet",
+    "resize256_crop224",
+    "resize256",
+    "none",
+)
+# Kinds that resize every image to 256x256 (Xu & Liu's ImageNet data); evaluation: centre 224.
+SQUARE_KINDS = ("resize256_crop224", "resize256")
+# For a model that distorts inside its step with the distortion named like a pipeline kind:
+# the pipeline kind that yields the images that distortion starts from (default "none").
+UNDISTORTED = {"resize256_crop224": "resize256"}
 IMAGENET_SIZE = 224
 IMAGENET_RESIZE = 256
 
@@ -63,7 +84,7 @@ class DataBundle:
         test: Deterministic, un-augmented batches in source order (``drop_remainder=False``);
             ``({"image": images}, labels)`` when ``with_index=True``, else ``(images, labels)``.
         info: The ``DataInfo``.
-        augment: The resolved training distortion ("cifar", "imagenet" or "none").
+        augment: The resolved training distortion (one of ``AUGMENTS`` other than "auto").
     """
 
     train: tf.data.Dataset
@@ -155,6 +176,14 @@ def _resize_centre_crop(image: tf.Tensor) -> tf.Tensor:
     return image[top : top + IMAGENET_SIZE, left : left + IMAGENET_SIZE]
 
 
+def _resize_square(image: tf.Tensor) -> tf.Tensor:
+    """One HWC image resized to 256x256 (aspect ratio not kept; bilinear, antialiased).
+
+    Xu & Liu, AAAI 2019: "resize all the raw images to single-scale 256x256".
+    """
+    return tf.image.resize(image, (IMAGENET_RESIZE, IMAGENET_RESIZE), antialias=True)
+
+
 def load(
     name: str,
     *,
@@ -178,9 +207,17 @@ def load(
             ("cifar10", "cifar100", "imagenet2012", ...) or "folder:PATH" for
             ``PATH/train/<class>/*`` and ``PATH/test/<class>/*``.
         batch_size: Training batch size.
-        augment: "auto", "cifar" (pad 4, random crop, horizontal flip), "imagenet"
-            (random-resized crop 224 + flip; evaluation: resize 256, centre crop 224) or "none".
-            "auto" picks "none" for digits, "cifar" below 64 pixels, else "imagenet".
+        augment: "auto", "cifar" (pad 4, random crop, horizontal flip), "autoaugment"
+            (pad 4 with grey + random crop + flip, AutoAugment's CIFAR-10 policy and a 16x16
+            Cutout, per sample, on 8-bit images before normalisation: the TPAMI
+            self-distillation paper's CIFAR training), "imagenet" (random-resized crop 224 +
+            flip; evaluation: resize 256, centre crop 224), "resize256_crop224" (every image
+            resized to 256x256, then a random 224x224 window + flip, per sample: Xu & Liu's
+            ImageNet distortion; evaluation: the centre 224 window of the 256x256 image),
+            "resize256" (its undistorted form: 256x256 training images for a model that crops
+            inside its step, e.g. ``distortion("resize256_crop224", ...)``; ``info.image_shape``
+            is still 224x224, the model's input) or "none". "auto" picks "none" for digits,
+            "cifar" below 64 pixels, else "imagenet".
         with_index: Carry each training example's index 0..num_train-1 as ``x["index"]``.
         seed: Seeds shuffling, augmentation and the ``train_per_class`` subset.
         data_dir: TFDS data directory (ImageNet's manual dir is ``data_dir/downloads/manual``).
@@ -216,7 +253,12 @@ def load(
     channels = src.image_shape[-1]
     kind = _resolve_augment(augment, name, src.image_shape)
     fixed = src.image_shape[0] is not None and src.image_shape[1] is not None
-    if kind != "imagenet" and not fixed:
+    if kind == "autoaugment" and src.scale != 255:
+        raise ValueError(
+            f"augment={augment!r} needs 8-bit images (pixel values 0..255) but {name!r} has "
+            f"pixel scale {src.scale:g}; expected an 8-bit image set such as 'cifar10'"
+        )
+    if kind not in ("imagenet", *SQUARE_KINDS) and not fixed:
         raise ValueError(
             f"augment={augment!r} needs images of one fixed size but {name!r} has variable "
             "image sizes; use augment='imagenet' (crops to 224x224)"
@@ -230,7 +272,10 @@ def load(
                 f"train_per_class is not supported for {name!r}: its labels are too many to scan"
             )
         keep = _select_per_class(
-            src.train_labels, num_classes, train_per_class, seed if subset_seed is None else subset_seed
+            src.train_labels,
+            num_classes,
+            train_per_class,
+            seed if subset_seed is None else subset_seed,
         )
         num_train = len(keep)
     if drop_remainder and batch_size > num_train:
@@ -260,7 +305,9 @@ def load(
         raise ValueError(f"{name!r}: {len(mean)} mean values for {channels}-channel images")
 
     out_shape = (
-        (IMAGENET_SIZE, IMAGENET_SIZE, channels) if kind == "imagenet" else tuple(src.image_shape)
+        (IMAGENET_SIZE, IMAGENET_SIZE, channels)
+        if kind in ("imagenet", *SQUARE_KINDS)
+        else tuple(src.image_shape)
     )
     info = DataInfo(
         name=name,
@@ -330,11 +377,30 @@ def load(
                 per_image, num_parallel_calls=tf.data.AUTOTUNE
             )
         train = train.batch(batch_size, drop_remainder=drop_remainder)
+    elif kind in SQUARE_KINDS:
+        train = train.map(
+            lambda x, y, i: (normalise(_resize_square(x)), y, i),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(batch_size, drop_remainder=drop_remainder)
+        if kind == "resize256_crop224":
+
+            def crop_batch(ex, r):
+                images, labels, index = ex
+                size = (IMAGENET_SIZE, IMAGENET_SIZE)
+                return aug.random_crop_flip(images, stateless_seed(r), size), labels, index
+
+            train = tf.data.Dataset.zip((train, randoms)).map(
+                crop_batch, num_parallel_calls=tf.data.AUTOTUNE
+            )
     else:
         train = train.batch(batch_size, drop_remainder=drop_remainder)
 
         def per_batch(ex, r):
             images, labels, index = ex
+            if kind == "autoaugment":
+                # Distort the 8-bit pixel values, then normalise (see the module docstring).
+                images = autoaugment.autoaugment_cifar(images, stateless_seed(r), padding=4)
+                return normalise(images), labels, index
             images = normalise(images)
             if kind == "cifar":
                 images = aug.pad_crop_flip(images, stateless_seed(r), padding=4, flip=True)
@@ -353,6 +419,13 @@ def load(
         test = test.map(
             lambda x, y: (normalise(_resize_centre_crop(x)), y), num_parallel_calls=tf.data.AUTOTUNE
         ).batch(eval_batch_size or batch_size)
+    elif kind in SQUARE_KINDS:
+        offset = (IMAGENET_RESIZE - IMAGENET_SIZE) // 2
+        window = slice(offset, offset + IMAGENET_SIZE)
+        test = test.map(
+            lambda x, y: (normalise(_resize_square(x)[window, window]), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(eval_batch_size or batch_size)
     else:
         test = test.batch(eval_batch_size or batch_size).map(
             lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE
@@ -361,7 +434,12 @@ def load(
     return DataBundle(train=train, test=test, info=info, augment=kind)
 
 
-def distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.Layer:
+DISTORTIONS = ("cifar", "autoaugment", "imagenet", "resize256_crop224", "none")
+
+
+def distortion(
+    kind: str, image_shape, seed: int | None = None, mean=None, std=None
+) -> keras.layers.Layer:
     """The training distortion of ``load`` as a per-sample Keras layer for a whole batch.
 
     Meant for models that distort inside their train step (the two-view method applies it
@@ -369,10 +447,19 @@ def distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.
     ``training=False`` the layer is the identity.
 
     Args:
-        kind: "cifar" (pad 4 + random crop to the input size + horizontal flip), "imagenet"
-            (random-resized crop to the input size + flip) or "none" (identity).
-        image_shape: (H, W, C) of the batches the layer will see.
+        kind: "cifar" (pad 4 + random crop to the input size + horizontal flip),
+            "autoaugment" (``load``'s "autoaugment" chain, `keras_sd.layers.CifarAutoAugment`),
+            "imagenet" (random-resized crop to the input size + flip), "resize256_crop224" (a
+            random ``image_shape`` window + flip of each image of the larger batches that
+            ``load(..., augment="resize256")`` yields: Xu & Liu's 224 crop of 256x256 images)
+            or "none" (identity).
+        image_shape: (H, W, C) of the batches the layer will see; for "resize256_crop224" the
+            (H, W, C) it crops to (the model's input).
         seed: Seed of the layer's ``keras.random.SeedGenerator``; None for a random seed.
+        mean: For "autoaugment" only: the ``DataInfo.mean`` the batches were normalised with;
+            the layer then un-normalises to 8-bit pixel values, distorts and normalises again.
+            None (with ``std``) means the batches are pixel values in [0, 255].
+        std: For "autoaugment" only: the matching ``DataInfo.std``.
 
     Returns:
         A ``keras_sd.layers.augment`` layer (``keras.layers.Identity`` for "none").
@@ -380,8 +467,8 @@ def distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.
     Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural
     Networks", AAAI 2019 (distortion applied twice to each image).
     """
-    if kind not in ("cifar", "imagenet", "none"):
-        raise ValueError(f"kind must be one of ('cifar', 'imagenet', 'none'), got kind={kind!r}")
+    if kind not in DISTORTIONS:
+        raise ValueError(f"kind must be one of {DISTORTIONS}, got kind={kind!r}")
     shape = tuple(image_shape) if image_shape is not None else ()
     if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
         raise ValueError(
@@ -389,11 +476,26 @@ def distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.
         )
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
         raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+    if kind != "autoaugment" and (mean is not None or std is not None):
+        raise ValueError(f"mean and std are only used with kind='autoaugment', got kind={kind!r}")
     # One layer per kind, drawing all its randomness from one SeedGenerator, and calling the
     # same stateless op as the pipeline.
+    if kind == "autoaugment":
+        for arg, value in (("mean", mean), ("std", std)):
+            if value is not None and len(value) != shape[-1]:
+                raise ValueError(
+                    f"{arg} must have one value per channel ({shape[-1]}), got {arg}={value!r}"
+                )
+        return autoaugment.CifarAutoAugment(
+            mean=mean, std=std, padding=4, seed=seed, name="autoaugment_distortion"
+        )
     if kind == "cifar":
         return aug.PadAndRandomCrop(
             padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion"
+        )
+    if kind == "resize256_crop224":
+        return aug.RandomCropFlip(
+            int(shape[0]), int(shape[1]), horizontal_flip=True, seed=seed, name=f"{kind}_distortion"
         )
     if kind == "imagenet":
         return aug.RandomResizedCrop(

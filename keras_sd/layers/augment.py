@@ -84,6 +84,32 @@ def pad_crop_flip(
     return images
 
 
+def random_crop_flip(
+    images: tf.Tensor, seed: tf.Tensor, size: Sequence[int], flip: bool = True
+) -> tf.Tensor:
+    """Per-sample random ``size`` window of a batch (NHWC) + horizontal flip, no resampling.
+
+    Each image's top-left corner is uniform on {0, ..., H - h} x {0, ..., W - w} (every
+    window equally likely), drawn from the stateless ``seed``.
+    """
+    crop_seed, flip_seed = _split_seed(seed, 2)
+    shape = tf.shape(images)
+    batch, out_h, out_w = shape[0], int(size[0]), int(size[1])
+    y_seed, x_seed = _split_seed(crop_seed, 2)
+    dy = tf.random.stateless_uniform(
+        [batch], seed=y_seed, minval=0, maxval=shape[1] - out_h + 1, dtype=tf.int32
+    )
+    dx = tf.random.stateless_uniform(
+        [batch], seed=x_seed, minval=0, maxval=shape[2] - out_w + 1, dtype=tf.int32
+    )
+    rows = dy[:, None] + tf.range(out_h)[None, :]
+    cols = dx[:, None] + tf.range(out_w)[None, :]
+    out = tf.gather(tf.gather(images, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if flip:
+        out = apply_horizontal_flip(out, flip_mask(batch, flip_seed))
+    return out
+
+
 def resized_crop_boxes(
     batch_size: tf.Tensor,
     image_height: tf.Tensor,
@@ -323,5 +349,65 @@ class RandomResizedCrop(_SeededDistortion):
                 "ratio": list(self.ratio),
                 "horizontal_flip": self.horizontal_flip,
             }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_sd")
+class RandomCropFlip(_SeededDistortion):
+    """Per-sample random ``height x width`` window (no resampling) + horizontal flip.
+
+    The crop of Xu & Liu's ImageNet distortion: every image resized to 256x256, then a random
+    224x224 window "or its mirror flip" (``keras_sd.data`` kind "resize256_crop224"). Written
+    here because ``keras.layers.RandomCrop`` (Keras 3.15) draws one offset per batch.
+
+    Args:
+        height: Output height (at most the input height).
+        width: Output width (at most the input width).
+        horizontal_flip: Also flip each image left-right with probability 0.5.
+        seed: Seed of the layer's ``keras.random.SeedGenerator``; None for a random seed.
+        **kwargs: Base ``keras.layers.Layer`` arguments.
+
+    With ``training=False`` the layer is the identity (it does not crop), so evaluation inputs
+    must already have the output size (the pipeline's test split is the 224 centre crop).
+
+    Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural Networks",
+    AAAI 2019.
+    """
+
+    def __init__(
+        self,
+        height: int = 224,
+        width: int = 224,
+        horizontal_flip: bool = True,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        for name, value in (("height", height), ("width", width)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {name}={value!r}")
+        if horizontal_flip not in (True, False):
+            raise ValueError(
+                f"horizontal_flip must be a bool, got horizontal_flip={horizontal_flip!r}"
+            )
+        super().__init__(seed=seed, **kwargs)
+        self.height, self.width, self.horizontal_flip = height, width, horizontal_flip
+
+    def _distort(self, images, seed):
+        h, w = images.shape[1], images.shape[2]
+        if (h is not None and h < self.height) or (w is not None and w < self.width):
+            raise ValueError(
+                f"RandomCropFlip crops {self.height}x{self.width} windows but got images of "
+                f"shape {images.shape}; expected at least that size"
+            )
+        return random_crop_flip(images, seed, (self.height, self.width), flip=self.horizontal_flip)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.height, self.width, input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"height": self.height, "width": self.width, "horizontal_flip": self.horizontal_flip}
         )
         return config

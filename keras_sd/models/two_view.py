@@ -27,7 +27,7 @@ from keras_sd.layers import augment
 from keras_sd.models.base import OUTPUT, SelfDistillationModel
 
 VIEWS = ("concat", "separate")
-DISTORTION_KINDS = ("cifar", "imagenet", "none")  # forwarded to keras_sd.data.distortion
+DISTORTION_KINDS = ("cifar", "imagenet", "resize256_crop224", "none")  # -> data.distortion
 PAD_CROP_PREFIXES = ("pad_crop_flip:", "pad_crop:")
 
 
@@ -51,7 +51,8 @@ def build_distortion(spec: str, image_shape, seed: int | None = None) -> keras.l
     """A per-sample distortion layer from a string spec.
 
     Args:
-        spec: ``"cifar"``, ``"imagenet"`` or ``"none"`` (see `keras_sd.data.distortion`), or
+        spec: ``"cifar"``, ``"imagenet"``, ``"resize256_crop224"`` or ``"none"`` (see
+            `keras_sd.data.distortion`), or
             ``"pad_crop:P"`` / ``"pad_crop_flip:P"`` (zero-pad ``P`` pixels, random crop back to
             the input size, optionally a horizontal flip; every image its own offset and flip).
         image_shape: ``(H, W, C)`` of the batches the layer will see.

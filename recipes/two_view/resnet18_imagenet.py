@@ -13,15 +13,16 @@ epochs). The plateaus are written here as fixed steps at epochs 30, 60 and 90 of
 Method: T = 3 (the paper's ImageNet value), lambda = kl_weight = 1, mu = mmd_weight = 5e-4, KL
 times T^2, one batch-norm batch for both views.
 
-Distortion: the paper resizes every image to 256x256 and crops a random 224x224 window (or its
-mirror) for each view. The data pipeline's undistorted training batches are the 224x224 centre
-crops of the shorter-side-256 images, so the model distorts those with ``"pad_crop_flip:16"``:
-per-sample translations of -16 ... +16 pixels (the paper's range) and a flip, where the border
-that a 256x256 image would fill is zero (the mean colour) instead. The ``:baseline`` row uses the
-pipeline's "imagenet" augmentation (random-resized crop + flip), the standard ImageNet recipe,
-which is stronger than the paper's crop; a pipeline option with the paper's exact crop would
-make the two rows match (reported to the lead). ``:smoke`` runs on 8x8 digits with the same
-16-pixel pad; add ``--set method_args.distortion=None`` for the digits' own default.
+Distortion (both rows, ``augment="resize256_crop224"``): the paper resizes "all the raw images to
+single-scale 256x256" and then randomly crops "a 224x224 region ... or its mirror flip". Every
+image is resized to 256x256 (aspect ratio not kept) and each sample gets its own uniform 224
+window and flip. The ``:baseline`` row gets that crop from the data pipeline; the method row gets
+the 256x256 images from the pipeline (kind "resize256", chosen by ``keras_sd.train`` for two-view
+recipes) and ``method_args.distortion="resize256_crop224"`` cuts each of the two views' windows
+inside the train step with the same op. Evaluation (both rows): the centre 224 window of the
+256x256 image (single crop). ``:smoke`` runs on 8x8 digits, where the 8x8 "crop" of an 8x8
+image leaves only the flip; add ``--set method_args.distortion=None`` for the digits' own
+default.
 
 Commands:
     keras-sd train recipes/two_view/resnet18_imagenet.py
@@ -51,7 +52,7 @@ def get_config(arg: str | None = None) -> Recipe:
         )
     baseline = arg == "baseline"
     method_args = {
-        "distortion": "pad_crop_flip:16",
+        "distortion": "resize256_crop224",
         "temperature": 3.0,
         "kl_weight": 1.0,
         "mmd_weight": 5e-4,
@@ -66,9 +67,7 @@ def get_config(arg: str | None = None) -> Recipe:
         backbone="resnet18",
         backbone_args={"variant": "imagenet"},
         method_args={} if baseline else method_args,
-        data=DataConfig(
-            name="imagenet2012", batch_size=256, augment="imagenet" if baseline else "none"
-        ),
+        data=DataConfig(name="imagenet2012", batch_size=256, augment="resize256_crop224"),
         optimizer=OptimizerConfig(
             name="sgd",
             learning_rate=0.1,
