@@ -705,19 +705,27 @@ def inspection_callbacks(
     recipe=None,
     num_images: int = 4,
     max_samples: int | None = None,
+    every_n_epochs: int = 1,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of this module that apply to ``model``, in the order to use them.
 
     `ReliabilityDiagram` always; `AttentionMaps` for multi-exit models with attention exits;
     `EarlyExitPlot` (``<run_dir>/thresholds.json``) for multi-exit models when ``run_dir`` is
     given; `RecipeHParams` when ``recipe`` is given. Put them before
-    ``keras.callbacks.TensorBoard(log_dir)``.
+    ``keras.callbacks.TensorBoard(log_dir)``. ``every_n_epochs`` thins the two per-epoch
+    image callbacks (each runs over the validation data) to match an evaluation frequency.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        ReliabilityDiagram(log_dir, validation_data, max_samples=max_samples)
+        ReliabilityDiagram(
+            log_dir, validation_data, max_samples=max_samples, every_n_epochs=every_n_epochs
+        )
     ]
     if has_attention_exits(model):
-        callbacks.append(AttentionMaps(log_dir, validation_data, num_images=num_images))
+        callbacks.append(
+            AttentionMaps(
+                log_dir, validation_data, num_images=num_images, every_n_epochs=every_n_epochs
+            )
+        )
     if run_dir is not None and getattr(model, "exit_heads", None):
         callbacks.append(EarlyExitPlot(log_dir, pathlib.Path(run_dir) / "thresholds.json"))
     if recipe is not None:

@@ -381,6 +381,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                 seed=recipe.seed,
                 data_dir=recipe.data.data_dir,
                 train_per_class=recipe.data.train_per_class,
+                subset_seed=recipe.data.subset_seed,
                 image_size=recipe.data.image_size,
             )
         return self._bundles[key]
