@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-sd",
         description="Self-distillation for Keras 3 / TensorFlow: train and evaluate recipes.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,thresholds,tune}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,evaluate,thresholds,tune}"
+    )
 
     p = sub.add_parser(
         "train",

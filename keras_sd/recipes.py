@@ -126,8 +126,10 @@ def validate(recipe: Recipe) -> None:
     _choice(recipe.optimizer.schedule, SCHEDULES, "optimizer.schedule")
     if not isinstance(recipe.epochs, int) or recipe.epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer, got {recipe.epochs!r}.")
-    if isinstance(recipe.eval_every, bool) or not isinstance(recipe.eval_every, int) or (
-        recipe.eval_every < 1
+    if (
+        isinstance(recipe.eval_every, bool)
+        or not isinstance(recipe.eval_every, int)
+        or (recipe.eval_every < 1)
     ):
         raise ValueError(f"`eval_every` must be a positive integer, got {recipe.eval_every!r}.")
     if recipe.steps_per_epoch is not None and recipe.steps_per_epoch < 1:
@@ -178,9 +180,7 @@ def smoke(recipe: Recipe) -> Recipe:
         epochs=2,
         steps_per_epoch=None,
         strategy="default" if recipe.strategy == "auto" else recipe.strategy,
-        callbacks={
-            k: _shrink_callback(v) for k, v in recipe.callbacks.items()
-        },
+        callbacks={k: _shrink_callback(v) for k, v in recipe.callbacks.items()},
     )
 
 
@@ -205,7 +205,9 @@ def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
     path, arg = split_spec(spec)
     file = pathlib.Path(path)
     if not file.is_file():
-        raise ValueError(f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py).")
+        raise ValueError(
+            f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py)."
+        )
     words = [w for w in (arg or "").split(",") if w]
     want_smoke = "smoke" in words
     rest = ",".join(w for w in words if w != "smoke") or None

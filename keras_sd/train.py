@@ -199,7 +199,9 @@ def print_accuracies(accuracies: dict, title: str) -> None:
     print(f"\n{title}")
     print(f"  {'output':<12} {'top-1':>8} {'top-5':>8}")
     for name, acc in accuracies.items():
-        print(f"  {name:<12} {100 * acc.get('top1', math.nan):7.2f}% {100 * acc.get('top5', math.nan):7.2f}%")
+        print(
+            f"  {name:<12} {100 * acc.get('top1', math.nan):7.2f}% {100 * acc.get('top5', math.nan):7.2f}%"
+        )
 
 
 HISTORY_FILE = "history.json"
@@ -272,7 +274,7 @@ def best_epoch(history: list[dict], primary: str, eval_every: int = 1) -> dict |
     if not evaluated:
         return None
     best = max(evaluated, key=lambda e: (e[key], -e["epoch"]))
-    val = {k[len("val_"):]: v for k, v in best.items() if k.startswith("val_")}
+    val = {k[len("val_") :]: v for k, v in best.items() if k.startswith("val_")}
     return {
         "epoch": int(best["epoch"]),
         "selected_by": key,
@@ -302,7 +304,6 @@ def print_best(best: dict | None) -> None:
         f"best epoch {best['epoch']} (by {best['selected_by']}, over {best['evaluated_epochs']} "
         "evaluated epochs; optimistic, the papers' figure)",
     )
-
 
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "auto") -> dict:
@@ -335,8 +336,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     # run folder; the others write model, metrics and logs to a private scratch folder (deleted
     # at the end) and read the chief's backup/ to resume, so out_dir must be shared storage.
     chief = distribute.is_chief(strategy)
-    scratch = None if chief else pathlib.Path(
-        tempfile.mkdtemp(prefix=f"keras_sd_run_{distribute.worker_id(strategy)}_")
+    scratch = (
+        None
+        if chief
+        else pathlib.Path(
+            tempfile.mkdtemp(prefix=f"keras_sd_run_{distribute.worker_id(strategy)}_")
+        )
     )
     write_dir = out if chief else scratch
     if chief:
@@ -349,8 +354,9 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, strategy,
-                    verbose) -> dict:
+def _fit_and_report(
+    recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, strategy, verbose
+) -> dict:
     """`train` after the strategy exists: ``out`` is the run folder (its backup/ is read by
     every worker), ``write_dir`` is where this process writes (``out`` on the chief)."""
     from keras_sd import data as data_lib
@@ -403,7 +409,11 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         # Reliability diagrams (+ val_ece / val_nll in the logs), exit attention maps, the
         # early-exit plot and the HParams entry (keras_sd.tensorboard); before TensorBoard.
         *sd_tensorboard.inspection_callbacks(
-            model, write_dir / "logs", bundle.test, run_dir=out, recipe=recipe,
+            model,
+            write_dir / "logs",
+            bundle.test,
+            run_dir=out,
+            recipe=recipe,
             every_n_epochs=recipe.eval_every,
         ),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
@@ -428,9 +438,7 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         "test": {k: float(v) for k, v in logs.items()},
         "accuracy": accuracy,
         "last_epoch": _last_epoch(recipe.epochs, accuracy),
-        "best_epoch": best_epoch(
-            read_history(write_dir), primary_output(model), recipe.eval_every
-        ),
+        "best_epoch": best_epoch(read_history(write_dir), primary_output(model), recipe.eval_every),
         "seconds_per_epoch": _mean(stats.epoch_seconds),
         "images_per_second": _mean(stats.images_per_second),
     }
@@ -478,7 +486,9 @@ def load_run(run_dir: str | os.PathLike):
     run = pathlib.Path(run_dir)
     for needed in ("recipe.json", "model.keras"):
         if not (run / needed).exists():
-            raise ValueError(f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd run?")
+            raise ValueError(
+                f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd run?"
+            )
     recipe = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
     model = keras.models.load_model(run / "model.keras")
     bundle = data_lib.load(
@@ -502,10 +512,14 @@ def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
     run = pathlib.Path(run_dir)
     recipe, model, bundle = load_run(run)
     logs = model.evaluate(bundle.test, return_dict=True, verbose=verbose)
-    previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    previous = (
+        json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    )
     accuracy = output_accuracies(logs)
     history = read_history(run)
-    best = previous.get("best_epoch") or best_epoch(history, primary_output(model), recipe.eval_every)
+    best = previous.get("best_epoch") or best_epoch(
+        history, primary_output(model), recipe.eval_every
+    )
     metrics = {
         **previous,
         "recipe": recipe.name,
@@ -517,7 +531,8 @@ def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
     }
     write_json_atomic(run / "metrics.json", metrics)
     print_accuracies(
-        metrics["accuracy"], f"{recipe.name}: test accuracy of every output, last epoch (re-evaluated)"
+        metrics["accuracy"],
+        f"{recipe.name}: test accuracy of every output, last epoch (re-evaluated)",
     )
     print_best(best)
     if best is not None:
