@@ -395,7 +395,15 @@ def run_one(protocol: Protocol, row: str, seed: int, folder, runs, eval_every: i
     recipe, overrides = study_recipe(row, protocol, seed, folder, eval_every)
     out = run_dir(runs, protocol.name, row, seed)
     sessions_file = out / "study_sessions.json"
-    if not is_finished(out):
+    if is_finished(out):
+        ran = train_lib.recipe_from_dict(json.loads((out / "recipe.json").read_text()))
+        if ran.to_dict() != recipe.to_dict():
+            raise SystemExit(
+                f"cifar10_study.py: error: {out} holds a finished run of a different recipe than "
+                f"{protocol.name}/{row} seed {seed} builds now (code, recipe or --data changed); "
+                "move it away or use another --runs."
+            )
+    else:
         out.mkdir(parents=True, exist_ok=True)
         sessions = json.loads(sessions_file.read_text()) if sessions_file.exists() else []
         # A session that is killed keeps seconds=None; its finished epochs keep their time in

@@ -162,6 +162,13 @@ def test_smoke_protocol_runs_records_skips_and_tables(cifar10_dir, tmp_path, cap
     assert out.count("skip smoke/") == 2
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("model.keras")} == stamp
     assert results.read_text() == before
+    # A finished run whose record was lost is recorded again from its run directory, untrained.
+    results.unlink()
+    assert study.main(args) == 0
+    again = json.loads(results.read_text())["runs"]
+    assert [r["last_epoch"] for r in again] == [r["last_epoch"] for r in records]
+    assert [r["curves"] for r in again] == [r["curves"] for r in records]
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("model.keras")} == stamp
 
     # --table rewrites only the marked blocks of a copy of the doc.
     doc = tmp_path / "docs" / "results.md"
