@@ -1,10 +1,11 @@
 """Wall-clock early-exit inference (TPAMI Algorithm 1) against the plain backbone on this CPU.
 
-Model: a multi-exit self-distilled CIFAR ResNet-20 trained with the CIFAR-10 study protocol
-(benchmarks/cifar10_study.py, method ``multi_exit``: real CIFAR-10, 1,000 training images per
-class, 20 epochs, batch 128, SGD Nesterov, lr 0.1 cosine, weight decay 5e-4). By default the
-lowest-seed model the study saved (under the system temp dir) is used; if there is none, this
-script trains seed 0 first (saved under /tmp, never in the repo).
+Model: a multi-exit self-distilled CIFAR ResNet-20 trained with the CIFAR-10 study's short
+schedule (benchmarks/cifar10_study.py, row ``multi_exit``: real CIFAR-10, 1,000 training images
+per class, 20 epochs, batch 128, SGD Nesterov, lr 0.1 cosine, weight decay 5e-4). By default the
+lowest-seed model the study saved (the first harness's models under the system temp dir, else
+the study's short-schedule run directories) is used; if there is none, this script runs the
+study's short-schedule multi_exit row for seed 0 first (never in the repo).
 
 Thresholds: the 10,000 test images are split in two seeded halves. The genetic search
 (`keras_sd.inference.search_thresholds`) and the shared-threshold sweep run on the first half
@@ -29,7 +30,9 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -42,7 +45,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import cifar10_study as study  # noqa: E402
 
-from keras_sd import inference  # noqa: E402
+from keras_sd import data, inference  # noqa: E402
 from keras_sd.inference.run import plot_tradeoff  # noqa: E402
 from keras_sd.inference.search import (  # noqa: E402
     ThresholdSearchResult,
@@ -56,9 +59,15 @@ DOC = REPO / "docs" / "results.md"
 DEFAULT_MODEL = pathlib.Path("/tmp/keras_sd_early_exit/multi_exit_resnet20_seed0.keras")
 
 
+SHORT = study.PROTOCOLS["short"]
+# Where the first study harness saved its trained models (it had no run directories).
+LEGACY_MODELS = pathlib.Path(tempfile.gettempdir()) / "keras_sd_study_models"
+
+
 def default_model() -> pathlib.Path:
     """The lowest-seed multi-exit model the CIFAR-10 study saved, else DEFAULT_MODEL."""
-    saved = sorted(study.MODELS.glob("multi_exit_seed*.keras"))
+    saved = sorted(LEGACY_MODELS.glob("multi_exit_seed*.keras"))
+    saved += sorted((study.RUNS / "short" / "multi_exit").glob("seed*/model.keras"))
     return saved[0] if saved else DEFAULT_MODEL
 
 
@@ -70,44 +79,27 @@ ROUNDS = 5  # timed rounds, alternating plain / early exit; the best of each is 
 PLOT = REPO / "docs" / "methods" / "dynamic_inference.png"
 
 
-def _bundle(folder: pathlib.Path, seed: int = SEED):
-    return study.data.load(
-        f"folder:{folder}",
-        batch_size=study.BATCH,
-        augment="cifar",
-        seed=seed,
-        train_per_class=study.PER_CLASS,
-        subset_seed=0,
-        eval_batch_size=500,
-    )
-
-
 def train_model(path: pathlib.Path) -> None:
-    """Trains the study's multi-exit ResNet-20 (seed 0) and saves it to ``path``."""
+    """Runs the study's short-schedule multi_exit row (seed 0; resumable, under the study's run
+    root) and copies its model to ``path``."""
     folder = study.cifar10_folder()
-    keras.utils.set_random_seed(SEED)
-    bundle = _bundle(folder)
-    model, callbacks, _ = study.build("multi_exit", bundle.info.num_train)
-    steps = bundle.info.num_train // study.BATCH
-    schedule = keras.optimizers.schedules.CosineDecay(study.LR, decay_steps=study.EPOCHS * steps)
-    model.compile(optimizer=keras.optimizers.SGD(schedule, momentum=0.9, nesterov=True))
     start = time.perf_counter()
-    model.fit(bundle.train, epochs=study.EPOCHS, callbacks=callbacks, verbose=2, shuffle=False)
+    study.run_one(SHORT, "multi_exit", SEED, folder, study.RUNS, eval_every=1)
     print(f"trained in {time.perf_counter() - start:.0f} s")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.keras")
-    model.save(tmp)
+    shutil.copyfile(study.run_dir(study.RUNS, "short", "multi_exit", SEED) / "model.keras", tmp)
     os.replace(tmp, path)
 
 
 def test_arrays(folder: pathlib.Path):
     """The 10,000 test images (normalised as in training) and labels, as arrays."""
-    bundle = study.data.load(
+    bundle = data.load(
         f"folder:{folder}",
-        batch_size=study.BATCH,
+        batch_size=SHORT.batch_size,
         augment="none",
         seed=SEED,
-        train_per_class=study.PER_CLASS,
+        train_per_class=SHORT.train_per_class,
         subset_seed=0,
         eval_batch_size=500,
     )

@@ -85,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="keras-sd",
         description="Self-distillation for Keras 3 / TensorFlow: train and evaluate recipes.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,thresholds,tune}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="{train,evaluate,thresholds,tune}"
+    )
 
     p = sub.add_parser(
         "train",
@@ -118,8 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="evaluate a finished run on its test split",
-        description="Reload RUN_DIR/model.keras, evaluate it on the run's test split, print the "
-        "accuracy of every output and update RUN_DIR/metrics.json.",
+        description="Reload RUN_DIR/model.keras (the last epoch's model), evaluate it on the "
+        "run's test split, print the accuracy of every output and update RUN_DIR/metrics.json's "
+        "last-epoch part; the best-epoch part (recorded during training) is kept and printed, "
+        "labelled.",
     )
     p.add_argument("run_dir", help="a directory written by keras-sd train")
     p.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2))

@@ -42,6 +42,7 @@ class DataConfig:
     eval_batch_size: int | None = None
     augment: str = "auto"
     train_per_class: int | None = None
+    subset_seed: int | None = None  # seed of the train_per_class subset (None: the run's seed)
     data_dir: str | None = None
     with_index: bool = False
     image_size: int | None = None
@@ -71,7 +72,9 @@ class OptimizerConfig:
 @dataclasses.dataclass(frozen=True)
 class Recipe:
     """One training run. ``method_args`` are the method's constructor arguments; ``callbacks``
-    maps a callback name of `keras_sd.callbacks` to its keyword arguments."""
+    maps a callback name of `keras_sd.callbacks` to its keyword arguments. ``eval_every``: the
+    test split is evaluated every ``eval_every`` epochs and at the last one (the best epoch of
+    metrics.json is over those epochs)."""
 
     name: str
     method: str = "baseline"
@@ -82,6 +85,7 @@ class Recipe:
     data: DataConfig = DataConfig()
     optimizer: OptimizerConfig = OptimizerConfig()
     epochs: int = 200
+    eval_every: int = 1
     steps_per_epoch: int | None = None
     seed: int = 0
     strategy: str = "auto"
@@ -122,6 +126,12 @@ def validate(recipe: Recipe) -> None:
     _choice(recipe.optimizer.schedule, SCHEDULES, "optimizer.schedule")
     if not isinstance(recipe.epochs, int) or recipe.epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer, got {recipe.epochs!r}.")
+    if (
+        isinstance(recipe.eval_every, bool)
+        or not isinstance(recipe.eval_every, int)
+        or (recipe.eval_every < 1)
+    ):
+        raise ValueError(f"`eval_every` must be a positive integer, got {recipe.eval_every!r}.")
     if recipe.steps_per_epoch is not None and recipe.steps_per_epoch < 1:
         raise ValueError(f"`steps_per_epoch` must be None or >= 1, got {recipe.steps_per_epoch!r}.")
     if recipe.data.batch_size < 1:
@@ -170,9 +180,7 @@ def smoke(recipe: Recipe) -> Recipe:
         epochs=2,
         steps_per_epoch=None,
         strategy="default" if recipe.strategy == "auto" else recipe.strategy,
-        callbacks={
-            k: _shrink_callback(v) for k, v in recipe.callbacks.items()
-        },
+        callbacks={k: _shrink_callback(v) for k, v in recipe.callbacks.items()},
     )
 
 
@@ -197,7 +205,9 @@ def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
     path, arg = split_spec(spec)
     file = pathlib.Path(path)
     if not file.is_file():
-        raise ValueError(f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py).")
+        raise ValueError(
+            f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py)."
+        )
     words = [w for w in (arg or "").split(",") if w]
     want_smoke = "smoke" in words
     rest = ",".join(w for w in words if w != "smoke") or None

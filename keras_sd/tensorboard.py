@@ -115,9 +115,7 @@ def _pyplot():
     return plt
 
 
-def reliability_diagram_image(
-    probs, labels, num_bins: int = 10, title: str = ""
-) -> np.ndarray:
+def reliability_diagram_image(probs, labels, num_bins: int = 10, title: str = "") -> np.ndarray:
     """A reliability diagram as an RGB uint8 image ``[H, W, 3]``.
 
     Bars: accuracy per confidence bin; the diagonal is perfect calibration; red bars show the gap
@@ -151,11 +149,13 @@ def reliability_diagram_image(
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
     top.legend(loc="upper left", fontsize=8)
-    top.set_title(
-        f"{title}  ECE {report['ece']:.2f}%  NLL {report['nll']:.3f}".strip(), fontsize=9
+    top.set_title(f"{title}  ECE {report['ece']:.2f}%  NLL {report['nll']:.3f}".strip(), fontsize=9)
+    bottom.bar(
+        centres,
+        stats["count"] / max(1.0, stats["count"].sum()),
+        width=width * 0.95,
+        color="#888888",
     )
-    bottom.bar(centres, stats["count"] / max(1.0, stats["count"].sum()), width=width * 0.95,
-               color="#888888")
     bottom.set_xlabel("confidence (max softmax)")
     bottom.set_ylabel("share")
     fig.tight_layout()
@@ -224,9 +224,7 @@ def take_images(data, num_images: int) -> tuple[np.ndarray, np.ndarray | None]:
                 break
         if not xs:
             raise ValueError("`validation_data` is empty; need at least one image.")
-        return np.concatenate(xs)[:num_images], (
-            np.concatenate(ys)[:num_images] if ys else None
-        )
+        return np.concatenate(xs)[:num_images], (np.concatenate(ys)[:num_images] if ys else None)
     if isinstance(data, tuple) and len(data) >= 1:
         x = np.asarray(_split(data[0]))[:num_images]
         y = np.asarray(data[1])[:num_images] if len(data) > 1 else None
@@ -345,7 +343,11 @@ class ReliabilityDiagram(_SummaryCallback):
             isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1
         ):
             raise ValueError(f"`max_samples` must be a positive int or None, got {max_samples!r}.")
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+        if (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
             raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
         self.validation_data = validation_data
         self.num_bins = num_bins
@@ -416,9 +418,11 @@ def _exit_feature_maps(model, images) -> list:
 def has_attention_exits(model) -> bool:
     """True for a `MultiExitDistiller` whose shallow exits have attention modules."""
     heads = getattr(model, "exit_heads", None) or []
-    return bool(heads) and all(
-        getattr(h, "attention_module", None) is not None for h in heads
-    ) and hasattr(model, "_graph")
+    return (
+        bool(heads)
+        and all(getattr(h, "attention_module", None) is not None for h in heads)
+        and hasattr(model, "_graph")
+    )
 
 
 class AttentionMaps(_SummaryCallback):
@@ -448,7 +452,11 @@ class AttentionMaps(_SummaryCallback):
         every_n_epochs: int = 1,
     ):
         super().__init__(log_dir)
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+        if (
+            isinstance(every_n_epochs, bool)
+            or not isinstance(every_n_epochs, int)
+            or every_n_epochs < 1
+        ):
             raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
         self.images, _ = take_images(validation_data, num_images)
         self.every_n_epochs = every_n_epochs
@@ -513,7 +521,9 @@ def early_exit_points(payload: Mapping) -> dict[str, Any]:
     ``final_exit_accuracy`` (or ``baseline_accuracy``).
     """
     if not isinstance(payload, Mapping):
-        raise ValueError(f"`thresholds.json` must hold a JSON object, got {type(payload).__name__}.")
+        raise ValueError(
+            f"`thresholds.json` must hold a JSON object, got {type(payload).__name__}."
+        )
     table = []
     for key in ("table", "trade_off", "tradeoff", "sweep", "rows"):
         rows = payload.get(key)
@@ -527,7 +537,9 @@ def early_exit_points(payload: Mapping) -> dict[str, Any]:
             if table:
                 break
     sweep = []
-    sweep_rows = payload.get("sweep", {}).get("table") if isinstance(payload.get("sweep"), Mapping) else None
+    sweep_rows = (
+        payload.get("sweep", {}).get("table") if isinstance(payload.get("sweep"), Mapping) else None
+    )
     if isinstance(sweep_rows, list):
         for r in sweep_rows:
             if isinstance(r, Mapping):
@@ -564,8 +576,9 @@ def early_exit_image(payload: Mapping) -> np.ndarray:
     if points["sweep"]:
         speed, acc = np.asarray(points["sweep"]).T
         order = np.argsort(speed)
-        ax.plot(speed[order], acc[order], "s:", color="#55a868", markersize=3,
-                label="shared threshold")
+        ax.plot(
+            speed[order], acc[order], "s:", color="#55a868", markersize=3, label="shared threshold"
+        )
     if points["chosen"] is not None:
         ax.plot(*points["chosen"], "*", color="#dd4444", markersize=14, label="chosen")
     if points["baseline"] is not None:
@@ -705,19 +718,27 @@ def inspection_callbacks(
     recipe=None,
     num_images: int = 4,
     max_samples: int | None = None,
+    every_n_epochs: int = 1,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of this module that apply to ``model``, in the order to use them.
 
     `ReliabilityDiagram` always; `AttentionMaps` for multi-exit models with attention exits;
     `EarlyExitPlot` (``<run_dir>/thresholds.json``) for multi-exit models when ``run_dir`` is
     given; `RecipeHParams` when ``recipe`` is given. Put them before
-    ``keras.callbacks.TensorBoard(log_dir)``.
+    ``keras.callbacks.TensorBoard(log_dir)``. ``every_n_epochs`` thins the two per-epoch
+    image callbacks (each runs over the validation data) to match an evaluation frequency.
     """
     callbacks: list[keras.callbacks.Callback] = [
-        ReliabilityDiagram(log_dir, validation_data, max_samples=max_samples)
+        ReliabilityDiagram(
+            log_dir, validation_data, max_samples=max_samples, every_n_epochs=every_n_epochs
+        )
     ]
     if has_attention_exits(model):
-        callbacks.append(AttentionMaps(log_dir, validation_data, num_images=num_images))
+        callbacks.append(
+            AttentionMaps(
+                log_dir, validation_data, num_images=num_images, every_n_epochs=every_n_epochs
+            )
+        )
     if run_dir is not None and getattr(model, "exit_heads", None):
         callbacks.append(EarlyExitPlot(log_dir, pathlib.Path(run_dir) / "thresholds.json"))
     if recipe is not None:

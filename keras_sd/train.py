@@ -5,7 +5,10 @@ A run directory holds:
     backup/          BackupAndRestore state: rerunning the same command resumes from it
     logs/            TensorBoard event files (train/ and validation/)
     model.keras      the trained model
-    metrics.json     top-1/top-5 of every output on the test split, seconds per epoch, images/s
+    history.json     every epoch's logs (train and, on evaluated epochs, test-split ``val_``
+                     metrics), rewritten atomically each epoch, so it survives a kill and resume
+    metrics.json     top-1/top-5 of every output on the test split at the last epoch, and at the
+                     best evaluated epoch (see `best_epoch`), seconds per epoch, images/s
 
 Under MultiWorkerMirroredStrategy only the chief worker writes the run directory (the other
 workers write to private temporary folders); see docs/distributed.md.
@@ -196,7 +199,111 @@ def print_accuracies(accuracies: dict, title: str) -> None:
     print(f"\n{title}")
     print(f"  {'output':<12} {'top-1':>8} {'top-5':>8}")
     for name, acc in accuracies.items():
-        print(f"  {name:<12} {100 * acc.get('top1', math.nan):7.2f}% {100 * acc.get('top5', math.nan):7.2f}%")
+        print(
+            f"  {name:<12} {100 * acc.get('top1', math.nan):7.2f}% {100 * acc.get('top5', math.nan):7.2f}%"
+        )
+
+
+HISTORY_FILE = "history.json"
+
+
+def _plain_logs(logs: dict) -> dict:
+    out = {}
+    for key, value in (logs or {}).items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict]:
+    """The per-epoch log entries of a run (``[]`` when it has no history.json). Each entry is
+    ``{"epoch": n, ...logs, "epoch_seconds": s}`` with ``n`` 1-based (as Keras prints it);
+    ``val_*`` keys are there only on epochs that evaluated on the test split; ``epoch_seconds``
+    is the wall clock from the epoch's start to the end of its evaluation."""
+    path = pathlib.Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text())["epochs"])
+
+
+class EpochHistory(keras.callbacks.Callback):
+    """Appends every epoch's logs to ``<dir>/history.json`` (atomic rewrite each epoch).
+
+    ``previous`` holds the entries of the epochs finished before a resume; entries from the
+    resumed epoch on are dropped (they belonged to an epoch the kill cut short of its backup).
+    Put it before the backup callback, so an epoch committed to the backup is always in the
+    history too."""
+
+    def __init__(self, directory: str | os.PathLike, previous: list[dict] = ()):
+        super().__init__()
+        self.path = pathlib.Path(directory) / HISTORY_FILE
+        self.entries = list(previous)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        number = int(epoch) + 1
+        self.entries = [e for e in self.entries if e["epoch"] < number]
+        # epoch_seconds: wall clock from the epoch's start to the end of its evaluation.
+        seconds = time.perf_counter() - getattr(self, "_start", time.perf_counter())
+        self.entries.append({"epoch": number, **_plain_logs(logs), "epoch_seconds": seconds})
+        write_json_atomic(self.path, {"epochs": self.entries})
+
+
+def primary_output(model) -> str:
+    """Name of the deployed output (the first of ``model.output_names_``: the final exit for
+    multi-exit models, ``output`` for single-output ones)."""
+    return getattr(model, "output_names_", ("output",))[0]
+
+
+def _val_key(output: str, kind: str = "accuracy") -> str:
+    return f"val_{kind}" if output == "output" else f"val_{output}_{kind}"
+
+
+def best_epoch(history: list[dict], primary: str, eval_every: int = 1) -> dict | None:
+    """The evaluated epoch with the highest test-split top-1 of the ``primary`` output (the
+    earliest on ties), with every output's top-1/top-5 at that epoch; None if no epoch was
+    evaluated. This is the figure the papers' code reports (BYOT keeps the best ensemble
+    accuracy over epochs, PS-KD the best top-1); it is chosen on the test split itself, so it is
+    optimistic: the last epoch is the honest figure."""
+    key = _val_key(primary)
+    evaluated = [e for e in history if key in e]
+    if not evaluated:
+        return None
+    best = max(evaluated, key=lambda e: (e[key], -e["epoch"]))
+    val = {k[len("val_") :]: v for k, v in best.items() if k.startswith("val_")}
+    return {
+        "epoch": int(best["epoch"]),
+        "selected_by": key,
+        "selected_output": primary,
+        "evaluated_epochs": len(evaluated),
+        "eval_every": int(eval_every),
+        "accuracy": output_accuracies(val),
+        "note": "best test-split epoch by the primary output's top-1, over evaluated epochs "
+        "(what the papers report; optimistic, selected on the test split)",
+    }
+
+
+def _last_epoch(epoch: int, accuracy: dict) -> dict:
+    return {
+        "epoch": int(epoch),
+        "accuracy": accuracy,
+        "note": "the model after the final epoch (the honest figure; same as `accuracy`)",
+    }
+
+
+def print_best(best: dict | None) -> None:
+    if best is None:
+        print("\nbest epoch: no evaluated epoch recorded")
+        return
+    print_accuracies(
+        best["accuracy"],
+        f"best epoch {best['epoch']} (by {best['selected_by']}, over {best['evaluated_epochs']} "
+        "evaluated epochs; optimistic, the papers' figure)",
+    )
 
 
 def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "auto") -> dict:
@@ -211,6 +318,10 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     recipe_file = out / "recipe.json"
     if recipe_file.exists():
         previous = json.loads(recipe_file.read_text())
+        try:  # fields added since the run started take their defaults
+            previous = recipe_from_dict(previous).to_dict()
+        except (TypeError, KeyError, ValueError):
+            pass
         if previous != recipe.to_dict():
             raise ValueError(
                 f"`--out` {str(out)!r} holds a run of a different recipe ({previous.get('name')!r}); "
@@ -225,8 +336,12 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
     # run folder; the others write model, metrics and logs to a private scratch folder (deleted
     # at the end) and read the chief's backup/ to resume, so out_dir must be shared storage.
     chief = distribute.is_chief(strategy)
-    scratch = None if chief else pathlib.Path(
-        tempfile.mkdtemp(prefix=f"keras_sd_run_{distribute.worker_id(strategy)}_")
+    scratch = (
+        None
+        if chief
+        else pathlib.Path(
+            tempfile.mkdtemp(prefix=f"keras_sd_run_{distribute.worker_id(strategy)}_")
+        )
     )
     write_dir = out if chief else scratch
     if chief:
@@ -239,8 +354,9 @@ def train(recipe: Recipe, out_dir: str | os.PathLike, *, verbose: int | str = "a
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, strategy,
-                    verbose) -> dict:
+def _fit_and_report(
+    recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, strategy, verbose
+) -> dict:
     """`train` after the strategy exists: ``out`` is the run folder (its backup/ is read by
     every worker), ``write_dir`` is where this process writes (``out`` on the chief)."""
     from keras_sd import data as data_lib
@@ -255,16 +371,19 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         seed=recipe.seed,
         data_dir=recipe.data.data_dir,
         train_per_class=recipe.data.train_per_class,
+        subset_seed=recipe.data.subset_seed,
         image_size=recipe.data.image_size,
     )
     info = bundle.info
     steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
+    resume = reliability.resume_epoch(out / "backup")
     if recipe.steps_per_epoch is None:
         # A resumed run must see the batches the uninterrupted run saw: move the pipeline's
         # per-iterator shuffle/augmentation counter past the finished epochs.
-        reliability.replay_epochs(
-            bundle.train, reliability.resume_epoch(out / "backup"), strict=False
-        )
+        reliability.replay_epochs(bundle.train, resume, strict=False)
+    # The epochs finished before a kill keep their logs (history.json), so the best epoch is
+    # over the whole run; entries of the epoch the kill interrupted are dropped.
+    previous = [e for e in read_history(write_dir) if e["epoch"] <= resume]
     with strategy.scope():
         model = build_model(recipe, info.num_classes, info.image_shape, info.num_train)
         optimizer = build_optimizer(recipe.optimizer, recipe.epochs, steps)
@@ -276,6 +395,8 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         # Raises at the first NaN/inf loss term, before any epoch-end backup could save the
         # broken weights over the last good ones (keras_sd.reliability).
         reliability.NonFiniteLossGuard(),
+        # Before the backup: an epoch the backup has committed is always in history.json.
+        EpochHistory(write_dir, previous),
         # Keras' BackupAndRestore, but each state is committed by one atomic rename, so a kill
         # at any instant leaves a loadable, self-consistent backup.
         reliability.AtomicBackupAndRestore(
@@ -288,7 +409,12 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         # Reliability diagrams (+ val_ece / val_nll in the logs), exit attention maps, the
         # early-exit plot and the HParams entry (keras_sd.tensorboard); before TensorBoard.
         *sd_tensorboard.inspection_callbacks(
-            model, write_dir / "logs", bundle.test, run_dir=out, recipe=recipe
+            model,
+            write_dir / "logs",
+            bundle.test,
+            run_dir=out,
+            recipe=recipe,
+            every_n_epochs=recipe.eval_every,
         ),
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
     ]
@@ -297,23 +423,30 @@ def _fit_and_report(recipe: Recipe, out: pathlib.Path, write_dir: pathlib.Path, 
         epochs=recipe.epochs,
         steps_per_epoch=recipe.steps_per_epoch,
         validation_data=bundle.test,
+        validation_freq=evaluated_epochs(recipe),
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # the pipeline shuffles, seeded
     )
     reliability.save_model_atomic(model, write_dir / "model.keras")  # temp file + rename
     logs = model.evaluate(bundle.test, return_dict=True, verbose=0)
+    accuracy = output_accuracies(logs)
     metrics = {
         "recipe": recipe.name,
         "epochs": recipe.epochs,
         "calibration": calibration(model, bundle.test),
         "test": {k: float(v) for k, v in logs.items()},
-        "accuracy": output_accuracies(logs),
+        "accuracy": accuracy,
+        "last_epoch": _last_epoch(recipe.epochs, accuracy),
+        "best_epoch": best_epoch(read_history(write_dir), primary_output(model), recipe.eval_every),
         "seconds_per_epoch": _mean(stats.epoch_seconds),
         "images_per_second": _mean(stats.images_per_second),
     }
     write_json_atomic(write_dir / "metrics.json", metrics)
-    print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
+    print_accuracies(
+        metrics["accuracy"], f"{recipe.name}: test accuracy of every output, last epoch"
+    )
+    print_best(metrics["best_epoch"])
     print(f"TensorBoard logs: {out / 'logs'}   (tensorboard --logdir {out / 'logs'})")
     return metrics
 
@@ -326,6 +459,12 @@ def calibration(model, test) -> dict:
     labels = np.concatenate([np.asarray(y) for _, y in test])
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     return calibration_report(probs / probs.sum(-1, keepdims=True), labels)
+
+
+def evaluated_epochs(recipe: Recipe) -> list[int]:
+    """1-based epochs that evaluate on the test split: every ``eval_every``-th and the last."""
+    n = recipe.eval_every
+    return [e for e in range(1, recipe.epochs + 1) if e % n == 0 or e == recipe.epochs]
 
 
 def _pipeline_augment(recipe: Recipe) -> str:
@@ -350,7 +489,9 @@ def load_run(run_dir: str | os.PathLike):
     run = pathlib.Path(run_dir)
     for needed in ("recipe.json", "model.keras"):
         if not (run / needed).exists():
-            raise ValueError(f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd run?")
+            raise ValueError(
+                f"`run_dir` {str(run)!r} has no {needed}; is it a finished keras-sd run?"
+            )
     recipe = recipe_from_dict(json.loads((run / "recipe.json").read_text()))
     model = keras.models.load_model(run / "model.keras")
     bundle = data_lib.load(
@@ -361,35 +502,56 @@ def load_run(run_dir: str | os.PathLike):
         seed=recipe.seed,
         data_dir=recipe.data.data_dir,
         train_per_class=recipe.data.train_per_class,
+        subset_seed=recipe.data.subset_seed,
         image_size=recipe.data.image_size,
     )
     return recipe, model, bundle
 
 
 def evaluate(run_dir: str | os.PathLike, *, verbose: int = 0) -> dict:
-    """Re-evaluates a finished run on its test split and rewrites metrics.json's test part."""
+    """Re-evaluates a finished run's model (the last epoch's) on its test split and rewrites
+    metrics.json's last-epoch part. The best-epoch part cannot be re-evaluated (only the last
+    epoch's weights are kept): it is kept as recorded, or rebuilt from history.json."""
     run = pathlib.Path(run_dir)
     recipe, model, bundle = load_run(run)
     logs = model.evaluate(bundle.test, return_dict=True, verbose=verbose)
-    previous = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    previous = (
+        json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    )
+    accuracy = output_accuracies(logs)
+    history = read_history(run)
+    best = previous.get("best_epoch") or best_epoch(
+        history, primary_output(model), recipe.eval_every
+    )
     metrics = {
         **previous,
         "recipe": recipe.name,
         "test": {k: float(v) for k, v in logs.items()},
-        "accuracy": output_accuracies(logs),
+        "accuracy": accuracy,
+        "last_epoch": _last_epoch(history[-1]["epoch"] if history else recipe.epochs, accuracy),
+        "best_epoch": best,
         "calibration": calibration(model, bundle.test),
     }
     write_json_atomic(run / "metrics.json", metrics)
-    print_accuracies(metrics["accuracy"], f"{recipe.name}: test accuracy of every output")
+    print_accuracies(
+        metrics["accuracy"],
+        f"{recipe.name}: test accuracy of every output, last epoch (re-evaluated)",
+    )
+    print_best(best)
+    if best is not None:
+        print("  (best epoch: as recorded during training, not re-evaluated)")
     return metrics
 
 
 __all__ = [
+    "EpochHistory",
+    "best_epoch",
     "build_callbacks",
     "build_model",
     "build_optimizer",
     "evaluate",
     "learning_rate",
+    "read_history",
     "recipe_from_dict",
     "train",
     "write_json_atomic",

@@ -118,9 +118,7 @@ class Space:
         parts = [p.strip() for p in text.split(":")]
         flags = set(parts[2:])
         if len(parts) < 2 or not flags <= {"log", "int"}:
-            raise ValueError(
-                f"`--search` space {text!r} must be LOW:HIGH[:log][:int] or A|B|C."
-            )
+            raise ValueError(f"`--search` space {text!r} must be LOW:HIGH[:log][:int] or A|B|C.")
         try:
             low, high = float(parts[0]), float(parts[1])
         except ValueError:
@@ -327,7 +325,9 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         verbose: int | str = 0,
     ):
         if not isinstance(recipe, Recipe):
-            raise ValueError(f"`recipe` must be a keras_sd.recipes.Recipe, got {type(recipe).__name__}.")
+            raise ValueError(
+                f"`recipe` must be a keras_sd.recipes.Recipe, got {type(recipe).__name__}."
+            )
         super().__init__(name=recipe.name.replace("/", "_").replace(":", "_"), tunable=True)
         self.recipe = recipe
         self.search = resolve_search(recipe, search, spaces)
@@ -381,6 +381,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
                 seed=recipe.seed,
                 data_dir=recipe.data.data_dir,
                 train_per_class=recipe.data.train_per_class,
+                subset_seed=recipe.data.subset_seed,
                 image_size=recipe.data.image_size,
             )
         return self._bundles[key]
@@ -412,9 +413,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         callbacks = list(callbacks or [])
         extra = []
         if self.inspect:
-            board = next(
-                (c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)), None
-            )
+            board = next((c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)), None)
             if board is not None:  # keras-tuner has pointed it at the trial's directory
                 extra = tb_lib.inspection_callbacks(model, board.log_dir, bundle.test)
         kwargs.setdefault("verbose", self.verbose)
@@ -522,7 +521,12 @@ def format_table(rows: Sequence[Mapping], objective: str) -> str:
     """The results table ``keras-sd tune`` prints."""
     if not rows:
         return "(no trials)"
-    columns = ["trial", "status", "score", *[k for k in rows[0] if k not in ("trial", "status", "score")]]
+    columns = [
+        "trial",
+        "status",
+        "score",
+        *[k for k in rows[0] if k not in ("trial", "status", "score")],
+    ]
 
     def cell(v):
         if isinstance(v, float):

@@ -1,0 +1,174 @@
+"""metrics.json's last-epoch and best-epoch entries, history.json, and their survival of a resume.
+
+Real (short) runs on the embedded digits data. The per-epoch validation logs are captured
+independently of keras_sd's own history file by a recorder callback handed to `fit`, and the best
+epoch is recomputed from them here.
+"""
+
+import json
+import pathlib
+
+import keras
+import pytest
+
+from keras_sd import recipes, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MULTI_EXIT = str(REPO / "recipes" / "multi_exit" / "resnet20_digits.py") + ":smoke"
+BASELINE = str(REPO / "recipes" / "baseline" / "resnet20_digits.py") + ":smoke"
+
+
+class Recorder(keras.callbacks.Callback):
+    """Keeps a copy of every epoch's logs, keyed by the 1-based epoch number."""
+
+    def __init__(self, store: dict):
+        super().__init__()
+        self.store = store
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.store[epoch + 1] = {k: float(v) for k, v in (logs or {}).items()}
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashAfter(keras.callbacks.Callback):
+    """Raises at the end of epoch ``n`` (1-based), after the backup has committed it."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.n:
+            raise Crash(f"simulated kill after epoch {self.n}")
+
+
+def _with_callbacks(monkeypatch, *extra):
+    original = train.build_callbacks
+    # build_callbacks' output is placed after AtomicBackupAndRestore in train.py's list, so a
+    # crash raised here happens after that epoch's backup commit, like a kill between epochs.
+    monkeypatch.setattr(train, "build_callbacks", lambda r: [*original(r), *extra])
+
+
+def _argmax_epoch(logs_by_epoch: dict, key: str) -> int:
+    evaluated = {e: logs[key] for e, logs in logs_by_epoch.items() if key in logs}
+    best = max(evaluated.values())
+    return min(e for e, v in evaluated.items() if v == best)  # earliest on ties
+
+
+@pytest.fixture(autouse=True)
+def _fresh_keras_session():
+    yield
+    keras.backend.clear_session()
+
+
+def test_best_epoch_survives_a_resume_and_evaluate(tmp_path, monkeypatch):
+    recipe = recipes.load(MULTI_EXIT, ["epochs=4", "steps_per_epoch=6"])
+    out = tmp_path / "run"
+    seen: dict = {}
+    with monkeypatch.context() as m:
+        _with_callbacks(m, Recorder(seen), CrashAfter(2))
+        with pytest.raises(Crash):
+            train.train(recipe, out, verbose=0)
+    assert sorted(seen) == [1, 2]
+    assert [e["epoch"] for e in train.read_history(out)] == [1, 2]
+    assert not (out / "metrics.json").exists()
+
+    resumed: dict = {}
+    with monkeypatch.context() as m:
+        _with_callbacks(m, Recorder(resumed))
+        metrics = train.train(recipe, out, verbose=0)
+    # The second process trained only epochs 3 and 4: epochs 1-2 come from history.json.
+    assert sorted(resumed) == [3, 4]
+    seen.update(resumed)
+
+    history = train.read_history(out)
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4]
+    key = "val_exit3_accuracy"  # the primary (deployed) output of a multi-exit model: exit3
+    for entry in history:
+        for name in ("val_exit3_accuracy", "val_exit1_accuracy", "val_ensemble_accuracy", "loss"):
+            assert entry[name] == pytest.approx(seen[entry["epoch"]][name], abs=1e-7)
+
+    best = metrics["best_epoch"]
+    want = _argmax_epoch(seen, key)
+    assert best["epoch"] == want
+    assert best["selected_by"] == key and best["selected_output"] == "exit3"
+    assert best["evaluated_epochs"] == 4 and best["eval_every"] == 1
+    assert best["accuracy"]["exit3"]["top1"] == pytest.approx(max(s[key] for s in seen.values()))
+    assert set(best["accuracy"]) == {"exit1", "exit2", "exit3", "ensemble"}
+    for name in ("exit1", "exit2", "ensemble"):
+        assert best["accuracy"][name]["top1"] == pytest.approx(seen[want][f"val_{name}_accuracy"])
+        assert best["accuracy"][name]["top5"] == pytest.approx(seen[want][f"val_{name}_top5"])
+
+    last = metrics["last_epoch"]
+    assert last["epoch"] == 4 and last["accuracy"] == metrics["accuracy"]
+    for name in ("exit1", "exit2", "exit3", "ensemble"):
+        # The final evaluate is the same model on the same test split as epoch 4's validation.
+        assert last["accuracy"][name]["top1"] == pytest.approx(
+            seen[4][f"val_{name}_accuracy"], abs=1e-6
+        )
+    assert json.loads((out / "metrics.json").read_text())["best_epoch"] == best
+
+    # Rerunning a finished run trains nothing and keeps the full history.
+    again = train.train(recipe, out, verbose=0)
+    assert again["best_epoch"] == best
+    assert [e["epoch"] for e in train.read_history(out)] == [1, 2, 3, 4]
+
+    # evaluate re-evaluates the last epoch and keeps the recorded best epoch.
+    evaluated = train.evaluate(out)
+    assert evaluated["best_epoch"] == best
+    assert evaluated["last_epoch"]["epoch"] == 4
+    for name, acc in metrics["last_epoch"]["accuracy"].items():
+        assert evaluated["last_epoch"]["accuracy"][name]["top1"] == pytest.approx(
+            acc["top1"], abs=1e-6
+        )
+    # Without a recorded best epoch (metrics.json of an older version), evaluate rebuilds it
+    # from history.json.
+    old = {k: v for k, v in evaluated.items() if k not in ("best_epoch", "last_epoch")}
+    train.write_json_atomic(out / "metrics.json", old)
+    assert train.evaluate(out)["best_epoch"] == best
+
+
+def test_best_epoch_is_over_evaluated_epochs_only(tmp_path, monkeypatch):
+    recipe = recipes.load(BASELINE, ["epochs=5", "steps_per_epoch=4", "eval_every=2"])
+    assert train.evaluated_epochs(recipe) == [2, 4, 5]
+    seen: dict = {}
+    with monkeypatch.context() as m:
+        _with_callbacks(m, Recorder(seen))
+        metrics = train.train(recipe, tmp_path / "run", verbose=0)
+    history = train.read_history(tmp_path / "run")
+    assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5]
+    assert [e["epoch"] for e in history if "val_accuracy" in e] == [2, 4, 5]
+    assert [e for e, logs in sorted(seen.items()) if "val_accuracy" in logs] == [2, 4, 5]
+    best = metrics["best_epoch"]
+    assert best["epoch"] == _argmax_epoch(seen, "val_accuracy")
+    assert best["selected_output"] == "output" and best["evaluated_epochs"] == 3
+    assert best["eval_every"] == 2
+    assert best["accuracy"]["output"]["top1"] == pytest.approx(
+        max(logs["val_accuracy"] for logs in seen.values() if "val_accuracy" in logs)
+    )
+    assert metrics["last_epoch"]["accuracy"]["output"]["top1"] == pytest.approx(
+        seen[5]["val_accuracy"], abs=1e-6
+    )
+
+
+def test_best_epoch_of_a_hand_made_history():
+    history = [
+        {"epoch": 1, "val_accuracy": 0.5, "val_top5": 0.9},
+        {"epoch": 2, "loss": 1.0},  # not evaluated
+        {"epoch": 3, "val_accuracy": 0.7, "val_top5": 0.95},
+        {"epoch": 4, "val_accuracy": 0.7, "val_top5": 0.99},  # tie: the earlier epoch wins
+        {"epoch": 5, "val_accuracy": 0.6, "val_top5": 0.97},
+    ]
+    best = train.best_epoch(history, "output", eval_every=1)
+    assert best["epoch"] == 3 and best["evaluated_epochs"] == 4
+    assert best["accuracy"] == {"output": {"top1": 0.7, "top5": 0.95}}
+    assert train.best_epoch([{"epoch": 1, "loss": 1.0}], "output") is None
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5])
+def test_bad_eval_every_is_named(value):
+    with pytest.raises(ValueError, match="eval_every"):
+        recipes.load(BASELINE, [f"eval_every={value}"])

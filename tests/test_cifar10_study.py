@@ -1,0 +1,195 @@
+"""benchmarks/cifar10_study.py: recipe-built rows, resumable runs, records and the doc tables.
+
+The harness runs on its ``smoke`` protocol (20 training images per class, one epoch, two rows)
+over a small real-CIFAR-10 folder (symlinks to 20 train and 10 test images per class), into
+temporary run, results and doc paths.
+"""
+
+import importlib.util
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from keras_sd import recipes
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _study():
+    spec = importlib.util.spec_from_file_location(
+        "cifar10_study", REPO / "benchmarks" / "cifar10_study.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cifar10_study"] = module  # dataclasses resolve annotations through it
+    spec.loader.exec_module(module)
+    return module
+
+
+def _mini_folder(src: pathlib.Path, dst: pathlib.Path, train: int, test: int) -> pathlib.Path:
+    for split, n in (("train", train), ("test", test)):
+        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
+            (dst / split / cls.name).mkdir(parents=True)
+            for f in sorted(cls.iterdir())[:n]:
+                (dst / split / cls.name / f.name).symlink_to(f)
+    return dst
+
+
+def test_list_and_bad_arguments(capsys):
+    study = _study()
+    assert study.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for row, spec in study.ROWS.items():
+        assert f"| {row} | {spec.recipe} |" in out
+    with pytest.raises(SystemExit, match=r"--protocol 'C' is not known; expected one of short, B"):
+        study.main(["--protocol", "C"])
+    with pytest.raises(SystemExit, match=r"--row 'nope' is not known"):
+        study.main(["--protocol", "smoke", "--row", "nope"])
+    with pytest.raises(SystemExit, match=r"--eval-every 0 must be a positive integer"):
+        study.main(["--protocol", "smoke", "--eval-every", "0"])
+    with pytest.raises(SystemExit, match=r"--runs .* is inside the repository"):
+        study.main(["--protocol", "smoke", "--runs", str(REPO / "runs")])
+
+
+def test_rows_are_built_from_the_recipe_files(tmp_path):
+    study = _study()
+    protocol = study.PROTOCOLS["B"]
+    for row, spec in study.ROWS.items():
+        if spec.augment == "autoaugment" and not study.augment_available("autoaugment"):
+            with pytest.raises(SystemExit, match="needs augment='autoaugment'"):
+                study.study_recipe(row, protocol, 1, tmp_path, 1)
+            continue
+        recipe, overrides = study.study_recipe(row, protocol, 1, tmp_path, 1)
+        base = recipes.load(str(REPO / spec.recipe))
+        # What users run: the recipe's method and method arguments, untouched.
+        assert (recipe.method, dict(recipe.method_args)) == (base.method, dict(base.method_args))
+        assert recipe.epochs == 60 and recipe.seed == 1 and recipe.eval_every == 1
+        assert recipe.data.train_per_class == 500 and recipe.data.subset_seed == 0
+        assert recipe.data.name == f"folder:{tmp_path}" and recipe.data.batch_size == 128
+        assert recipe.data.with_index == base.data.with_index
+        opt = recipe.optimizer
+        assert (opt.name, opt.learning_rate, opt.momentum, opt.nesterov) == ("sgd", 0.1, 0.9, True)
+        assert (opt.weight_decay, opt.schedule, opt.milestones) == (5e-4, "cosine", ())
+        assert overrides["epochs"] == 60 and overrides["data.name"] == "folder:<cifar10>"
+        assert all(not k.startswith("method_args") for k in overrides)
+    sg, _ = study.study_recipe("self_guidance", protocol, 0, tmp_path, 1)
+    assert (sg.backbone, sg.backbone_args["depth"], sg.backbone_args["stochastic_depth"]) == (
+        "resnet_cifar",
+        20,
+        0.5,
+    )
+    me, overrides = study.study_recipe("multi_exit", protocol, 0, tmp_path, 1)
+    # TPAMI anneals for the last 5 of 300 epochs: 1 of 60.
+    assert me.callbacks["DistillationAnnealing"]["last_epochs"] == 1
+    assert overrides["callbacks.DistillationAnnealing.last_epochs"] == 1
+    assert (me.backbone, dict(me.backbone_args)) == ("resnet20", {})
+    two_view, _ = study.study_recipe("two_view", protocol, 0, tmp_path, 1)
+    assert two_view.method_args["temperature"] == 2.0  # the CIFAR-10 row
+    pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
+    # The recipe's row 8: exit terms summed, T = 1 (the first harness ran mean / T = 3).
+    assert (pskd.method_args["reduction"], pskd.method_args["temperature"]) == ("sum", 1.0)
+
+
+def test_migrated_short_schedule_records_stay_readable(tmp_path):
+    study = _study()
+    committed = json.loads((REPO / "benchmarks" / "results" / "cifar10_study.json").read_text())
+    payload = study.migrate(committed)
+    short = [r for r in payload["runs"] if r["protocol"] == "short"]
+    assert short and all(r["best_epoch"] is None for r in short if "harness" in r)
+    for r in short:
+        assert r["last_epoch"]["top1"] > 10 and r["row"] and r["seed"] in (0, 1, 2)
+    text = study.table(payload["runs"], "short")
+    assert "| baseline" in text and "short schedule" in text
+
+
+@pytest.mark.realdata
+def test_smoke_protocol_runs_records_skips_and_tables(cifar10_dir, tmp_path, capsys):
+    study = _study()
+    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=20, test=10)
+    runs, results = tmp_path / "runs", tmp_path / "results.json"
+    args = ["--protocol", "smoke", "--data", str(data), "--runs", str(runs)]
+    args += ["--results", str(results), "--seed", "0", "--verbose", "0"]
+    assert study.main(args) == 0
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    records = json.loads(results.read_text())["runs"]
+    assert [(r["protocol"], r["row"], r["seed"]) for r in records] == [
+        ("smoke", "baseline", 0),
+        ("smoke", "pskd", 0),
+    ]
+    for r in records:
+        out = runs / "smoke" / r["row"] / "seed0"
+        run_recipe = json.loads((out / "recipe.json").read_text())
+        assert r["recipe"] == study.ROWS[r["row"]].recipe
+        assert (
+            run_recipe["method_args"]
+            == recipes.load(str(REPO / r["recipe"])).to_dict()["method_args"]
+        )
+        assert r["code_commit"] == head and isinstance(r["code_dirty"], bool)
+        assert r["machine"]["cores"] >= 1 and "hostname" not in json.dumps(r["machine"])
+        assert r["train_images"] == 200 and r["test_images"] == 100 and r["epochs"] == 1
+        curves = r["curves"]
+        primary = r["primary_output"]
+        assert curves["epoch"] == [1]
+        test_curve = curves["test_top1"][primary]
+        assert len(curves["train_top1"][primary]) == 1 and test_curve[0] is not None
+        # Last epoch: the final evaluate equals the last epoch's validation; best: the max.
+        assert r["last_epoch"]["top1"] == pytest.approx(test_curve[-1], abs=1e-4)
+        assert r["best_epoch"]["top1"] == pytest.approx(max(test_curve), abs=1e-6)
+        assert r["best_epoch"]["epoch"] == curves["epoch"][test_curve.index(max(test_curve))]
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert r["last_epoch"]["top1"] == pytest.approx(
+            100 * metrics["last_epoch"]["accuracy"][primary]["top1"]
+        )
+        assert (
+            r["ece"] == metrics["calibration"]["ece"]
+            and r["aurc"] == metrics["calibration"]["aurc"]
+        )
+        assert r["wall_clock_seconds"] > 0 and r["sessions"][-1]["commit"] == head
+    pskd = json.loads((runs / "smoke" / "pskd" / "seed0" / "recipe.json").read_text())
+    assert pskd["data"]["with_index"] is True and pskd["method_args"]["pskd_alpha"] == 0.8
+
+    # Rerunning skips the finished runs: nothing is retrained or rewritten.
+    stamp = {p: p.stat().st_mtime_ns for p in runs.rglob("model.keras")}
+    before = results.read_text()
+    capsys.readouterr()
+    assert study.main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("skip smoke/") == 2
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("model.keras")} == stamp
+    assert results.read_text() == before
+    # A finished run whose record was lost is recorded again from its run directory, untrained.
+    results.unlink()
+    assert study.main(args) == 0
+    again = json.loads(results.read_text())["runs"]
+    assert [r["last_epoch"] for r in again] == [r["last_epoch"] for r in records]
+    assert [r["curves"] for r in again] == [r["curves"] for r in records]
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("model.keras")} == stamp
+
+    # --table rewrites only the marked blocks of a copy of the doc.
+    doc = tmp_path / "docs" / "results.md"
+    doc.parent.mkdir()
+    shutil.copy(REPO / "docs" / "results.md", doc)
+    original = doc.read_text()
+    img = tmp_path / "docs" / "img"
+    table_args = ["--table", "--results", str(results), "--doc", str(doc), "--img-dir", str(img)]
+    assert study.main(table_args) == 0
+    text = doc.read_text()
+    start, end = "<!-- cifar10_study:smoke:start -->", "<!-- cifar10_study:smoke:end -->"
+    block = text.split(start)[1].split(end)[0]
+    base = records[0]
+    assert f"| baseline | - | 0 | {base['last_epoch']['top1']:.2f} |" in block
+    diff = records[1]["last_epoch"]["top1"] - base["last_epoch"]["top1"]
+    assert f"| baseline | s0: {diff:+.2f} | {diff:+.2f} | - |" in block
+    assert (img / "cifar10_study_smoke.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (img / "cifar10_study_smoke_baseline_curves.png").stat().st_size > 1000
+    # Outside the marked blocks the doc is unchanged.
+    assert (
+        text.split("<!-- cifar10_study:short:start -->")[0]
+        == original.split("<!-- cifar10_study:short:start -->")[0]
+    )
+    assert study.main(table_args) == 0 and doc.read_text() == text  # idempotent
