@@ -1,10 +1,17 @@
 """Layers: per-sample distortions, stochastic-depth residual gates, exit heads."""
 
 from keras_sd.layers.augment import PadAndRandomCrop, RandomHorizontalFlip, RandomResizedCrop
-from keras_sd.layers.exits import ExitAttention, ExitHead, SeparableConvBlock, align_channels
+from keras_sd.layers.exits import (
+    BottleneckExitHead,
+    ExitAttention,
+    ExitHead,
+    SeparableConvBlock,
+    align_channels,
+)
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
 
 __all__ = [
+    "BottleneckExitHead",
     "ExitAttention",
     "ExitHead",
     "SeparableConvBlock",
