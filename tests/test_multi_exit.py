@@ -493,8 +493,8 @@ def test_keras_applications_through_from_keras_one_step(app, stage_layers):
     assert [tuple(f.shape) for f in feats] == [(2, width)] * 4
 
 
-def test_seed003_options_are_off_by_default_and_in_the_config():
-    """PS-KD, the mutual feature loss and exit_losses=False (seed 003; tested in
+def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
+    """PS-KD, the mutual feature loss and exit_losses=False (Chottananurak et al.; tested in
     tests/test_pskd_byot.py) add nothing when off: same terms, no bank, no extra variable."""
     model = MultiExitDistiller(three_stage_backbone())
     assert model.term_names == ("ce_loss", "kl_loss", "feature_loss")
