@@ -1,12 +1,21 @@
 """Exit layers of multi-exit self-distillation: shapes, attention mask range, composition, bad
-arguments, serialisation."""
+arguments, serialisation; the bottleneck exit head against a NumPy forward pass."""
 
 import keras
 import numpy as np
 import pytest
 from harness import check_layer
 
-from keras_sd.layers.exits import ExitAttention, ExitHead, SeparableConvBlock, align_channels
+from keras_sd.layers.exits import (
+    BottleneckExitHead,
+    ExitAttention,
+    ExitHead,
+    SeparableConvBlock,
+    align_channels,
+    bottleneck_downsample,
+    check_exit_head,
+    make_exit_head,
+)
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(4, 8, 8, 6)).astype("float32")
@@ -134,8 +143,139 @@ def test_bad_arguments_name_the_argument():
         lambda: ExitAttention(),
         lambda: ExitHead(5, 12, 2),
         lambda: ExitHead(5, 12, 1, attention=False),
+        lambda: BottleneckExitHead(5, 12, downsample=4),
     ],
-    ids=["sepconv", "attention", "head", "head_no_attention"],
+    ids=["sepconv", "attention", "head", "head_no_attention", "bottleneck_head"],
 )
 def test_harness_layers(factory):
     check_layer(factory, X)
+
+
+# ---------------------------------------------------------------- bottleneck exit head
+def _np_bn(x, bn):
+    gamma, beta, mean, var = (np.asarray(v, np.float64) for v in bn.weights)
+    return (x - mean) / np.sqrt(var + bn.epsilon) * gamma + beta
+
+
+def _np_patch_conv(x, kernel, bias, s):
+    """Non-overlapping s x s convolution with stride s (sizes multiples of s), by reshaping the
+    map into patches and one matmul: [b, h, w, c] -> [b, h/s, w/s, c_out]."""
+    b, h, w, c = x.shape
+    patches = x.reshape(b, h // s, s, w // s, s, c).transpose(0, 1, 3, 2, 4, 5)
+    return patches.reshape(b, h // s, w // s, s * s * c) @ kernel.reshape(s * s * c, -1) + bias
+
+
+def _randomise_batch_norm(layer, rng):
+    for bn in (layer.bn1, layer.bn2, layer.bn3):
+        gamma, beta, mean, var = bn.weights
+        gamma.assign(rng.uniform(0.5, 1.5, gamma.shape).astype("float32"))
+        beta.assign(rng.normal(size=beta.shape).astype("float32"))
+        mean.assign(rng.normal(size=mean.shape).astype("float32"))
+        var.assign(rng.uniform(0.5, 1.5, var.shape).astype("float32"))
+
+
+def test_bottleneck_head_equals_numpy_forward_pass_of_the_reference_layout():
+    """conv1x1(C -> D/4) -> BN -> ReLU -> conv s x s stride s -> BN -> ReLU -> conv1x1(-> D) -> BN ->
+    ReLU -> mean over space -> dense, recomputed from the layer's weights with NumPy (inference
+    mode, non-trivial batch-norm statistics)."""
+    x = RNG.normal(size=(3, 8, 8, 6)).astype("float32")
+    head = BottleneckExitHead(num_classes=5, feature_dim=24, downsample=4)
+    head.build(x.shape)
+    _randomise_batch_norm(head, np.random.default_rng(4))
+    out = head(x, training=False)
+    feats, logits = np.asarray(out["features"]), np.asarray(out["logits"])
+    assert feats.shape == (3, 24) and logits.shape == (3, 5)
+    assert head.bottleneck_channels == 6
+
+    def w(layer):
+        return [np.asarray(v, np.float64) for v in (layer.kernel, layer.bias)]
+
+    relu = lambda a: np.maximum(a, 0.0)  # noqa: E731
+    k, b = w(head.reduce)
+    assert k.shape == (1, 1, 6, 6)
+    h = relu(_np_bn(x.astype(np.float64) @ k[0, 0] + b, head.bn1))
+    k, b = w(head.down)
+    assert k.shape == (4, 4, 6, 6)
+    h = relu(_np_bn(_np_patch_conv(h, k, b, 4), head.bn2))
+    assert h.shape == (3, 2, 2, 6)  # 8 / 4
+    k, b = w(head.expand)
+    assert k.shape == (1, 1, 6, 24)
+    h = relu(_np_bn(h @ k[0, 0] + b, head.bn3))
+    expected = h.mean(axis=(1, 2))
+    np.testing.assert_allclose(feats, expected, rtol=1e-5, atol=1e-5)
+    k, b = w(head.classifier)
+    np.testing.assert_allclose(logits, expected @ k + b, rtol=1e-5, atol=1e-5)
+
+
+def test_bottleneck_head_parameter_count_is_the_reference_layout():
+    """Trainable parameters (PyTorch's count: BN gamma and beta only), by hand: three biased
+    convolutions with BN, and the dense classifier."""
+    c, d, s, classes = 64, 512, 8, 100
+    m = d // 4
+    expected = (c * m + m + 2 * m) + (s * s * m * m + m + 2 * m) + (m * d + d + 2 * d)
+    expected += d * classes + classes
+    head = BottleneckExitHead(classes, d, downsample=s)
+    head.build((None, 32, 32, c))
+    trainable = sum(int(np.prod(v.shape)) for v in head.trainable_weights)
+    assert trainable == expected == 1_175_908
+    # Plus the moving mean and variance of the three batch norms.
+    assert head.count_params() == expected + 2 * (m + m + d)
+
+
+def test_bottleneck_head_rounds_up_sizes_that_are_not_multiples_and_ends_with_relu():
+    head = BottleneckExitHead(5, 12, downsample=2)
+    out = head(X_ODD)  # 7x7 -> 4x4 ("same" padding)
+    assert np.asarray(out["features"]).shape == (3, 12)
+    assert (np.asarray(out["features"]) >= 0).all()  # mean of a ReLU output
+    assert head.compute_output_shape(X_ODD.shape) == {"logits": (3, 5), "features": (3, 12)}
+
+
+def test_bottleneck_downsample_is_the_size_ratio_to_the_last_stage():
+    last = (None, 4, 4, 512)
+    assert [bottleneck_downsample((None, h, h, 64), last, 9) for h in (32, 16, 8)] == [8, 4, 2]
+    assert bottleneck_downsample((None, 4, 4, 64), last, 1) == 1
+    # Unknown sizes: one halving per remaining stage.
+    assert bottleneck_downsample((None, None, None, 64), (None, None, None, 512), 3) == 8
+
+
+def test_make_exit_head_builds_either_kind():
+    attention = make_exit_head(
+        "attention",
+        5,
+        12,
+        num_blocks=2,
+        attention=True,
+        input_shape=X.shape,
+        final_shape=(None, 2, 2, 12),
+        name="a",
+    )
+    assert type(attention) is ExitHead and attention.built and attention.num_blocks == 2
+    bottleneck = make_exit_head(
+        "bottleneck",
+        5,
+        12,
+        num_blocks=2,
+        attention=True,
+        input_shape=X.shape,
+        final_shape=(None, 2, 2, 12),
+        name="b",
+    )
+    assert type(bottleneck) is BottleneckExitHead and bottleneck.built
+    assert bottleneck.downsample == 4 and bottleneck.name == "b"
+
+
+def test_bottleneck_bad_arguments_name_the_argument_value_and_choices():
+    with pytest.raises(ValueError, match="downsample"):
+        BottleneckExitHead(5, 8, downsample=0)
+    with pytest.raises(ValueError, match="num_classes"):
+        BottleneckExitHead(0, 8, 2)
+    with pytest.raises(ValueError, match="feature_dim"):
+        BottleneckExitHead(5, 0, 2)
+    with pytest.raises(ValueError, match="4-D"):
+        BottleneckExitHead(5, 8, 2).build((None, 16))
+    for bad in ("tpami", "Bottleneck", None, 3):
+        with pytest.raises(ValueError) as err:
+            check_exit_head(bad)
+        message = str(err.value)
+        assert "`exit_head`" in message and repr(bad) in message
+        assert "'attention'" in message and "'bottleneck'" in message

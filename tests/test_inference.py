@@ -307,6 +307,57 @@ def test_count_macs_matches_hand_count(model):
     assert report.acceleration(shares) == pytest.approx(report.backbone / avg)
 
 
+def _bottleneck_head(h, w, cin, s, classes, feature_dim):
+    """MACs and BN elements of BottleneckExitHead by hand: 1x1 conv to D/4, s x s stride-s conv,
+    1x1 conv to D (sizes multiples of s here), dense."""
+    m, ho, wo = feature_dim // 4, h // s, w // s
+    macs = h * w * m * cin + ho * wo * m * (s * s * m) + ho * wo * feature_dim * m
+    return macs + feature_dim * classes, h * w * m + ho * wo * m + ho * wo * feature_dim
+
+
+@pytest.fixture(scope="module")
+def bottleneck_model():
+    keras.utils.set_random_seed(0)
+    m = MultiExitDistiller(three_stage_backbone(), exit_head="bottleneck")
+    for head in m.exit_heads:
+        head.classifier.kernel.assign(head.classifier.kernel * 8.0)
+    fc = m.backbone.get_layer("fc")
+    fc.kernel.assign(fc.kernel * 8.0)
+    return m
+
+
+def test_bottleneck_exits_early_exit_and_macs(bottleneck_model, images):
+    """The bottleneck exit head (exit_head="bottleneck") works with stage_models, early-exit
+    inference and the MAC count."""
+    model = bottleneck_model
+    thresholds = _median_thresholds(model, images)
+    early = EarlyExitModel(model, thresholds)
+    out = {k: np.asarray(v) for k, v in early(images).items()}
+    preds, exits, logits = naive_early_exit(model, images, thresholds)
+    np.testing.assert_array_equal(out["exit"], exits)
+    np.testing.assert_array_equal(out["prediction"], preds)
+    np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+    assert len(set(exits.tolist())) >= 3  # several paths exercised
+    # The stage models' exit outputs are the training-graph exits.
+    full = model.call_exits(images)
+    stages = model.stage_models()
+    first = stages[0](images, training=False)
+    np.testing.assert_allclose(first["logits"], full["exit1"], rtol=1e-5, atol=1e-5)
+    # MACs: exit 1 on the 8x8x4 map (to the 2x2 last stage: s = 4), exit 2 on 4x4x6 (s = 2).
+    c1 = H * W * 4 * (3 * 3 * C)
+    c2 = 4 * 4 * 6 * (3 * 3 * 4)
+    c3 = 2 * 2 * 8 * (3 * 3 * 6)
+    fc = 8 * CLASSES
+    h1, bn1 = _bottleneck_head(8, 8, 4, 4, CLASSES, 8)
+    h2, bn2 = _bottleneck_head(4, 4, 6, 2, CLASSES, 8)
+    report = count_macs(model)
+    assert report.segments == (c1, c2, c3 + fc)
+    assert report.heads == (h1, h2)
+    assert report.exits == (c1 + h1, c1 + c2 + h1 + h2, c1 + c2 + c3 + fc + h1 + h2)
+    with_bn = count_macs(model, include_batchnorm=True)
+    assert with_bn.heads == (h1 + bn1, h2 + bn2)
+
+
 def test_layer_macs_hand_counts():
     inp = keras.Input((6, 5, 4))
     g = keras.layers.Conv2D(6, (3, 1), groups=2, padding="valid", name="g")(inp)  # 4x5x6

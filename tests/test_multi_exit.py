@@ -47,8 +47,19 @@ def np_kl(p, log_q):
     return (p * (np.log(p) - log_q)).sum(-1)
 
 
-def np_terms(logits, feats, y, path, reduction="sum", alpha=0.6, kl_scale="none", teacher=None):
-    """Per-sample ce/kl/feature (and teacher) terms of TPAMI eqs. 3-6, computed independently."""
+def np_terms(
+    logits,
+    feats,
+    y,
+    path,
+    reduction="sum",
+    alpha=0.6,
+    kl_scale="none",
+    teacher=None,
+    final_ce_weight=1.0,
+):
+    """Per-sample ce/kl/feature (and teacher) terms of TPAMI eqs. 3-6, computed independently;
+    ``final_ce_weight`` multiplies the final exit's cross-entropy (1 in TPAMI)."""
     k = len(logits)
     n = k if reduction == "mean" else 1
     scale = T * T if kl_scale == "t2" else 1.0
@@ -71,7 +82,7 @@ def np_terms(logits, feats, y, path, reduction="sum", alpha=0.6, kl_scale="none"
         for p, f in refs:
             kl += scale * np_kl(p, log_softmax(logits[i] / T))
             feat += ((feats[i] - f) ** 2).sum(-1)
-    final_w = 1.0 if teacher is None else 1 - alpha
+    final_w = final_ce_weight * (1.0 if teacher is None else 1 - alpha)
     out = {
         "ce_loss": (final_w * ce[-1] + sum((1 - alpha) * c for c in ce[:-1])) / n,
         "kl_loss": kl / n,
@@ -163,6 +174,38 @@ def test_teacher_adds_kd_on_the_final_exit():
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
     for a, b in zip(before, teacher.get_weights()):
         np.testing.assert_array_equal(a, b)  # frozen
+
+
+@pytest.mark.parametrize("reduction,with_teacher", [("mean", False), ("sum", True)])
+def test_final_ce_weight_scales_the_final_exit_cross_entropy_only(reduction, with_teacher):
+    teacher = None
+    if with_teacher:
+        teacher = keras.Sequential(
+            [keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(5)]
+        )
+    bb = three_stage_backbone()
+    args = dict(reduction=reduction, teacher=teacher, alpha=0.3, temperature=T)
+    model = MultiExitDistiller(bb, final_ce_weight=1.7, **args)
+    logits, feats = exits_numpy(model, X)
+    t_logits = None if teacher is None else np.asarray(teacher(X), "float64")
+    ref = np_terms(
+        logits, feats, Y, "deepest", reduction, 0.3, teacher=t_logits, final_ce_weight=1.7
+    )
+    got = mean_terms(model, X, Y)
+    for name, value in ref.items():
+        np.testing.assert_allclose(got[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
+    # Against the default weight 1: only ce_loss moves, by 0.7 of the final exit's share.
+    base_model = MultiExitDistiller(bb, **args)
+    base_model.set_weights(model.get_weights())  # the same exit heads
+    base = mean_terms(base_model, X, Y)
+    n = 3 if reduction == "mean" else 1
+    final_ce = -(np.eye(5)[Y] * log_softmax(logits[-1])).sum(-1).mean()
+    share = (1 - 0.3) if with_teacher else 1.0
+    np.testing.assert_allclose(
+        got["ce_loss"] - base["ce_loss"], 0.7 * share * final_ce / n, rtol=1e-4, atol=1e-6
+    )
+    for name in set(got) - {"ce_loss"}:
+        assert got[name] == pytest.approx(base[name], rel=1e-6, abs=1e-7), name
 
 
 @pytest.mark.parametrize("path", ["deepest", "ensemble", "transitive", "dense"])
@@ -307,6 +350,14 @@ def test_bad_arguments_raise_value_errors_naming_them():
         MultiExitDistiller(bb, exits=["pool"])
     with pytest.raises(ValueError, match="batch_size"):
         MultiExitDistiller(bb).predict_exits(X, batch_size=0)
+    for head in ("tpami", "Bottleneck", None):
+        with pytest.raises(ValueError) as err:
+            MultiExitDistiller(bb, exit_head=head)
+        assert "`exit_head` must be one of ('attention', 'bottleneck')" in str(err.value)
+        assert f"got {head!r}" in str(err.value)
+    for weight in (-0.5, "x", None):
+        with pytest.raises(ValueError, match="final_ce_weight"):
+            MultiExitDistiller(bb, final_ce_weight=weight)
 
 
 class CountingDistiller(MultiExitDistiller):
@@ -442,8 +493,8 @@ def test_keras_applications_through_from_keras_one_step(app, stage_layers):
     assert [tuple(f.shape) for f in feats] == [(2, width)] * 4
 
 
-def test_seed003_options_are_off_by_default_and_in_the_config():
-    """PS-KD, the mutual feature loss and exit_losses=False (seed 003; tested in
+def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
+    """PS-KD, the mutual feature loss and exit_losses=False (Chottananurak et al.; tested in
     tests/test_pskd_byot.py) add nothing when off: same terms, no bank, no extra variable."""
     model = MultiExitDistiller(three_stage_backbone())
     assert model.term_names == ("ce_loss", "kl_loss", "feature_loss")
@@ -478,3 +529,38 @@ def test_defaults_sum_over_exits_without_t2_as_the_authors_code():
         np.testing.assert_allclose(got[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
         # "mean" is the same objective divided by K = 3.
         np.testing.assert_allclose(mean_ref[name] * 3, value, rtol=1e-12)
+
+
+def test_bottleneck_exits_train_save_load_and_keep_their_config(tmp_path):
+    from keras_sd.layers.exits import BottleneckExitHead
+
+    def build():
+        return MultiExitDistiller(
+            three_stage_backbone(batch_norm=True), exit_head="bottleneck", final_ce_weight=1.9
+        )
+
+    model = check_model(
+        build,
+        X,
+        Y,
+        expected_logs={"ce_loss", "kl_loss", "feature_loss", "exit1_accuracy", "exit2_accuracy"},
+    )
+    # Taps 8x8 and 4x4, last stage 2x2: patch convolutions of 4 and 2; features of width 8.
+    assert [type(h) for h in model.exit_heads] == [BottleneckExitHead] * 2
+    assert [h.downsample for h in model.exit_heads] == [4, 2]
+    _, feats = model.exit_logits_and_features(X)
+    assert [tuple(f.shape) for f in feats] == [(16, 8)] * 3
+    config = model.get_config()
+    assert (config["exit_head"], config["final_ce_weight"]) == ("bottleneck", 1.9)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert [type(h) for h in loaded.exit_heads] == [BottleneckExitHead] * 2
+    assert (loaded.exit_head, loaded.final_ce_weight) == ("bottleneck", 1.9)
+    a, b = model.call_exits(X), loaded.call_exits(X)
+    for name in ("exit1", "exit2", "exit3", "ensemble"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6)
+    # The default stays the TPAMI head, and the config says so.
+    default = MultiExitDistiller(three_stage_backbone())
+    assert default.get_config()["exit_head"] == "attention"
+    assert default.get_config()["final_ce_weight"] == 1.0
+    assert all(h.attention_module is not None for h in default.exit_heads)

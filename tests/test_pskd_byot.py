@@ -1,6 +1,8 @@
-"""PS-KD + BYOT + deep mutual feature learning (seed 003) on MultiExitDistiller: the mutual
-feature loss against NumPy with its gradient routing, PS-KD targets on every exit, the bank written
-from the final exit, 2-replica training, serialisation, bad input, and the Table 1 recipes."""
+"""PS-KD + BYOT + deep mutual feature learning (Chottananurak et al., "Progressive
+Self-Knowledge Distillation with Mutual Learning") on MultiExitDistiller: the mutual feature loss
+against NumPy with its gradient routing, the paper's total loss (L_CE + L_Self-KD + L_DMFL) against
+NumPy, PS-KD targets on every exit, the bank written from the final exit, 2-replica training,
+serialisation, bad input, the paper's parameter counts, and the Table 1 recipes."""
 
 import pathlib
 
@@ -10,7 +12,7 @@ import pytest
 import tensorflow as tf
 from harness import check_model
 
-from keras_sd import recipes
+from keras_sd import backbones, recipes
 from keras_sd.models.base import Baseline
 from keras_sd.models.multi_exit import MultiExitDistiller, mutual_feature_loss
 
@@ -69,7 +71,7 @@ def kl(log_p, log_q):
 
 
 def np_dmfl(feats):
-    """Seed 003 eq. 3: 1/(N-1) sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)], softmax-normalised."""
+    """Eq. 3: 1/(N-1) sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)], softmax-normalised."""
     last = log_softmax(feats[-1])
     pairs = [kl(log_softmax(f), last) + kl(last, log_softmax(f)) for f in feats[:-1]]
     return sum(pairs) / (len(feats) - 1)
@@ -94,7 +96,7 @@ def exits_numpy(model, x, training=False):
     return [np.asarray(z, np.float64) for z in logits], [np.asarray(f, np.float64) for f in feats]
 
 
-def seed003(**kwargs):
+def paper_model(**kwargs):
     args = dict(alpha=0.1, feature_weight=1e-2, temperature=1.0, reduction="sum")
     args.update(kwargs)
     return MultiExitDistiller(backbone(), **args)
@@ -133,7 +135,7 @@ def test_mutual_feature_loss_needs_two_exits():
 
 def test_model_terms_and_total_equal_numpy_with_dmfl():
     lam, mu = 0.05, 0.7
-    model = seed003(feature_weight=lam, mutual_feature_weight=mu)
+    model = paper_model(feature_weight=lam, mutual_feature_weight=mu)
     assert float(model.mutual_feature_weight.numpy()) == pytest.approx(mu)
     model.compile(optimizer="sgd")
     logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
@@ -153,7 +155,7 @@ def test_model_terms_and_total_equal_numpy_with_dmfl():
 
 
 def test_dmfl_trains_the_deepest_feature_but_byot_terms_do_not():
-    model = seed003(mutual_feature_weight=1.0)
+    model = paper_model(mutual_feature_weight=1.0)
     final = [v for v in model.trainable_variables if v.path.split("/")[0] == "conv2"]
     assert len(final) == 2
     with tf.GradientTape(persistent=True) as tape:
@@ -198,7 +200,7 @@ def test_pskd_targets_on_every_exit_after_a_shuffled_epoch_and_bank_from_final_e
     batch-norm statistics the same, so train-mode outputs are fixed: epoch 1 trains every exit on
     one-hot targets, epoch 2 on (1 - a) y + a P(x_i) with P the final exit's softmax of sample i."""
     a, alpha = 0.8, 0.3
-    model = seed003(alpha=alpha, pskd_alpha=a, num_train_examples=N, mutual_feature_weight=1.0)
+    model = paper_model(alpha=alpha, pskd_alpha=a, num_train_examples=N, mutual_feature_weight=1.0)
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     history = model.fit(full_batch_shuffled(X, Y), epochs=2, verbose=0).history
     assert history["pskd_alpha_t"] == pytest.approx([a / 2, a])
@@ -225,7 +227,7 @@ def test_pskd_targets_on_every_exit_after_a_shuffled_epoch_and_bank_from_final_e
 
 
 def test_evaluation_uses_one_hot_targets_with_pskd():
-    model = seed003(pskd_alpha=0.8, num_train_examples=N)
+    model = paper_model(pskd_alpha=0.8, num_train_examples=N)
     model.compile(optimizer="sgd")
     model.pskd.alpha_t.assign(0.8)
     model.pskd.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
@@ -238,7 +240,7 @@ def test_evaluation_uses_one_hot_targets_with_pskd():
 def test_two_replica_training_fills_the_bank_from_both_replicas():
     strategy = mirrored(7300)
     with strategy.scope():
-        model = seed003(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0)
+        model = paper_model(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0)
         model.compile(optimizer=keras.optimizers.SGD(0.0))
     ds = tf.data.Dataset.from_tensor_slices(({"image": X, "index": np.arange(N)}, Y))
     logs = model.fit(ds.shuffle(N, seed=1).batch(8), epochs=1, verbose=0).history
@@ -255,7 +257,7 @@ def test_two_replica_training_fills_the_bank_from_both_replicas():
 # ---------------------------------------------------------------- serialisation
 def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
     model = check_model(
-        lambda: seed003(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0),
+        lambda: paper_model(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0),
         {"image": X, "index": np.arange(N)},
         Y,
         expected_logs={
@@ -310,7 +312,7 @@ def test_bad_arguments_raise_value_errors_naming_them():
 
 
 def test_pskd_without_index_or_with_a_small_bank():
-    model = seed003(pskd_alpha=0.8, num_train_examples=N)
+    model = paper_model(pskd_alpha=0.8, num_train_examples=N)
     model.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="with_index=True"):
         model.fit(X, Y, epochs=1, verbose=0)
@@ -318,14 +320,119 @@ def test_pskd_without_index_or_with_a_small_bank():
         model.fit(tf.data.Dataset.from_tensor_slices(({"image": X}, Y)).batch(8), verbose=0)
     with pytest.raises(ValueError, match="with_index=True"):  # inside the step (generators)
         model.compute_loss_terms(X, tf.one_hot(Y, C), training=True, index=None)
-    small = seed003(pskd_alpha=0.8, num_train_examples=N - 4)
+    small = paper_model(pskd_alpha=0.8, num_train_examples=N - 4)
     small.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="num_train_examples"):
         small.fit({"image": X, "index": np.arange(N)}, Y, epochs=1, verbose=0)
 
 
-# ---------------------------------------------------------------- recipes (seed Table 1)
+# ---------------------------------------------------------------- the paper's total loss
+def np_paper_total(logits, feats, y_soft, alpha, lam, tau):
+    """Chottananurak et al.'s objective, per sample, as its equations read:
+
+        L = L_CE + L_Self-KD + L_DMFL,   L_CE = CE(P_N, y_soft),
+        L_Self-KD = sum_{i=1}^{N} [ (1 - alpha) CE(P_i, y_soft) + alpha D_KL(P_i, P_N)
+                                    + lambda ||F_i - F_N||_2^2 ]          (eq. 2)
+        L_DMFL = 1/(N-1) sum_{i<N} [ KL(F_i || F_N) + KL(F_N || F_i) ]    (eq. 3)
+
+    The sum of eq. 2 runs over all N classifiers, i = N included (written out below; its KL and
+    hint terms are 0). The KL distils the deepest classifier into classifier i, softened by tau
+    and scaled by tau^2: the paper defines tau (eq. 1) without a value; tau = 3 and the tau^2 are
+    those of the unofficial BYOT code whose alpha and lambda it uses.
+    """
+    n = len(logits)
+    total = np_ce(y_soft, logits[-1])  # L_CE
+    teacher = log_softmax(logits[-1] / tau)
+    for i in range(n):  # i = 1..N
+        total = total + (1 - alpha) * np_ce(y_soft, logits[i])
+        total = total + alpha * tau**2 * kl(teacher, log_softmax(logits[i] / tau))
+        total = total + lam * ((feats[i] - feats[-1]) ** 2).sum(-1)
+    return total + np_dmfl(feats)
+
+
+def model_total(model, logits, feats, y_soft):
+    """Batch mean of sum_name weight(name) * term(name) from compute_loss_terms, with the exits'
+    logits and features fixed to the given arrays."""
+    fixed = (
+        [tf.constant(z, tf.float32) for z in logits],
+        [tf.constant(f, tf.float32) for f in feats],
+    )
+    model.exit_logits_and_features = lambda images, training=False: fixed
+    _, terms = model.compute_loss_terms(
+        np.zeros((len(y_soft), 8, 8, 1), "float32"), tf.constant(y_soft, tf.float32), False
+    )
+    return sum(
+        float(np.asarray(model.term_weight(name))) * np.asarray(v, np.float64).mean()
+        for name, v in terms.items()
+    )
+
+
+@pytest.mark.parametrize("alpha,lam", [(None, None), (0.3, 0.05)], ids=["recipe", "strong"])
+def test_total_loss_equals_the_papers_equations(alpha, lam):
+    """Fixed logits, features and soft targets of N = 4 classifiers: the recipe's
+    ``pskd_byot_dmfl`` arguments (and the same with a larger alpha and lambda, so that every term
+    matters, final_ce_weight = 1 + (1 - alpha)) give the paper's total to 1e-5."""
+    rng = np.random.default_rng(11)
+    b, d = 6, 7
+    logits = [rng.normal(size=(b, C)) * 2 for _ in range(4)]
+    feats = [np.abs(rng.normal(size=(b, d))) * 3 for _ in range(4)]
+    y_soft = rng.dirichlet(np.ones(C), size=b)
+    r = recipes.load(f"{REPO / 'recipes' / 'pskd' / 'resnet18_cifar100.py'}:pskd_byot_dmfl")
+    args = dict(r.method_args)
+    if alpha is not None:
+        args.update(alpha=alpha, feature_weight=lam, final_ce_weight=1 + (1 - alpha))
+    model = MultiExitDistiller(backbone(num_stages=4), **args)
+    a, l_, tau = args["alpha"], args["feature_weight"], args["temperature"]
+    assert (a, l_, tau) == ((0.1, 1e-6, 3.0) if alpha is None else (alpha, lam, 3.0))
+    ref = np_paper_total(logits, feats, y_soft, a, l_, tau).mean()
+    np.testing.assert_allclose(model_total(model, logits, feats, y_soft), ref, rtol=1e-5)
+    # TPAMI's weighting (final_ce_weight = 1) falls short by exactly (1 - alpha) CE(P_N, y_soft).
+    args["final_ce_weight"] = 1.0
+    tpami = model_total(MultiExitDistiller(backbone(num_stages=4), **args), logits, feats, y_soft)
+    final_ce = np_ce(y_soft, logits[-1]).mean()
+    np.testing.assert_allclose(ref - tpami, (1 - a) * final_ce, rtol=1e-5)
+    assert (1 - a) * final_ce > 0.1
+
+
+# ---------------------------------------------------------------- the paper's parameter counts
+def _params(weights) -> int:
+    return sum(int(np.prod(v.shape)) for v in weights)
+
+
+@pytest.mark.parametrize(
+    "name,head,other,paper",
+    [
+        ("resnet18", "bottleneck", "attention", 13.0e6),
+        ("resnet50", "bottleneck", "attention", 50.4e6),
+        ("resnext50", "attention", "bottleneck", 37.9e6),
+    ],
+)
+def test_paper_parameter_counts_identify_the_exit_heads(name, head, other, paper):
+    """Table 1's caption: ResNet-18 13.0M, ResNet-50 50.4M, ResNeXt-50 37.9M (CIFAR-100). The
+    CIFAR ResNets reach them with the bottleneck exits, the ResNeXt-50 with the attention exits;
+    the bare backbones and the other head are far off. Counted both as trainable parameters (the
+    PyTorch count) and as all Keras weights (plus batch-norm statistics)."""
+    bare = backbones.get(name, num_classes=100, variant="cifar")
+    bare_trainable = _params(bare.trainable_weights)
+    model = MultiExitDistiller(bare, exit_head=head)
+    trainable = _params(model.trainable_weights)
+    heads = sum(_params(h.trainable_weights) for h in model.exit_heads)
+    assert trainable == bare_trainable + heads  # the difference is the three exit heads
+    assert abs(trainable / paper - 1) < 0.02, trainable
+    assert abs(model.count_params() / paper - 1) < 0.02, model.count_params()
+    assert bare_trainable / paper < 0.9, bare_trainable
+    alt = MultiExitDistiller(backbones.get(name, num_classes=100, variant="cifar"), exit_head=other)
+    assert abs(_params(alt.trainable_weights) / paper - 1) > 0.05
+
+
+# ---------------------------------------------------------------- recipes (Table 1)
 TABLE1 = ["resnet18_cifar100.py", "resnet50_cifar100.py", "resnext50_cifar100.py"]
+# By the parameter counts (test_paper_parameter_counts_identify_the_exit_heads).
+EXIT_HEADS = {
+    "resnet18_cifar100.py": "bottleneck",
+    "resnet50_cifar100.py": "bottleneck",
+    "resnext50_cifar100.py": "attention",
+}
 ROWS = ["baseline", "byot", "dmfl", "pskd", "pskd_byot", "pskd_dmfl", "dmfl_byot", "pskd_byot_dmfl"]
 
 
@@ -347,9 +454,14 @@ def test_table1_recipes_express_all_eight_combinations(file):
             assert names - {"ce_loss"} <= {"kl_loss", "feature_loss", "mutual_feature_loss"}
         else:
             assert type(model) is Baseline, row
+        if "byot" in row or "dmfl" in row:
+            assert model.exit_head == EXIT_HEADS[file], row
         if "byot" in row:
             assert (model.alpha_value, model.feature_weight_value) == (0.1, 1e-6), row
-            assert (model.reduction, model.temperature) == ("sum", 1.0), row
+            assert (model.reduction, model.temperature, model.kl_scale) == ("sum", 3.0, "t2"), row
+            assert model.final_ce_weight == pytest.approx(1 + (1 - 0.1)), row
+        elif "dmfl" in row:  # L = L_CE + L_DMFL: no L_Self-KD, the final CE weighs 1
+            assert model.final_ce_weight == 1.0, row
 
 
 def test_ablation_recipes_place_the_exits():
@@ -359,3 +471,6 @@ def test_ablation_recipes_place_the_exits():
         model = MultiExitDistiller(backbone(num_stages=4), **dict(r.method_args))
         assert model.num_exits == exits + 1, arg
         assert model.pskd is not None and "mutual_feature_loss" in model.term_names, arg
+        assert model.exit_head == "bottleneck", arg
+        assert (model.reduction, model.temperature, model.kl_scale) == ("sum", 3.0, "t2"), arg
+        assert model.final_ce_weight == pytest.approx(1.9), arg

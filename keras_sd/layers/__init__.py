@@ -7,10 +7,17 @@ from keras_sd.layers.augment import (
     RandomResizedCrop,
 )
 from keras_sd.layers.autoaugment import CifarAutoAugment
-from keras_sd.layers.exits import ExitAttention, ExitHead, SeparableConvBlock, align_channels
+from keras_sd.layers.exits import (
+    BottleneckExitHead,
+    ExitAttention,
+    ExitHead,
+    SeparableConvBlock,
+    align_channels,
+)
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
 
 __all__ = [
+    "BottleneckExitHead",
     "CifarAutoAugment",
     "ExitAttention",
     "ExitHead",

@@ -5,11 +5,21 @@ the size of the backbone's final feature, so that the feature hint ``||F_i - F_K
 
     stage features --[ExitAttention]--> masked features --[N x SeparableConvBlock]--> GAP --> Dense
 
+That is the TPAMI exit (`ExitHead`, ``exit_head="attention"`` of `MultiExitDistiller`). The
+bottleneck exit (`BottleneckExitHead`, ``exit_head="bottleneck"``) is the head of the widely used
+unofficial BYOT re-implementation (github.com/luanyunteng/pytorch-be-your-own-teacher,
+``branchBottleNeck`` in ``models/resnet.py``), whose parameter counts are the ones Chottananurak et
+al. report for their networks:
+
+    stage features --1x1 conv--> --s x s conv, stride s--> --1x1 conv--> GAP --> Dense
+
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
 TPAMI (Fig. 3, section 3.2); Zhang et al., "Be Your Own Teacher", ICCV 2019.
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
@@ -18,6 +28,7 @@ from keras import ops
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 KERNEL_INIT = "he_normal"
+EXIT_HEADS = ("attention", "bottleneck")
 
 
 def _positive_int(value, name: str) -> int:
@@ -226,3 +237,136 @@ class ExitHead(keras.layers.Layer):
             "num_blocks": self.num_blocks,
             "attention": self.attention,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_sd")
+class BottleneckExitHead(keras.layers.Layer):
+    """One shallow exit as a single bottleneck: 1x1 conv, strided ``s x s`` conv, 1x1 conv.
+
+    ``conv1x1(C_in -> D/4) -> BN -> ReLU -> conv(s x s, stride s)(D/4 -> D/4) -> BN -> ReLU ->
+    conv1x1(D/4 -> D) -> BN -> ReLU -> global average pooling -> Dense``, with ``D`` the width
+    of the backbone's final feature (``feature_dim``) and ``s`` the down-sampling factor from the
+    exit's stage to the last stage (8, 4, 2 for the first three stages of a CIFAR ResNet). The
+    three convolutions carry biases and the middle one is a non-overlapping ``s x s`` patch
+    convolution, as in the reference code; ``same`` padding only matters when the size is not a
+    multiple of ``s`` (then it rounds up). The pooled ``D``-wide feature is the exit feature
+    ``F_i`` of the feature hint and the mutual feature loss.
+
+    This is the ``branchBottleNeck`` head (plus its ``middle_fc``) of the unofficial BYOT
+    re-implementation github.com/luanyunteng/pytorch-be-your-own-teacher (``models/resnet.py``;
+    that file also defines ``downsample*_1`` modules that its forward pass never uses, they are
+    not part of this head). A CIFAR ResNet-18 / ResNet-50 with these heads after its first three
+    stages has 13.0M / 50.4M parameters, the counts Chottananurak et al., "Progressive
+    Self-Knowledge Distillation with Mutual Learning", give for their networks.
+
+    Args:
+        num_classes: classes of the dense classifier.
+        feature_dim: width ``D`` of the exit feature (the backbone's final feature width).
+        downsample: ``s``, kernel size and stride of the middle convolution (>= 1).
+
+    Call returns ``{"logits": [batch, num_classes], "features": [batch, feature_dim]}``.
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int, downsample: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = _positive_int(num_classes, "num_classes")
+        self.feature_dim = _positive_int(feature_dim, "feature_dim")
+        self.downsample = _positive_int(downsample, "downsample")
+
+    @property
+    def bottleneck_channels(self) -> int:
+        """``D // 4`` (at least 1): the width of the first two convolutions."""
+        return max(1, self.feature_dim // 4)
+
+    def build(self, input_shape):
+        shape = tuple(input_shape)
+        if len(shape) != 4:
+            raise ValueError(
+                f"BottleneckExitHead expects a 4-D feature map [batch, height, width, channels], "
+                f"got shape {shape}."
+            )
+        mid, s = self.bottleneck_channels, self.downsample
+        kw = dict(use_bias=True, padding="same", kernel_initializer=KERNEL_INIT)
+        self.reduce = keras.layers.Conv2D(mid, 1, name="reduce", **kw)
+        self.bn1 = _bn("bn1")
+        self.down = keras.layers.Conv2D(mid, s, strides=s, name="down", **kw)
+        self.bn2 = _bn("bn2")
+        self.expand = keras.layers.Conv2D(self.feature_dim, 1, name="expand", **kw)
+        self.bn3 = _bn("bn3")
+        for layer in (self.reduce, self.bn1, self.down, self.bn2, self.expand, self.bn3):
+            layer.build(shape)
+            shape = layer.compute_output_shape(shape)
+        self.classifier = keras.layers.Dense(
+            self.num_classes, kernel_initializer=KERNEL_INIT, name="classifier"
+        )
+        self.classifier.build((shape[0], self.feature_dim))
+        super().build(input_shape)
+
+    def call(self, x, training=None):
+        x = ops.relu(self.bn1(self.reduce(x), training=training))
+        x = ops.relu(self.bn2(self.down(x), training=training))
+        x = ops.relu(self.bn3(self.expand(x), training=training))
+        features = ops.mean(x, axis=(1, 2))
+        return {"logits": self.classifier(features), "features": features}
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return {"logits": (batch, self.num_classes), "features": (batch, self.feature_dim)}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "feature_dim": self.feature_dim,
+            "downsample": self.downsample,
+        }
+
+
+def check_exit_head(value) -> str:
+    """Returns a valid ``exit_head`` kind or raises a ValueError naming the allowed values."""
+    if not isinstance(value, str) or value not in EXIT_HEADS:
+        raise ValueError(f"`exit_head` must be one of {EXIT_HEADS}, got {value!r}.")
+    return value
+
+
+def bottleneck_downsample(input_shape, final_shape, num_blocks: int) -> int:
+    """Down-sampling factor of a bottleneck exit: the exit map's height over the last stage's
+    (rounded, at least 1) when both are known, else ``2 ** num_blocks`` (one halving per
+    remaining stage, the rule `ExitHead` uses)."""
+    h, final_h = input_shape[1], final_shape[1]
+    if h is None or final_h is None:
+        return 2 ** _positive_int(num_blocks, "num_blocks")
+    return max(1, int(math.floor(int(h) / int(final_h) + 0.5)))
+
+
+def make_exit_head(
+    kind: str,
+    num_classes: int,
+    feature_dim: int,
+    *,
+    num_blocks: int,
+    attention: bool,
+    input_shape,
+    final_shape,
+    name: str,
+) -> keras.layers.Layer:
+    """A built exit head of the given kind for a feature map of ``input_shape``.
+
+    ``"attention"``: `ExitHead` with ``num_blocks`` align blocks (and ``attention``);
+    ``"bottleneck"``: `BottleneckExitHead` down-sampling to the last stage's resolution
+    ``final_shape`` (``attention`` is unused).
+    """
+    kind = check_exit_head(kind)
+    if kind == "attention":
+        head = ExitHead(
+            num_classes, feature_dim, num_blocks=num_blocks, attention=attention, name=name
+        )
+    else:
+        head = BottleneckExitHead(
+            num_classes,
+            feature_dim,
+            downsample=bottleneck_downsample(input_shape, final_shape, num_blocks),
+            name=name,
+        )
+    head.build(tuple(input_shape))
+    return head

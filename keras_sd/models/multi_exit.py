@@ -2,10 +2,11 @@
 
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
 TPAMI (eqs. 3-6, Fig. 3); Zhang et al., "Be Your Own Teacher: Improve the Performance of
-Convolutional Neural Networks via Self Distillation", ICCV 2019. Options from seed 003
-(Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning"): PS-KD soft
+Convolutional Neural Networks via Self Distillation", ICCV 2019. Options from
+Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning": PS-KD soft
 targets on every exit (Kim et al., "Self-Knowledge Distillation with Progressive Refinement of
-Targets", ICCV 2021) and the deep mutual feature loss (eq. 3).
+Targets", ICCV 2021), the deep mutual feature loss (eq. 3), the final exit's cross-entropy weight
+of their eq. 2 and the bottleneck exit heads their parameter counts imply.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_sd import losses
-from keras_sd.layers.exits import ExitHead
+from keras_sd.layers.exits import check_exit_head, make_exit_head
 from keras_sd.models.base import SelfDistillationModel, check_backbone
 
 PATHS = ("deepest", "ensemble", "transitive", "dense")
@@ -45,7 +46,7 @@ def _producer(tensor):
 
 
 def mutual_feature_loss(features: Sequence[Any]):
-    """Deep mutual feature loss of seed 003 (eq. 3), per sample ``[batch]``.
+    """Deep mutual feature loss of Chottananurak et al. (eq. 3), per sample ``[batch]``.
 
     ``1/(N-1) * sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)]`` between the softmax-normalised
     feature vectors of the ``N`` exits, ``F_N`` the deepest. As in deep mutual learning, each
@@ -55,7 +56,8 @@ def mutual_feature_loss(features: Sequence[Any]):
     terms, the final exit's feature (the backbone) also learns from the shallow ones; no gradient
     flows into the target side of either direction (the pattern of `losses.symmetric_kl`).
 
-    Reference: seed 003, eq. 3; Zhang et al., "Deep Mutual Learning", CVPR 2018.
+    Reference: Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual
+    Learning", eq. 3; Zhang et al., "Deep Mutual Learning", CVPR 2018.
 
     Args:
         features: ``[F_1, ..., F_N]``, ``N >= 2`` tensors ``[batch, dim]`` (any rank is
@@ -123,7 +125,8 @@ class MultiExitDistiller(SelfDistillationModel):
 
     Per-stage access for dynamic early exit: `backbone_segments`, `exit_heads` and `stage_models`.
 
-    Seed 003 options (PS-KD + BYOT + deep mutual feature learning, every combination):
+    Options of Chottananurak et al. (PS-KD + BYOT + deep mutual feature learning, every
+    combination):
 
     * ``pskd_alpha``: PS-KD. In training, every exit's cross-entropy target ``y`` becomes
       ``(1 - alpha_t) y + alpha_t P_prev(x)``, with ``P_prev(x)`` the final exit's softmax for that
@@ -137,8 +140,20 @@ class MultiExitDistiller(SelfDistillationModel):
     * ``exit_losses=False``: no loss on the shallow exits' outputs (no shallow cross-entropy, KL or
       feature hint; ``kl_loss`` / ``feature_loss`` are not computed): ``ce_loss`` is the final
       exit's cross-entropy alone (not divided by K). The shallow exits then serve only as feature
-      extractors for the mutual feature loss (seed 003 rows "DMFL" and "PS-KD + DMFL"); their
+      extractors for the mutual feature loss (Table 1 rows "DMFL" and "PS-KD + DMFL"); their
       classifier layers get no gradient and their accuracies are meaningless.
+    * ``final_ce_weight``: the weight of the final exit's cross-entropy (1 above, TPAMI / BYOT).
+      Chottananurak et al. write ``L = L_CE + L_Self-KD`` with ``L_CE`` the final output's
+      cross-entropy and ``L_Self-KD = sum_{i=1}^{N} [(1 - alpha) CE(P_i, y_soft) + alpha KL(P_i,
+      P_N) + lambda ||F_i - F_N||^2]`` over all ``N`` classifiers, the final one included (its KL
+      and hint terms are zero, their reference being itself): the final exit's cross-entropy
+      weighs ``1 + (1 - alpha)``, 1.9 with their alpha = 0.1. It is a fixed number (it does not
+      follow ``model.alpha``); with a ``teacher`` it is multiplied by ``1 - alpha``; with
+      ``reduction="mean"`` it is divided by K like the other exits.
+    * ``exit_head="bottleneck"``: `keras_sd.layers.BottleneckExitHead` exits (1x1 conv, strided
+      patch conv, 1x1 conv, pooling, dense) instead of the TPAMI attention exits; the head of the
+      unofficial BYOT code whose parameter counts Chottananurak et al. report (``attention`` is
+      then unused).
 
     Args:
         backbone: a keras_sd backbone (functional, ``{"stages", "features", "logits"}``).
@@ -163,17 +178,22 @@ class MultiExitDistiller(SelfDistillationModel):
         teacher: optional frozen `keras.Model` returning logits (or a dict with ``"logits"``);
             adds conventional KD on the final exit.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
-        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in seed 003); None turns PS-KD off.
+        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in Chottananurak et al.); None turns
+            PS-KD off.
         num_train_examples: training-set size (prediction-bank rows); required with
             ``pskd_alpha``.
         bank_dtype: ``"float32"`` or ``"float16"`` storage of the prediction bank.
-        mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (1 in seed 003;
-            0 turns it off).
+        mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (1 in
+            Chottananurak et al.; 0 turns it off).
         exit_losses: True (BYOT terms on the shallow exits) or False (only the final exit's
             cross-entropy, plus the mutual feature loss and teacher term when on).
+        exit_head: ``"attention"`` (TPAMI's exits, `keras_sd.layers.ExitHead`) or
+            ``"bottleneck"`` (`keras_sd.layers.BottleneckExitHead`).
+        final_ce_weight: weight of the final exit's cross-entropy, >= 0: 1.0 (TPAMI / BYOT) or
+            ``1 + (1 - alpha)`` (Chottananurak et al.'s ``L_CE + L_Self-KD``, 1.9).
 
-    Reference (seed 003 options): Chottananurak et al., "Progressive Self-Knowledge Distillation
-    with Mutual Learning" (../shared/seeds/003_6d86bbd2fe453c64.txt), eqs. 2-3.
+    Reference (PS-KD, DMFL, final_ce_weight, bottleneck exits): Chottananurak et al.,
+    "Progressive Self-Knowledge Distillation with Mutual Learning", eqs. 2-3 and Table 1.
     """
 
     def __init__(
@@ -195,6 +215,8 @@ class MultiExitDistiller(SelfDistillationModel):
         bank_dtype: str = "float32",
         mutual_feature_weight: float = 0.0,
         exit_losses: bool = True,
+        exit_head: str = "attention",
+        final_ce_weight: float = 1.0,
         **kwargs,
     ):
         from keras_sd import pskd  # local import, as in Baseline
@@ -209,6 +231,8 @@ class MultiExitDistiller(SelfDistillationModel):
         if not isinstance(exit_losses, bool):
             raise ValueError(f"`exit_losses` must be True or False, got {exit_losses!r}.")
         feature_weight = losses.check_weight(feature_weight, "feature_weight")
+        exit_head = check_exit_head(exit_head)
+        final_ce_weight = losses.check_weight(final_ce_weight, "final_ce_weight")
         temperature = losses.check_temperature(temperature)
         if path not in PATHS:
             raise ValueError(f"`path` must be one of {PATHS}, got {path!r}.")
@@ -279,16 +303,20 @@ class MultiExitDistiller(SelfDistillationModel):
             segments=None,
             stage_models=None,
         )
+        self.exit_head = exit_head
+        self.final_ce_weight = final_ce_weight
         self.exit_heads = []
         for i, tap in enumerate(taps):
-            head = ExitHead(
+            head = make_exit_head(
+                exit_head,
                 self.num_classes,
                 self.feature_dim,
                 num_blocks=num_exits - (i + 1),  # N_i = K - i (TPAMI section 3.2)
                 attention=attention,
+                input_shape=tuple(tap.shape),
+                final_shape=tuple(backbone.output["stages"][-1].shape),
                 name=f"exit{i + 1}_head",
             )
-            head.build(tuple(tap.shape))
             self.exit_heads.append(head)
         self.alpha = keras.Variable(alpha, dtype="float32", trainable=False, name="alpha")
         self.feature_weight = keras.Variable(
@@ -443,14 +471,15 @@ class MultiExitDistiller(SelfDistillationModel):
 
     def compute_loss_terms(self, images, targets, training, index=None):
         if training and self.pskd is not None:
-            # PS-KD: the same progressive soft target for every exit (seed 003, eq. 2).
+            # PS-KD: the same progressive soft target for every exit (Chottananurak et al. eq. 2).
             targets = self.pskd.soft_targets(targets, index)
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
         # "mean" averages the losses of the K exits; without exit losses only one exit has any.
         norm = float(k) if (self.reduction == "mean" and self.exit_losses) else 1.0
         alpha = ops.cast(self.alpha, "float32")
-        final_ce_weight = 1.0 if self.teacher is None else 1.0 - alpha
+        # `final_ce_weight`: 1 (TPAMI), 1 + (1 - alpha) for Chottananurak et al.'s eq. 2 + L_CE.
+        final_ce_weight = self.final_ce_weight * (1.0 if self.teacher is None else 1.0 - alpha)
         ce_total = final_ce_weight * losses.soft_target_cross_entropy(targets, logits[-1])
         if self.exit_losses:
             kl_total = ops.zeros_like(ce_total)
@@ -525,6 +554,8 @@ class MultiExitDistiller(SelfDistillationModel):
             "bank_dtype": self.bank_dtype,
             "mutual_feature_weight": self.mutual_feature_weight_value,
             "exit_losses": self.exit_losses,
+            "exit_head": self.exit_head,
+            "final_ce_weight": self.final_ce_weight,
         }
 
     @classmethod

@@ -1,8 +1,12 @@
-"""PS-KD + BYOT + DMFL ablations on ResNet-18, CIFAR-100 (seed 003, Tables 3 and 4).
+"""PS-KD + BYOT + DMFL ablations on ResNet-18, CIFAR-100 (Tables 3 and 4).
 
-Paper: seed 003 (../shared/seeds/003_6d86bbd2fe453c64.txt); PS-KD is Kim et al., ICCV 2021.
+Paper: Chottananurak, Jeong, Kabir & Phisannupawong, "Progressive Self-Knowledge Distillation
+with Mutual Learning" (KAIST); PS-KD is Kim et al., ICCV 2021.
 Same schedule and method arguments as recipes/pskd/resnet18_cifar100.py:pskd_byot_dmfl (PS-KD
-alpha_T 0.8, BYOT alpha 0.1, lambda 1e-6, T 1, exit terms summed, DMFL weight 1).
+alpha_T 0.8, BYOT alpha 0.1, lambda 1e-6, exit terms summed, DMFL weight 1; bottleneck exits of
+the unofficial BYOT code, final-exit cross-entropy weight 1 + (1 - alpha) = 1.9 from
+L = L_CE + L_Self-KD, T = 3 with T^2 as in that code; the reasons are in that recipe's docstring
+and docs/methods/pskd.md, "Fidelity").
 Published top-1 / top-5 error (%):
 
 Table 3, BYOT loss blocks (shallow exits after these stages; PS-KD and DML on):
@@ -30,11 +34,14 @@ Commands:
 from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
 
 METHOD_ARGS = {
+    "exit_head": "bottleneck",
     "alpha": 0.1,
     "feature_weight": 1e-6,
-    "temperature": 1.0,
+    "temperature": 3.0,
+    "kl_scale": "t2",
     "path": "deepest",
     "reduction": "sum",
+    "final_ce_weight": 1.9,
     "pskd_alpha": 0.8,
     "num_train_examples": 50000,
     "bank_dtype": "float32",
@@ -79,6 +86,9 @@ def get_config(arg: str | None = None) -> Recipe:
             gamma=0.1,
         ),
         epochs=300,
-        paper="seed 003 (PS-KD + BYOT + DMFL), Tables 3-4",
+        paper=(
+            "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning, "
+            "Tables 3-4"
+        ),
         published=published,
     )
