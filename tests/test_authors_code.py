@@ -10,14 +10,18 @@ that soft cross-entropy: the two differ by the teacher's entropy, a constant wit
 the comparison adds back exactly.
 """
 
+import pathlib
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sd import losses
+from keras_sd import losses, recipes, train
 from keras_sd.models.multi_exit import MultiExitDistiller
 
+RECIPES = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "multi_exit"
+REPO_RECIPE = str(RECIPES / "resnet18_cifar100.py")
 T = 3.0
 ALPHA, LAMBDA = 0.3, 0.03
 CLASSES = 5
@@ -259,3 +263,72 @@ def test_adapters_train_save_load_and_stay_out_of_deployment(tmp_path):
     )
     listed = MultiExitDistiller.from_config(authors_model(hint_exits=[1]).get_config())
     assert listed.hinted_exits == (0,) and len(listed.feature_adapters) == 1
+
+
+# ---------------------------------------------------------------- recipe
+def authors_lr(epoch, epochs=250, init_lr=0.1):
+    """The official loop: at the start of each listed epoch the lr is divided by 10."""
+    lr = init_lr
+    for e in range(epoch + 1):
+        if e in [epochs // 3, epochs * 2 // 3, epochs - 10]:
+            lr /= 10
+    return lr
+
+
+@pytest.mark.parametrize("depth", [18, 50, 101, 152])
+def test_authors_code_recipe_matches_the_official_settings(depth):
+    """train.py --model=resnet{depth}: the same loss, schedule and data for every ResNet."""
+    path = str(RECIPES / f"resnet{depth}_cifar100.py")
+    r = recipes.load(f"{path}:authors_code")
+    assert r.method == "multi_exit" and r.backbone == f"resnet{depth}"
+    assert dict(r.method_args) == {
+        "exits": "stages",
+        "alpha": 0.3,
+        "feature_weight": 0.03,
+        "temperature": 3.0,
+        "path": "deepest",
+        "reduction": "sum",
+        "kl_scale": "none",
+        "attention": True,
+        "feature_hint": "adapted_l2_batch",
+        "hint_exits": "all_but_last",
+    }
+    assert dict(r.callbacks) == {}  # no annealing of alpha / lambda
+    assert r.epochs == 250 and r.optimizer.milestones == (83, 166, 240)
+    o = r.optimizer
+    assert (o.name, o.learning_rate, o.momentum, o.nesterov, o.weight_decay, o.gamma) == (
+        "sgd",
+        0.1,
+        0.9,
+        False,
+        5e-4,
+        0.1,
+    )
+    assert (r.data.name, r.data.batch_size, r.data.augment) == ("cifar100", 128, "autoaugment")
+    base = recipes.load(f"{path}:authors_code_baseline")
+    assert base.method == "baseline" and dict(base.method_args) == {}
+    assert (base.data, base.optimizer, base.epochs) == (r.data, r.optimizer, r.epochs)
+
+
+@pytest.mark.parametrize("steps_per_epoch", [390, 391])
+def test_authors_code_recipe_learning_rate_per_epoch(steps_per_epoch):
+    r = recipes.load(f"{REPO_RECIPE}:authors_code")
+    schedule = train.learning_rate(r.optimizer, r.epochs, steps_per_epoch)
+    first = [float(schedule(e * steps_per_epoch)) for e in range(r.epochs)]
+    last = [float(schedule((e + 1) * steps_per_epoch - 1)) for e in range(r.epochs)]
+    want = [authors_lr(e) for e in range(r.epochs)]
+    np.testing.assert_allclose(first, want, rtol=1e-6)
+    np.testing.assert_allclose(last, want, rtol=1e-6)
+    assert [authors_lr(e) for e in (0, 82, 83, 165, 166, 239, 240, 249)] == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001]
+    )
+
+
+def test_authors_code_recipe_builds_resnet18_with_two_adapters():
+    """Built without the data pipeline (the recipe's augmentation is not needed to build)."""
+    r = recipes.load(f"{REPO_RECIPE}:authors_code")
+    model = train.build_model(r, 100, (32, 32, 3))
+    assert model.num_exits == 4 and model.hinted_exits == (0, 1)
+    assert [a.name for a in model.feature_adapters] == ["exit1_adapt", "exit2_adapt"]
+    assert [tuple(a.kernel.shape) for a in model.feature_adapters] == [(512, 512)] * 2
+    assert model.export_backbone().count_params() == model.backbone.count_params()
