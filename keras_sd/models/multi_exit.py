@@ -2,8 +2,8 @@
 
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
 TPAMI (eqs. 3-6, Fig. 3); Zhang et al., "Be Your Own Teacher: Improve the Performance of
-Convolutional Neural Networks via Self Distillation", ICCV 2019. Options from seed 003
-(Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning"): PS-KD soft
+Convolutional Neural Networks via Self Distillation", ICCV 2019. Options from
+Chottananurak et al. ("Progressive Self-Knowledge Distillation with Mutual Learning"): PS-KD soft
 targets on every exit (Kim et al., "Self-Knowledge Distillation with Progressive Refinement of
 Targets", ICCV 2021) and the deep mutual feature loss (eq. 3).
 """
@@ -49,7 +49,7 @@ def _producer(tensor):
 
 
 def mutual_feature_loss(features: Sequence[Any]):
-    """Deep mutual feature loss of seed 003 (eq. 3), per sample ``[batch]``.
+    """Deep mutual feature loss of Chottananurak et al. (eq. 3), per sample ``[batch]``.
 
     ``1/(N-1) * sum_{i<N} [KL(F_i || F_N) + KL(F_N || F_i)]`` between the softmax-normalised
     feature vectors of the ``N`` exits, ``F_N`` the deepest. As in deep mutual learning, each
@@ -59,7 +59,7 @@ def mutual_feature_loss(features: Sequence[Any]):
     terms, the final exit's feature (the backbone) also learns from the shallow ones; no gradient
     flows into the target side of either direction (the pattern of `losses.symmetric_kl`).
 
-    Reference: seed 003, eq. 3; Zhang et al., "Deep Mutual Learning", CVPR 2018.
+    Reference: Chottananurak et al., eq. 3; Zhang et al., "Deep Mutual Learning", CVPR 2018.
 
     Args:
         features: ``[F_1, ..., F_N]``, ``N >= 2`` tensors ``[batch, dim]`` (any rank is
@@ -127,7 +127,8 @@ class MultiExitDistiller(SelfDistillationModel):
 
     Per-stage access for dynamic early exit: `backbone_segments`, `exit_heads` and `stage_models`.
 
-    Seed 003 options (PS-KD + BYOT + deep mutual feature learning, every combination):
+    Options of Chottananurak et al. (PS-KD + BYOT + deep mutual feature learning, every
+    combination):
 
     * ``pskd_alpha``: PS-KD. In training, every exit's cross-entropy target ``y`` becomes
       ``(1 - alpha_t) y + alpha_t P_prev(x)``, with ``P_prev(x)`` the final exit's softmax for that
@@ -141,7 +142,7 @@ class MultiExitDistiller(SelfDistillationModel):
     * ``exit_losses=False``: no loss on the shallow exits' outputs (no shallow cross-entropy, KL or
       feature hint; ``kl_loss`` / ``feature_loss`` are not computed): ``ce_loss`` is the final
       exit's cross-entropy alone (not divided by K). The shallow exits then serve only as feature
-      extractors for the mutual feature loss (seed 003 rows "DMFL" and "PS-KD + DMFL"); their
+      extractors for the mutual feature loss (their rows "DMFL" and "PS-KD + DMFL"); their
       classifier layers get no gradient and their accuracies are meaningless.
 
     Args:
@@ -151,8 +152,8 @@ class MultiExitDistiller(SelfDistillationModel):
             into ``out["stages"]``, the last stage excluded), layer names of the backbone, or
             tensors of the functional backbone (stored as stage indices / layer names).
         alpha: imitation weight in ``[0, 1]`` (TPAMI recommends 0.6; official code 0.3).
-        feature_weight: ``lambda`` of the feature hint, >= 0 (TPAMI 0.04; official code 0.03 with
-            an un-squared norm; this class uses the squared norm of the paper).
+        feature_weight: ``lambda`` of the feature hint, >= 0 (TPAMI 0.04; the official code 0.03
+            with its own hint form, ``feature_hint="adapted_l2_batch"``).
         temperature: softening temperature ``T > 0`` (3 in the official code).
         path: ``"deepest"`` | ``"ensemble"`` | ``"transitive"`` | ``"dense"``.
         reduction: ``"mean"`` (divide the sums over exits by K, TPAMI) or ``"sum"``.
@@ -161,12 +162,13 @@ class MultiExitDistiller(SelfDistillationModel):
         teacher: optional frozen `keras.Model` returning logits (or a dict with ``"logits"``);
             adds conventional KD on the final exit.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
-        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in seed 003); None turns PS-KD off.
+        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in Chottananurak et al.); None turns PS-KD
+            off.
         num_train_examples: training-set size (prediction-bank rows); required with
             ``pskd_alpha``.
         bank_dtype: ``"float32"`` or ``"float16"`` storage of the prediction bank.
-        mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (1 in seed 003;
-            0 turns it off).
+        mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (1 in Chottananurak
+            et al.; 0 turns it off).
         exit_losses: True (BYOT terms on the shallow exits) or False (only the final exit's
             cross-entropy, plus the mutual feature loss and teacher term when on).
         feature_hint: form of the feature hint. ``"squared_l2"`` (TPAMI eq. 4): per sample
@@ -181,8 +183,8 @@ class MultiExitDistiller(SelfDistillationModel):
             (every shallow exit except exit ``K - 1``, as the official code does), or a list of
             1-based exit numbers in ``1..K-1``. The others keep their cross-entropy and KL.
 
-    Reference (seed 003 options): Chottananurak et al., "Progressive Self-Knowledge Distillation
-    with Mutual Learning" (../shared/seeds/003_6d86bbd2fe453c64.txt), eqs. 2-3.
+    Reference (PS-KD + BYOT options): Chottananurak et al., "Progressive Self-Knowledge
+    Distillation with Mutual Learning", eqs. 2-3.
     """
 
     def __init__(
@@ -468,7 +470,7 @@ class MultiExitDistiller(SelfDistillationModel):
 
     def compute_loss_terms(self, images, targets, training, index=None):
         if training and self.pskd is not None:
-            # PS-KD: the same progressive soft target for every exit (seed 003, eq. 2).
+            # PS-KD: the same progressive soft target for every exit (Chottananurak et al., eq. 2).
             targets = self.pskd.soft_targets(targets, index)
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
