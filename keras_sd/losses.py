@@ -2,13 +2,13 @@
 
 Each function that compares a target with a learner takes the *target first*, wraps it in
 stop-gradient (a learner never receives gradient through its own target) and returns one value per
-sample, with no reduction: the training core averages over the global batch. The one exception is
-`mean_feature_mmd`, a batch statistic that returns a scalar.
+sample, with no reduction: the training core averages over the global batch. The exceptions are
+`mean_feature_mmd` and `batch_feature_distance`, batch statistics that return a scalar.
 
 KL divergences are computed from log-softmax of logits (never ``log(softmax + eps)``), and
 ``KL(p || q) = sum_k p_k (log p_k - log q_k)`` with ``p`` the target.
 
-Reference: ../shared/docs/methods.md (conventions shared by all methods).
+Conventions shared by all methods: docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -132,3 +132,32 @@ def mean_feature_mmd(features_a, features_b):
     a = ops.mean(_flatten(ops.cast(features_a, "float32")), axis=0)
     b = ops.mean(_flatten(ops.cast(features_b, "float32")), axis=0)
     return ops.sum(ops.square(a - b))
+
+
+def batch_feature_distance(target_features, features):
+    """``|| F - sg(F_target) ||_2`` over the whole batch: one scalar, *not* squared, not averaged.
+
+    The Frobenius norm of the ``[batch, dim]`` difference, i.e. ``sqrt(sum_{j,d} (F_jd -
+    T_jd)^2)`` summed over samples *and* feature dimensions before the square root. This is the
+    feature hint of the official BYOT code (``torch.dist(adapted_feature, teacher_feature)``, whose
+    default ``p=2`` flattens both tensors), as opposed to the paper's per-sample squared norm
+    (`feature_l2`). Like `mean_feature_mmd` it is a batch statistic: it grows like
+    ``sqrt(batch)``, and under ``tf.distribute`` it is computed per replica on the local batch, so
+    with ``R`` replicas the training core's total is the mean of the ``R`` local norms, not the
+    norm of the global batch (about ``1 / sqrt(R)`` of it). The target side is stop-gradiented.
+
+    At a zero difference the value is 0 and the gradient 0 (as PyTorch's), not NaN.
+
+    Args:
+        target_features: ``[batch, ...]`` reference features (flattened per sample).
+        features: ``[batch, ...]`` learner features (e.g. after an adaptation layer).
+
+    Returns:
+        A scalar tensor.
+    """
+    target = _flatten(ops.stop_gradient(ops.cast(target_features, "float32")))
+    diff = _flatten(ops.cast(features, "float32")) - target
+    squares = ops.sum(ops.square(diff))
+    positive = squares > 0
+    # Double `where`: the sqrt never sees 0, so its gradient stays finite at a zero difference.
+    return ops.where(positive, ops.sqrt(ops.where(positive, squares, 1.0)), 0.0)

@@ -26,6 +26,10 @@ from keras_sd.models.base import SelfDistillationModel, check_backbone
 
 PATHS = ("deepest", "ensemble", "transitive", "dense")
 REDUCTIONS = ("mean", "sum")
+# Feature hint forms: TPAMI eq. 4 (per-sample squared L2) or the official code's (a trained dense
+# adaptation layer on the shallow feature, then the un-squared L2 norm over the whole batch).
+FEATURE_HINTS = ("squared_l2", "adapted_l2_batch")
+HINT_EXITS = ("all", "all_but_last")
 ENSEMBLE = "ensemble"
 
 
@@ -162,8 +166,8 @@ class MultiExitDistiller(SelfDistillationModel):
             into ``out["stages"]``, the last stage excluded), layer names of the backbone, or
             tensors of the functional backbone (stored as stage indices / layer names).
         alpha: imitation weight in ``[0, 1]`` (TPAMI recommends 0.6; official code 0.3).
-        feature_weight: ``lambda`` of the feature hint, >= 0 (TPAMI 0.04; official code 0.03 with
-            an un-squared norm; this class uses the squared norm of the paper).
+        feature_weight: ``lambda`` of the feature hint, >= 0 (TPAMI 0.04; the official code 0.03
+            with its own hint form, ``feature_hint="adapted_l2_batch"``).
         temperature: softening temperature ``T > 0`` (3 in the official code).
         path: ``"deepest"`` | ``"ensemble"`` | ``"transitive"`` | ``"dense"``.
         reduction: ``"sum"`` (default: the exits' losses are summed, as in the authors' released
@@ -192,6 +196,18 @@ class MultiExitDistiller(SelfDistillationModel):
         final_ce_weight: weight of the final exit's cross-entropy, >= 0: 1.0 (TPAMI / BYOT) or
             ``1 + (1 - alpha)`` (Chottananurak et al.'s ``L_CE + L_Self-KD``, 1.9).
 
+        feature_hint: form of the feature hint. ``"squared_l2"`` (TPAMI eq. 4): per sample
+            ``||F_i - sg(F_ref)||_2^2``, averaged over the batch. ``"adapted_l2_batch"`` (the
+            official code): ``||A_i(F_i) - sg(F_ref)||_2`` with ``A_i`` a trainable dense layer
+            with bias (``model.feature_adapters``, under weight decay) and the *un-squared* norm
+            taken over the whole ``[batch, dim]`` difference (`losses.batch_feature_distance`),
+            one scalar per batch, computed per replica under ``tf.distribute``. The adapters are
+            used only by this loss: not by ``call_exits``, ``stage_models`` or early exit, and
+            not in ``export_backbone``.
+        hint_exits: which shallow exits get a feature hint: ``"all"`` (TPAMI), ``"all_but_last"``
+            (every shallow exit except exit ``K - 1``, as the official code does), or a list of
+            1-based exit numbers in ``1..K-1``. The others keep their cross-entropy and KL.
+
     Reference (PS-KD, DMFL, final_ce_weight, bottleneck exits): Chottananurak et al.,
     "Progressive Self-Knowledge Distillation with Mutual Learning", eqs. 2-3 and Table 1.
     """
@@ -217,6 +233,8 @@ class MultiExitDistiller(SelfDistillationModel):
         exit_losses: bool = True,
         exit_head: str = "attention",
         final_ce_weight: float = 1.0,
+        feature_hint: str = "squared_l2",
+        hint_exits: str | Sequence[int] = "all",
         **kwargs,
     ):
         from keras_sd import pskd  # local import, as in Baseline
@@ -262,6 +280,11 @@ class MultiExitDistiller(SelfDistillationModel):
                 )
         exits_config, taps = _resolve_exits(backbone, exits)
         num_exits = len(taps) + 1
+        if feature_hint not in FEATURE_HINTS:
+            raise ValueError(
+                f"`feature_hint` must be one of {FEATURE_HINTS}, got {feature_hint!r}."
+            )
+        hinted = _resolve_hint_exits(hint_exits, num_exits)
         names = [f"exit{i}" for i in range(1, num_exits + 1)]
         term_names = ["ce_loss", "kl_loss", "feature_loss"] if exit_losses else ["ce_loss"]
         if teacher is not None:
@@ -344,6 +367,15 @@ class MultiExitDistiller(SelfDistillationModel):
             self.pskd = pskd.ProgressiveSelfKD(
                 pskd_alpha, num_train_examples, self.num_classes, bank_dtype, name="pskd"
             )
+        self.feature_hint = feature_hint
+        self.hint_exits = list(hint_exits) if not isinstance(hint_exits, str) else hint_exits
+        self.hinted_exits = hinted  # 0-based indices of the shallow exits with a feature hint
+        # One trainable dense layer per hinted exit (the official code's nn.Linear, with bias);
+        # none for the paper's form, so default models keep exactly their weights list.
+        self.feature_adapters = [
+            _feature_adapter(self.feature_dim, self.feature_dim, f"exit{i + 1}_adapt")
+            for i in (hinted if feature_hint == "adapted_l2_batch" else ())
+        ]
         self.built = True  # every sub-layer is built above; lets `.keras` saving skip a warning
 
     # ------------------------------------------------------------------ structure
@@ -483,7 +515,9 @@ class MultiExitDistiller(SelfDistillationModel):
         ce_total = final_ce_weight * losses.soft_target_cross_entropy(targets, logits[-1])
         if self.exit_losses:
             kl_total = ops.zeros_like(ce_total)
-            feature_total = ops.zeros_like(ce_total)
+            # Per sample [batch] for the paper's hint, one batch scalar for the adapted form.
+            batch_hint = self.feature_hint == "adapted_l2_batch"
+            feature_total = ops.zeros((), "float32") if batch_hint else ops.zeros_like(ce_total)
             ensemble = None
             if self.distillation_path == "ensemble":  # one reference shared by every shallow exit
                 ensemble = self._ensemble_reference(logits, features)
@@ -495,7 +529,10 @@ class MultiExitDistiller(SelfDistillationModel):
                     kl_total = kl_total + losses.softened_kl(
                         ref_logits, logits[i], self.temperature, self.kl_scale
                     )
-                    feature_total = feature_total + losses.feature_l2(ref_features, features[i])
+                    if i in self.hinted_exits:
+                        feature_total = feature_total + self._feature_hint(
+                            i, ref_features, features[i]
+                        )
         terms = {"ce_loss": ce_total / norm}
         if self.exit_losses:
             terms["kl_loss"] = kl_total / norm
@@ -512,6 +549,13 @@ class MultiExitDistiller(SelfDistillationModel):
         outputs = dict(zip(self.exit_names, logits))
         outputs[ENSEMBLE] = log_mean_softmax(logits)
         return outputs, terms
+
+    def _feature_hint(self, i: int, ref_features, features):
+        """Feature hint of shallow exit ``i`` (0-based) towards one reference feature."""
+        if self.feature_hint == "squared_l2":
+            return losses.feature_l2(ref_features, features)  # TPAMI eq. 4, per sample
+        adapter = self.feature_adapters[self.hinted_exits.index(i)]
+        return losses.batch_feature_distance(ref_features, adapter(features))
 
     def term_weight(self, name: str):
         if name in ("kl_loss", "teacher_kl_loss"):
@@ -556,6 +600,8 @@ class MultiExitDistiller(SelfDistillationModel):
             "exit_losses": self.exit_losses,
             "exit_head": self.exit_head,
             "final_ce_weight": self.final_ce_weight,
+            "feature_hint": self.feature_hint,
+            "hint_exits": copy.deepcopy(self.hint_exits),
         }
 
     @classmethod
@@ -576,6 +622,53 @@ def _check_alpha(alpha) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"`alpha` must be in [0, 1], got {alpha!r}.")
     return value
+
+
+def _resolve_hint_exits(hint_exits, num_exits: int) -> tuple[int, ...]:
+    """0-based indices of the shallow exits that get a feature hint, validated.
+
+    ``"all"``: every shallow exit (TPAMI eq. 4); ``"all_but_last"``: every shallow exit except the
+    deepest one, exit ``K - 1`` (what the official code does); or a list of 1-based exit numbers
+    in ``1..K-1`` (``exit1`` is the shallowest).
+    """
+    shallow = num_exits - 1
+    if isinstance(hint_exits, str):
+        if hint_exits not in HINT_EXITS:
+            raise ValueError(
+                f"`hint_exits` must be one of {HINT_EXITS} or a list of exit numbers in "
+                f"1..{shallow}, got {hint_exits!r}."
+            )
+        return tuple(range(shallow if hint_exits == "all" else shallow - 1))
+    if not isinstance(hint_exits, Sequence):
+        raise ValueError(
+            f"`hint_exits` must be one of {HINT_EXITS} or a list of exit numbers in 1..{shallow}, "
+            f"got {hint_exits!r}."
+        )
+    numbers = []
+    for n in hint_exits:
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= shallow:
+            raise ValueError(
+                f"`hint_exits` items must be shallow exit numbers in 1..{shallow} (1-based; exit "
+                f"{num_exits} is the final exit, the reference), got {n!r} in {hint_exits!r}."
+            )
+        if int(n) in numbers:
+            raise ValueError(f"`hint_exits` has exit {int(n)} twice: {hint_exits!r}.")
+        numbers.append(int(n))
+    return tuple(sorted(n - 1 for n in numbers))
+
+
+def _feature_adapter(in_dim: int, out_dim: int, name: str) -> keras.layers.Dense:
+    """A built dense adaptation layer ``in_dim -> out_dim`` with bias, initialised like PyTorch's
+    ``nn.Linear`` (weights and bias uniform in ``+-1/sqrt(in_dim)``), as in the official code."""
+    bound = 1.0 / math.sqrt(in_dim)
+    layer = keras.layers.Dense(
+        out_dim,
+        kernel_initializer=keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_initializer=keras.initializers.RandomUniform(-bound, bound),
+        name=name,
+    )
+    layer.build((None, in_dim))
+    return layer
 
 
 def _layer_position(backbone: keras.Model) -> dict[int, int]:
