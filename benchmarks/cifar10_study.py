@@ -151,14 +151,14 @@ ROWS = {
         "recipes/pskd/resnet18_cifar100.py:pskd",
         "cifar",
         "baseline",
-        "+ top-1, lower ECE (seed 003 ResNet-18 CIFAR-100: error 21.41 -> 19.94, ECE 5.14 -> 4.21)",
+        "+ top-1, lower ECE (Chottananurak et al., ResNet-18 CIFAR-100: error 21.41 -> 19.94, ECE 5.14 -> 4.21)",
         "PS-KD alone (Table 1 row 4)",
     ),
     "pskd_byot_dmfl": Row(
         "recipes/pskd/resnet18_cifar100.py:pskd_byot_dmfl",
         "cifar",
         "baseline",
-        "+ top-1, lower ECE (seed 003 ResNet-18 CIFAR-100: error 21.41 -> 20.03, ECE 5.14 -> 4.15)",
+        "+ top-1, lower ECE (Chottananurak et al., ResNet-18 CIFAR-100: error 21.41 -> 20.03, ECE 5.14 -> 4.15)",
         "Table 1 row 8 (sum over exits, T = 1)",
     ),
     "baseline_autoaugment": Row(

@@ -10,8 +10,8 @@ i.e. He et al. 2016: batch 256, SGD momentum 0.9 (plain, as in the original), we
 learning rate 0.1 divided by 10 "when the error plateaus", up to 60e4 iterations (about 120
 epochs). The plateaus are written here as fixed steps at epochs 30, 60 and 90 of 120.
 
-Method: T = 3 (the paper's ImageNet value), lambda = kl_weight = 1, mu = mmd_weight = 5e-4, KL
-times T^2, one batch-norm batch for both views.
+Method: T = 3 (the paper's ImageNet value), lambda = kl_weight = 1, mu = mmd_weight = 5e-4, no
+T^2 factor on the KL (see docs/methods/two_view.md), one batch-norm batch for both views.
 
 Distortion (both rows, ``augment="resize256_crop224"``): the paper resizes "all the raw images to
 single-scale 256x256" and then randomly crops "a 224x224 region ... or its mirror flip". Every
