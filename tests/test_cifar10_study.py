@@ -89,8 +89,12 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
     two_view, _ = study.study_recipe("two_view", protocol, 0, tmp_path, 1)
     assert two_view.method_args["temperature"] == 2.0  # the CIFAR-10 row
     pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
-    # The recipe's row 8: exit terms summed, T = 1 (the first harness ran mean / T = 3).
-    assert (pskd.method_args["reduction"], pskd.method_args["temperature"]) == ("sum", 1.0)
+    # The recipe's row 8 as it ships: exit terms summed, T = 3 with T^2 (the BYOT code the paper
+    # builds on), bottleneck exits, final-exit CE weight 1.9 (the first harness ran mean / T = 3
+    # with attention exits and weight 1, which no recipe ships).
+    args = pskd.method_args
+    assert (args["reduction"], args["temperature"], args["kl_scale"]) == ("sum", 3.0, "t2")
+    assert (args["exit_head"], args["final_ce_weight"]) == ("bottleneck", 1.9)
 
 
 def test_migrated_short_schedule_records_stay_readable(tmp_path):

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every protocol-B row of the CIFAR-10 study, one run at a time, in the pre-registered order:
+# the baseline's three seeds first, then each method seed by seed, then the AutoAugment pair.
+# Each run is resumable and finished runs are skipped, so rerunning this script after a kill (or
+# in a later session) continues where it stopped.
+#
+#   bash benchmarks/protocol_B.sh RUNS_DIR RESULTS_JSON
+#
+# Run it from a pinned checkout of the code under test (a `git worktree` at the landed commit),
+# so that work can go on in the main tree meanwhile; RESULTS_JSON may point into the main tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${1:?RUNS_DIR (outside the repo)}
+RESULTS=${2:?RESULTS_JSON}
+run() { python benchmarks/cifar10_study.py --protocol B --row "$1" --seed "$2" --runs "$RUNS" --results "$RESULTS"; }
+for seed in 0 1 2; do run baseline "$seed"; done
+for seed in 0 1 2; do
+  for row in two_view multi_exit self_guidance pskd pskd_byot_dmfl; do run "$row" "$seed"; done
+done
+for seed in 0 1 2; do
+  for row in baseline_autoaugment multi_exit_autoaugment; do run "$row" "$seed"; done
+done
