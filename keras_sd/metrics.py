@@ -311,9 +311,7 @@ def calibration_report(probs, labels, *, num_bins: int = 10) -> dict:
     correct = rank == 0
     confidence = probs.max(axis=1)
     bins = np.clip(np.ceil(confidence * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
-    gap = sum(
-        abs(correct[bins == m].sum() - confidence[bins == m].sum()) for m in range(num_bins)
-    )
+    gap = sum(abs(correct[bins == m].sum() - confidence[bins == m].sum()) for m in range(num_bins))
     # AURC with ties by expectation.
     order = np.argsort(-confidence, kind="stable")
     c, e = confidence[order], (~correct[order]).astype(np.float64)

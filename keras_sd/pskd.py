@@ -257,7 +257,9 @@ class PSKDAlphaScheduler(keras.callbacks.Callback):
         if total_epochs is not None and (
             isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1
         ):
-            raise ValueError(f"`total_epochs` must be a positive int or None, got {total_epochs!r}.")
+            raise ValueError(
+                f"`total_epochs` must be a positive int or None, got {total_epochs!r}."
+            )
         self.total_epochs = total_epochs
 
     def _pskd(self) -> ProgressiveSelfKD:

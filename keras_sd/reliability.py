@@ -42,8 +42,10 @@ class NonFiniteLossError(FloatingPointError):
         self.epoch, self.batch, self.step = epoch, batch, step
         others = [t for t in self.terms if t != term]
         also = f" (also non-finite: {', '.join(others)})" if others else ""
-        where = f"step {step} (epoch {epoch}, batch {batch})" if step is not None else (
-            f"epoch {epoch}, batch {batch}"
+        where = (
+            f"step {step} (epoch {epoch}, batch {batch})"
+            if step is not None
+            else (f"epoch {epoch}, batch {batch}")
         )
         super().__init__(
             f"non-finite loss: `{term}` became NaN/inf at {where}{also}; training stopped before "
@@ -218,7 +220,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         # without them a resumed run's distortions / stochastic-depth draws would restart.
         fd, extra_tmp = tempfile.mkstemp(dir=backup, prefix=f".{stem}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{f"v{i}": np.asarray(v) for i, v in enumerate(_unsaved_variables(self.model))})
+            np.savez(
+                f, **{f"v{i}": np.asarray(v) for i, v in enumerate(_unsaved_variables(self.model))}
+            )
         replace_atomic(extra_tmp, backup / extra)
         state = {
             "epoch": self._current_epoch,
@@ -259,7 +263,9 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             try:
                 self.model.load_weights(str(path))
                 if "extra" in state:
-                    _load_unsaved_variables(self.model, pathlib.Path(self.backup_dir) / state["extra"])
+                    _load_unsaved_variables(
+                        self.model, pathlib.Path(self.backup_dir) / state["extra"]
+                    )
             except (OSError, ValueError, KeyError) as e:
                 errors.append(f"{path.name}: {e}")
                 continue

@@ -37,8 +37,10 @@ class Report(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         iterations = int(self.model.optimizer.iterations.numpy())
-        print(f"resumed initial_epoch={self.model._initial_epoch or 0} iterations={iterations}",
-              flush=True)
+        print(
+            f"resumed initial_epoch={self.model._initial_epoch or 0} iterations={iterations}",
+            flush=True,
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
@@ -80,7 +82,10 @@ def main(out, backup_dir, kill=None):
         model(keras.ops.zeros((2, 8, 8, 1)), training=False)  # the backup callback needs it built
     backup = AtomicBackupAndRestore(backup_dir, save_freq="epoch", delete_checkpoint=False)
     model.fit(
-        data, epochs=EPOCHS, steps_per_epoch=STEPS, verbose=0,
+        data,
+        epochs=EPOCHS,
+        steps_per_epoch=STEPS,
+        verbose=0,
         callbacks=[backup, Report(backup, kill)],
     )
     np.savez(

@@ -56,7 +56,9 @@ def build(method):
 def main(method, mode, out):
     if mode == "mirrored":
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+        )
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     elif mode == "multiworker":
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -92,8 +94,10 @@ def main(method, mode, out):
         # One pipeline deals per-replica batches round robin: order each global batch as
         # [its even elements, its odd elements] so replica r gets what worker r gets.
         order = np.concatenate(
-            [np.r_[b * GLOBAL_BATCH : (b + 1) * GLOBAL_BATCH].reshape(-1, WORKERS).T.ravel()
-             for b in range(STEPS)]
+            [
+                np.r_[b * GLOBAL_BATCH : (b + 1) * GLOBAL_BATCH].reshape(-1, WORKERS).T.ravel()
+                for b in range(STEPS)
+            ]
         )
 
         def dataset_fn(ctx):

@@ -92,9 +92,14 @@ def test_is_chief_of_a_strategy_ignores_tf_config(monkeypatch):
 
 @pytest.mark.parametrize(
     "tf_config,match",
-    [("{not json", "TF_CONFIG is not valid JSON"), ("[1, 2]", "TF_CONFIG must be a JSON object"),
-     (json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": "1"}}),
-      r"`task.index` must be an integer, got '1'")],
+    [
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ("[1, 2]", "TF_CONFIG must be a JSON object"),
+        (
+            json.dumps({"cluster": CLUSTER, "task": {"type": "worker", "index": "1"}}),
+            r"`task.index` must be an integer, got '1'",
+        ),
+    ],
 )
 def test_bad_tf_config_raises(monkeypatch, tf_config, match):
     monkeypatch.setenv("TF_CONFIG", tf_config)
@@ -103,7 +108,9 @@ def test_bad_tf_config_raises(monkeypatch, tf_config, match):
 
 
 def test_bad_strategy_raises():
-    with pytest.raises(ValueError, match=r"`strategy` must be a tf.distribute.Strategy.*'mirrored'"):
+    with pytest.raises(
+        ValueError, match=r"`strategy` must be a tf.distribute.Strategy.*'mirrored'"
+    ):
         distribute.is_chief("mirrored")
 
 
@@ -151,8 +158,14 @@ def test_non_chief_restores_from_backup_dir_and_writes_only_privately(tmp_path, 
     monkeypatch.setattr(tempfile, "tempdir", str(private_root))
     x, y = _data()
     chief = _tiny_model()
-    chief.fit(x, y, batch_size=8, epochs=1, verbose=0,
-              callbacks=[AtomicBackupAndRestore(str(backup), delete_checkpoint=False)])
+    chief.fit(
+        x,
+        y,
+        batch_size=8,
+        epochs=1,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(str(backup), delete_checkpoint=False)],
+    )
     chief_weights = [w.numpy() for w in chief.weights]
     before = _snapshot(backup)
     assert read_backup_metadata(backup)["epoch"] == 1 and before
@@ -199,10 +212,14 @@ def test_non_chief_train_writes_nothing_into_the_run_folder(tmp_path, monkeypatc
 
     monkeypatch.setattr(reliability, "save_model_atomic", spy)
     recipe = Recipe(
-        name="test/ft_non_chief", backbone="resnet_cifar", backbone_args={"depth": 8},
+        name="test/ft_non_chief",
+        backbone="resnet_cifar",
+        backbone_args={"depth": 8},
         data=DataConfig(name="digits", batch_size=32),
         optimizer=OptimizerConfig(learning_rate=0.05, schedule="constant"),
-        epochs=1, steps_per_epoch=2, strategy="default",
+        epochs=1,
+        steps_per_epoch=2,
+        strategy="default",
     )
     out = tmp_path / "run"
     metrics = train_lib.train(recipe, out, verbose=0)
@@ -244,15 +261,18 @@ class _Run:
             self.tmps[i].mkdir()
             env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
             env.update(
-                TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", TMPDIR=str(self.tmps[i]),
+                TF_CPP_MIN_LOG_LEVEL="2",
+                CUDA_VISIBLE_DEVICES="",
+                TMPDIR=str(self.tmps[i]),
                 TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
             )
             args = [sys.executable, str(WORKER), str(self.outs[i]), str(backup)]
             if kill is not None and i == 1:
                 args += [str(k) for k in kill]
             with open(self.logs[i], "w") as log:
-                self.procs.append(subprocess.Popen(args, env=env, stdout=log,
-                                                   stderr=subprocess.STDOUT))
+                self.procs.append(
+                    subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
+                )
 
     def log(self, i):
         return self.logs[i].read_text()
@@ -274,8 +294,10 @@ class _Run:
 
 def _result(path):
     with np.load(path) as f:
-        weights = [f[k] for k in sorted((k for k in f.files if k.startswith("w_")),
-                                        key=lambda k: int(k[2:]))]
+        weights = [
+            f[k]
+            for k in sorted((k for k in f.files if k.startswith("w_")), key=lambda k: int(k[2:]))
+        ]
         return int(f["iterations"]), weights
 
 
@@ -310,13 +332,16 @@ def test_two_workers_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_pat
         if not exited_alone:
             w0.send_signal(signal.SIGKILL)
         w0.wait()
-        print(f"worker 0 after its peer's death: {'failed by itself' if exited_alone else 'killed'}"
-              f" (exit {w0.returncode})")
+        print(
+            f"worker 0 after its peer's death: {'failed by itself' if exited_alone else 'killed'}"
+            f" (exit {w0.returncode})"
+        )
         assert w0.returncode != 0 and "done" not in run_b1.log(0).split(), run_b1.log(0)[-3000:]
         # The chief committed epoch 1 and nothing after; worker 1 wrote nothing there.
         assert read_backup_metadata(backup_b)["epoch"] == KILL_EPOCH
         assert sorted(p.name for p in backup_b.iterdir()) == [
-            f"ckpt-e{KILL_EPOCH}-b0.extra.npz", f"ckpt-e{KILL_EPOCH}-b0.weights.h5",
+            f"ckpt-e{KILL_EPOCH}-b0.extra.npz",
+            f"ckpt-e{KILL_EPOCH}-b0.weights.h5",
             "training_metadata.json",
         ]
 
@@ -339,8 +364,11 @@ def test_two_workers_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_pat
         ), run_b2.log(i)[-3000:]
     assert read_backup_metadata(backup_b)["epoch"] == EPOCHS
     # Worker 1's private backup folder was under its own TMPDIR and is gone at train end.
-    private = [line.split("=", 1)[1] for line in run_b2.log(1).splitlines()
-               if line.startswith("private_dir=")]
+    private = [
+        line.split("=", 1)[1]
+        for line in run_b2.log(1).splitlines()
+        if line.startswith("private_dir=")
+    ]
     assert len(private) == EPOCHS - KILL_EPOCH
     assert pathlib.Path(private[0]).parent == run_b2.tmps[1]
     assert not pathlib.Path(private[0]).exists()

@@ -17,9 +17,7 @@ from hypothesis.extra import numpy as hnp
 
 from keras_sd import losses
 
-SETTINGS = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 BOUND = 1e4
 
 
@@ -170,9 +168,7 @@ def test_feature_distances_finite_nonnegative_and_shift_invariant(pair, c):
     # most 2 * 200 * 2**-24; the squared sum over <= 7 dims bounds the change.
     diff = float(np.abs(b.astype(np.float64) - a).max()) + 1.0
     tol = 7 * 2 * diff * 2 * 200 * 2.0**-24 + 1e-6
-    np.testing.assert_allclose(
-        np.asarray(losses.feature_l2(a + c, b + c)), l2, rtol=1e-5, atol=tol
-    )
+    np.testing.assert_allclose(np.asarray(losses.feature_l2(a + c, b + c)), l2, rtol=1e-5, atol=tol)
     np.testing.assert_allclose(
         float(losses.mean_feature_mmd(a + c, b + c)), mmd, rtol=1e-5, atol=tol
     )

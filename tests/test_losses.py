@@ -72,8 +72,9 @@ def test_soft_target_cross_entropy():
 
 
 def test_feature_l2_flattens_and_stops_target():
-    t, f = RNG.normal(size=(2, 3, 3, 4)).astype("float32"), RNG.normal(size=(2, 3, 3, 4)).astype(
-        "float32"
+    t, f = (
+        RNG.normal(size=(2, 3, 3, 4)).astype("float32"),
+        RNG.normal(size=(2, 3, 3, 4)).astype("float32"),
     )
     np.testing.assert_allclose(
         losses.feature_l2(t, f).numpy(), ((f - t) ** 2).reshape(2, -1).sum(-1), rtol=1e-5
@@ -99,7 +100,9 @@ def test_mean_feature_mmd_is_squared_norm_of_mean_difference():
     np.testing.assert_allclose(out, expected, rtol=1e-5)
     assert abs(out - wrong) > 1e-3
     ga, gb = grads(losses.mean_feature_mmd, a, b)
-    np.testing.assert_allclose(ga.numpy(), np.tile(2 * (a.mean(0) - b.mean(0)) / 8, (8, 1)), rtol=1e-5)
+    np.testing.assert_allclose(
+        ga.numpy(), np.tile(2 * (a.mean(0) - b.mean(0)) / 8, (8, 1)), rtol=1e-5
+    )
     np.testing.assert_allclose(gb.numpy(), -ga.numpy(), rtol=1e-5)
 
 

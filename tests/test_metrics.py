@@ -146,7 +146,9 @@ def test_ece_reset_and_onehot_labels():
     m.reset_state()
     assert float(m.result()) == 0.0
     onehot = np.eye(3)[HAND_LABELS]
-    assert run_metric(m, HAND_PROBS, onehot) == pytest.approx(ref_ece(HAND_PROBS, HAND_LABELS), abs=1e-4)
+    assert run_metric(m, HAND_PROBS, onehot) == pytest.approx(
+        ref_ece(HAND_PROBS, HAND_LABELS), abs=1e-4
+    )
 
 
 # ---------------------------------------------------------------- NLL

@@ -502,11 +502,21 @@ def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
     names = {v.path.split("/")[-1] for v in model.non_trainable_variables}
     assert not names & {"predictions", "alpha_t", "mutual_feature_weight"}
     config = model.get_config()
-    assert {k: config[k] for k in (
-        "pskd_alpha", "num_train_examples", "bank_dtype", "mutual_feature_weight", "exit_losses"
-    )} == {
-        "pskd_alpha": None, "num_train_examples": None, "bank_dtype": "float32",
-        "mutual_feature_weight": 0.0, "exit_losses": True,
+    assert {
+        k: config[k]
+        for k in (
+            "pskd_alpha",
+            "num_train_examples",
+            "bank_dtype",
+            "mutual_feature_weight",
+            "exit_losses",
+        )
+    } == {
+        "pskd_alpha": None,
+        "num_train_examples": None,
+        "bank_dtype": "float32",
+        "mutual_feature_weight": 0.0,
+        "exit_losses": True,
     }
     on = MultiExitDistiller(
         three_stage_backbone(), pskd_alpha=0.8, num_train_examples=16, mutual_feature_weight=0.5

@@ -44,7 +44,10 @@ def _weights(path):
 def _run(method, mode, out, tf_config=None):
     return subprocess.Popen(
         [sys.executable, str(WORKER), method, mode, str(out)],
-        env=_env(tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(tf_config),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -61,15 +64,17 @@ def _finish(procs):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "method", ["baseline", "two_view", "multi_exit", "self_guidance", "pskd"]
-)
+@pytest.mark.parametrize("method", ["baseline", "two_view", "multi_exit", "self_guidance", "pskd"])
 def test_two_workers_match_each_other_and_single_process(method, tmp_path):
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = [
-        _run(method, "multiworker", tmp_path / f"w{i}.npz",
-             {"cluster": cluster, "task": {"type": "worker", "index": i}})
+        _run(
+            method,
+            "multiworker",
+            tmp_path / f"w{i}.npz",
+            {"cluster": cluster, "task": {"type": "worker", "index": i}},
+        )
         for i in range(2)
     ]
     _finish(procs)

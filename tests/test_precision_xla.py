@@ -103,7 +103,9 @@ def test_per_batch_gate_under_xla_keeps_or_drops_the_whole_batch():
     from keras_sd.layers import StochasticDepth
 
     p, calls = 0.7, 300
-    gate = StochasticDepth(keras.layers.Dense(4, kernel_initializer="ones"), p, mode="per_batch", seed=5)
+    gate = StochasticDepth(
+        keras.layers.Dense(4, kernel_initializer="ones"), p, mode="per_batch", seed=5
+    )
     x = np.ones((6, 4), "float32")
     gate([x, x])
     step = tf.function(lambda a: gate([a, a], training=True), jit_compile=True)

@@ -115,9 +115,7 @@ def test_no_gradient_into_the_bank():
     assert all(v is not bank for v in model.trainable_variables)
     with tf.GradientTape() as tape:
         tape.watch(bank.value)
-        _, terms = model.compute_loss_terms(
-            x, tf.one_hot(y, C), training=True, index=tf.range(N)
-        )
+        _, terms = model.compute_loss_terms(x, tf.one_hot(y, C), training=True, index=tf.range(N))
         loss = tf.reduce_mean(terms["ce_loss"])
     grad_bank, grad_w = tape.gradient(loss, [bank.value, model.backbone.trainable_variables[0]])
     assert grad_bank is None
@@ -260,7 +258,11 @@ def test_alpha_schedule_epoch_convention_and_logs():
             tb_seen.append(logs.get("pskd_alpha_t"))
 
     history = model.fit(
-        {"image": x, "index": np.arange(N)}, y, epochs=4, batch_size=16, verbose=0,
+        {"image": x, "index": np.arange(N)},
+        y,
+        epochs=4,
+        batch_size=16,
+        verbose=0,
         callbacks=[AfterScheduler()],
     )
     expected = [0.6 * t / 4 for t in (1, 2, 3, 4)]  # t = epoch + 1: the last epoch has alpha_T
@@ -268,13 +270,21 @@ def test_alpha_schedule_epoch_convention_and_logs():
     assert tb_seen == pytest.approx(expected)
     # An explicit scheduler is used as given (not duplicated), here with T = 8 over 2 epochs.
     history = model.fit(
-        {"image": x, "index": np.arange(N)}, y, epochs=2, batch_size=16, verbose=0,
+        {"image": x, "index": np.arange(N)},
+        y,
+        epochs=2,
+        batch_size=16,
+        verbose=0,
         callbacks=[pskd.PSKDAlphaScheduler(total_epochs=8)],
     )
     assert history.history["pskd_alpha_t"] == pytest.approx([0.6 / 8, 0.6 * 2 / 8])
     # Resuming at epoch 2 continues the schedule.
     history = model.fit(
-        {"image": x, "index": np.arange(N)}, y, epochs=4, initial_epoch=2, batch_size=16,
+        {"image": x, "index": np.arange(N)},
+        y,
+        epochs=4,
+        initial_epoch=2,
+        batch_size=16,
         verbose=0,
     )
     assert history.history["pskd_alpha_t"] == pytest.approx([0.45, 0.6])
@@ -349,7 +359,9 @@ def test_harness_without_pskd_and_config():
     check_model(lambda: Baseline(tiny_backbone(num_classes=C)), x, y, expected_logs={"ce_loss"})
     config = pskd_model(alpha=0.5, n=20).get_config()
     assert {k: config[k] for k in ("pskd_alpha", "num_train_examples", "bank_dtype")} == {
-        "pskd_alpha": 0.5, "num_train_examples": 20, "bank_dtype": "float32",
+        "pskd_alpha": 0.5,
+        "num_train_examples": 20,
+        "bank_dtype": "float32",
     }
 
 

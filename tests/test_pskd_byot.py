@@ -32,7 +32,11 @@ def backbone(num_stages=3, seed=0):
     x, stages = inp, []
     for i in range(num_stages):
         x = keras.layers.Conv2D(
-            4 + 2 * i, 3, strides=1 if i == 0 else 2, padding="same", kernel_initializer=init,
+            4 + 2 * i,
+            3,
+            strides=1 if i == 0 else 2,
+            padding="same",
+            kernel_initializer=init,
             name=f"conv{i}",
         )(x)
         x = keras.layers.ReLU(name=f"relu{i}")(x)
@@ -261,16 +265,34 @@ def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
         {"image": X, "index": np.arange(N)},
         Y,
         expected_logs={
-            "loss", "ce_loss", "kl_loss", "feature_loss", "mutual_feature_loss", "pskd_alpha_t",
-            "exit1_accuracy", "exit3_accuracy", "ensemble_accuracy", "val_mutual_feature_loss",
+            "loss",
+            "ce_loss",
+            "kl_loss",
+            "feature_loss",
+            "mutual_feature_loss",
+            "pskd_alpha_t",
+            "exit1_accuracy",
+            "exit3_accuracy",
+            "ensemble_accuracy",
+            "val_mutual_feature_loss",
         },
     )
     config = model.get_config()
-    assert {k: config[k] for k in (
-        "pskd_alpha", "num_train_examples", "bank_dtype", "mutual_feature_weight", "exit_losses"
-    )} == {
-        "pskd_alpha": 0.8, "num_train_examples": N, "bank_dtype": "float32",
-        "mutual_feature_weight": 1.0, "exit_losses": True,
+    assert {
+        k: config[k]
+        for k in (
+            "pskd_alpha",
+            "num_train_examples",
+            "bank_dtype",
+            "mutual_feature_weight",
+            "exit_losses",
+        )
+    } == {
+        "pskd_alpha": 0.8,
+        "num_train_examples": N,
+        "bank_dtype": "float32",
+        "mutual_feature_weight": 1.0,
+        "exit_losses": True,
     }
     model.mutual_feature_weight.assign(0.25)  # e.g. set by a schedule
     model.save(tmp_path / "m.keras")
@@ -285,8 +307,13 @@ def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
 def test_harness_dmfl_without_exit_losses_float16_bank():
     check_model(
         lambda: MultiExitDistiller(
-            backbone(), exit_losses=False, mutual_feature_weight=1.0, pskd_alpha=0.5,
-            num_train_examples=N, bank_dtype="float16", weight_decay=5e-4,
+            backbone(),
+            exit_losses=False,
+            mutual_feature_weight=1.0,
+            pskd_alpha=0.5,
+            num_train_examples=N,
+            bank_dtype="float16",
+            weight_decay=5e-4,
         ),
         {"image": X, "index": np.arange(N)},
         Y,

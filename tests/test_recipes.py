@@ -32,9 +32,7 @@ def _variants(path):
     return list(ns.get("VARIANTS", [None]))
 
 
-ALL_SPECS = [
-    f"{p}:{a}" if a else str(p) for p in RECIPE_FILES for a in _variants(p)
-]
+ALL_SPECS = [f"{p}:{a}" if a else str(p) for p in RECIPE_FILES for a in _variants(p)]
 
 
 def test_there_are_recipes():
@@ -47,7 +45,9 @@ def test_every_recipe_loads_with_docstring(spec):
     path = pathlib.Path(spec.split(":")[0])
     doc = path.read_text().split('"""')[1]
     assert "keras-sd train" in doc, f"{path} docstring must give the command"
-    smoke = recipes.load(spec.split(":")[0] + ":" + ",".join(filter(None, [spec.partition(":")[2], "smoke"])))
+    smoke = recipes.load(
+        spec.split(":")[0] + ":" + ",".join(filter(None, [spec.partition(":")[2], "smoke"]))
+    )
     assert smoke.data.name == "digits" and smoke.epochs == 2
     assert smoke.method == recipe.method and smoke.backbone == recipe.backbone
     recipes.method_class(recipe.method)  # the method class exists
@@ -66,7 +66,10 @@ def test_smoke_variant_of_every_recipe_trains_two_steps(path):
     model = train.build_model(r, bundle.info.num_classes, bundle.info.image_shape)
     model.compile(optimizer=train.build_optimizer(r.optimizer, 1, 2))
     logs = model.fit(
-        bundle.train, epochs=1, steps_per_epoch=2, verbose=0,
+        bundle.train,
+        epochs=1,
+        steps_per_epoch=2,
+        verbose=0,
         callbacks=train.build_callbacks(r),
     ).history
     assert all(np.isfinite(v[-1]) for v in logs.values()), logs
@@ -113,15 +116,28 @@ def test_learning_rate_multistep_schedule():
 
 def _cli(*args, cwd=REPO):
     return subprocess.run(
-        [sys.executable, "-m", "keras_sd.cli", *args], cwd=cwd, capture_output=True, text=True,
+        [sys.executable, "-m", "keras_sd.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
 
 
 def test_cli_train_resume_evaluate_and_errors(tmp_path):
     out = tmp_path / "run"
-    res = _cli("train", f"{BASE}:smoke", "--out", str(out), "--verbose", "0",
-               "--set", "epochs=2", "--set", "steps_per_epoch=3")
+    res = _cli(
+        "train",
+        f"{BASE}:smoke",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--set",
+        "epochs=2",
+        "--set",
+        "steps_per_epoch=3",
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test accuracy of every output" in res.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -131,8 +147,18 @@ def test_cli_train_resume_evaluate_and_errors(tmp_path):
     meta = json.loads((out / "backup" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2
     # Rerunning resumes at the last epoch: nothing is retrained, same final numbers.
-    res2 = _cli("train", f"{BASE}:smoke", "--out", str(out), "--verbose", "0",
-                "--set", "epochs=2", "--set", "steps_per_epoch=3")
+    res2 = _cli(
+        "train",
+        f"{BASE}:smoke",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+        "--set",
+        "epochs=2",
+        "--set",
+        "steps_per_epoch=3",
+    )
     assert res2.returncode == 0, res2.stderr[-2000:]
     again = json.loads((out / "metrics.json").read_text())
     assert again["accuracy"] == metrics["accuracy"]

@@ -76,8 +76,15 @@ def test_guard_names_first_term_and_step(bad_step):
     x, y = _data()
     model = _model(bad_step)
     with pytest.raises(NonFiniteLossError) as info:
-        model.fit(x, y, batch_size=BATCH, epochs=4, shuffle=False, verbose=0,
-                  callbacks=[NonFiniteLossGuard()])
+        model.fit(
+            x,
+            y,
+            batch_size=BATCH,
+            epochs=4,
+            shuffle=False,
+            verbose=0,
+            callbacks=[NonFiniteLossGuard()],
+        )
     err = info.value
     epoch, batch = divmod(bad_step - 1, STEPS_PER_EPOCH)
     assert (err.term, err.step, err.epoch, err.batch) == ("kl_loss", bad_step, epoch + 1, batch + 1)
@@ -91,8 +98,9 @@ def test_guard_names_first_term_and_step(bad_step):
 def test_guard_silent_on_finite_training():
     x, y = _data()
     model = _model(None)
-    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0,
-                        callbacks=[NonFiniteLossGuard()])
+    history = model.fit(
+        x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=0, callbacks=[NonFiniteLossGuard()]
+    )
     assert len(history.history["loss"]) == 2
     assert all(math.isfinite(v) for v in history.history["kl_loss"])
 
@@ -116,7 +124,11 @@ def test_last_good_backup_survives_a_nan_step(tmp_path, guard_first):
     backup = keras.callbacks.BackupAndRestore(
         str(tmp_path / "backup"), delete_checkpoint=False, double_checkpoint=True
     )
-    cbs = [NonFiniteLossGuard(), backup, snaps] if guard_first else [backup, snaps, NonFiniteLossGuard()]
+    cbs = (
+        [NonFiniteLossGuard(), backup, snaps]
+        if guard_first
+        else [backup, snaps, NonFiniteLossGuard()]
+    )
     with pytest.raises(NonFiniteLossError):
         model.fit(x, y, batch_size=BATCH, epochs=4, shuffle=False, verbose=0, callbacks=cbs)
     assert sorted(snaps.at_epoch_end) == [0, 1]
@@ -133,8 +145,15 @@ def test_terminate_on_nan_alone_would_overwrite_the_backup(tmp_path):
     x, y = _data()
     model = _model(bad_step=10)
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"), delete_checkpoint=False)
-    model.fit(x, y, batch_size=BATCH, epochs=4, shuffle=False, verbose=0,
-              callbacks=[backup, keras.callbacks.TerminateOnNaN()])
+    model.fit(
+        x,
+        y,
+        batch_size=BATCH,
+        epochs=4,
+        shuffle=False,
+        verbose=0,
+        callbacks=[backup, keras.callbacks.TerminateOnNaN()],
+    )
     restored, epoch = _restore(tmp_path / "backup")
     assert epoch == 3
     assert not all(np.isfinite(w).all() for w in _weights(restored))
@@ -171,7 +190,7 @@ def test_json_writes_survive_sigkill_at_random_instants(tmp_path):
     assert path.exists()
 
 
-CHILD = r'''
+CHILD = r"""
 import os, sys, json
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import keras, numpy as np
@@ -196,7 +215,7 @@ class Writers(keras.callbacks.Callback):
 backup = reliability.AtomicBackupAndRestore(
     os.path.join(out, "backup"), delete_checkpoint=False, double_checkpoint=True)
 model.fit(x, y, batch_size=4, epochs=10**6, verbose=0, callbacks=[backup, Writers()])
-'''
+"""
 
 
 def _restored_iterations(backup_dir):
@@ -207,8 +226,14 @@ def _restored_iterations(backup_dir):
 
     meta = read_backup_metadata(backup_dir)
     cb = AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=False, double_checkpoint=True)
-    model.fit(np.ones((8, 16)), np.zeros((8, 3)), batch_size=4, epochs=meta["epoch"], verbose=0,
-              callbacks=[cb])
+    model.fit(
+        np.ones((8, 16)),
+        np.zeros((8, 3)),
+        batch_size=4,
+        epochs=meta["epoch"],
+        verbose=0,
+        callbacks=[cb],
+    )
     return int(model.optimizer.iterations.numpy()), meta["epoch"], model
 
 
@@ -252,7 +277,7 @@ def test_checkpoint_model_and_metrics_survive_sigkill(tmp_path):
 
 
 # ---------------------------------------------------------------------------- crash and resume
-RESUME_RECIPE = '''
+RESUME_RECIPE = """
 from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
 
 
@@ -271,13 +296,22 @@ def get_config(arg=None):
         epochs=EPOCHS,
         strategy="default",
     )
-'''
+"""
 RESUME_EPOCHS = 5
 
 
 def _train_cmd(out):
-    return [sys_executable(), "-m", "keras_sd.cli", "train", "recipe.py", "--out", str(out),
-            "--verbose", "0"]
+    return [
+        sys_executable(),
+        "-m",
+        "keras_sd.cli",
+        "train",
+        "recipe.py",
+        "--out",
+        str(out),
+        "--verbose",
+        "0",
+    ]
 
 
 def sys_executable():
@@ -323,8 +357,9 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     ref = tmp_path / "uninterrupted"
     # The reference run, timing the wall clock between its backup commits (one epoch with
     # validation and callbacks) to place the kills below.
-    proc = subprocess.Popen(_train_cmd(ref), cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        _train_cmd(ref), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     commits = {}
     while proc.poll() is None:
         commits.setdefault(_committed_epoch(ref), time.monotonic())
@@ -339,8 +374,13 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     targets = [*range(RESUME_EPOCHS), RESUME_EPOCHS]
     killed_at = []
     for target in targets:
-        proc = subprocess.Popen(_train_cmd(run), cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _train_cmd(run),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         # (Epoch 0: wait for fit to start, i.e. TensorBoard's logs folder, not just the import.)
         while proc.poll() is None and (
             _committed_epoch(run) < target or not (run / "logs" / "train").exists()
@@ -457,11 +497,21 @@ def test_backup_restores_every_variable(tmp_path, method):
         elif method == "pskd":
             model = keras_sd.Baseline(tiny_backbone(), pskd_alpha=0.8, num_train_examples=16)
         else:
-            model = keras_sd.SelfGuidanceDistiller(backbones.get(
-                "resnet_cifar", depth=8, num_classes=5, input_shape=(8, 8, 1), stochastic_depth=0.5,
-                seed=2))
-        model.compile(optimizer=keras.optimizers.SGD(
-            keras.optimizers.schedules.CosineDecay(0.05, 100), momentum=0.9))
+            model = keras_sd.SelfGuidanceDistiller(
+                backbones.get(
+                    "resnet_cifar",
+                    depth=8,
+                    num_classes=5,
+                    input_shape=(8, 8, 1),
+                    stochastic_depth=0.5,
+                    seed=2,
+                )
+            )
+        model.compile(
+            optimizer=keras.optimizers.SGD(
+                keras.optimizers.schedules.CosineDecay(0.05, 100), momentum=0.9
+            )
+        )
         model(np.zeros((2, 8, 8, 1), "float32"))
         model.optimizer.build(model.trainable_variables)
         return model
@@ -469,13 +519,26 @@ def test_backup_restores_every_variable(tmp_path, method):
     inputs = {"image": x, "index": np.arange(16)} if method == "pskd" else x
     model = build()
     backup = str(tmp_path / "backup")
-    model.fit(inputs, y, batch_size=4, epochs=1, shuffle=False, verbose=0,
-              callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
+    model.fit(
+        inputs,
+        y,
+        batch_size=4,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)],
+    )
     trained = _all_state(model)
     fresh = build()
     before = _all_state(fresh)
-    fresh.fit(inputs, y, batch_size=4, epochs=1, verbose=0,
-              callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)])
+    fresh.fit(
+        inputs,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(backup, delete_checkpoint=False)],
+    )
     restored = _all_state(fresh)
     assert len(restored) == len(trained) == len(before)
     # Training moved the state that matters (else the comparison below would prove nothing).

@@ -205,7 +205,9 @@ def _kl_weight_gradients(model, states):
 def _dense_gradients(tape, target, variables):
     # Per-batch gates skip a dropped branch entirely: its weights are then unconnected (zero).
     grads = tape.gradient(target, variables)
-    return [np.zeros(v.shape, "float32") if g is None else g.numpy() for g, v in zip(grads, variables)]
+    return [
+        np.zeros(v.shape, "float32") if g is None else g.numpy() for g, v in zip(grads, variables)
+    ]
 
 
 def test_teacher_gradient_switches_the_teacher_side_of_the_kl_gradient():

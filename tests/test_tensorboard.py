@@ -160,9 +160,16 @@ def test_event_files_hold_terms_accuracies_schedules_and_images(multi_exit_run):
     tr = _events(run / "logs" / "train")
     tags = set(tr.Tags()["tensors"])
     expected = {
-        "epoch_loss", "epoch_ce_loss", "epoch_kl_loss", "epoch_feature_loss",
-        "epoch_exit1_accuracy", "epoch_exit2_accuracy", "epoch_ensemble_accuracy",
-        "epoch_learning_rate", "epoch_alpha", "epoch_feature_weight",
+        "epoch_loss",
+        "epoch_ce_loss",
+        "epoch_kl_loss",
+        "epoch_feature_loss",
+        "epoch_exit1_accuracy",
+        "epoch_exit2_accuracy",
+        "epoch_ensemble_accuracy",
+        "epoch_learning_rate",
+        "epoch_alpha",
+        "epoch_feature_weight",
     }
     assert expected <= tags
     # DistillationAnnealing(last_epochs=1) over 2 epochs: configured value, then 0.
@@ -174,16 +181,26 @@ def test_event_files_hold_terms_accuracies_schedules_and_images(multi_exit_run):
 
     va = _events(run / "logs" / "validation")
     vtags = set(va.Tags()["tensors"])
-    assert {"epoch_exit2_accuracy", "epoch_ece", "epoch_nll", "epoch_exit1_ece",
-            "epoch_ensemble_ece"} <= vtags
+    assert {
+        "epoch_exit2_accuracy",
+        "epoch_ece",
+        "epoch_nll",
+        "epoch_exit1_ece",
+        "epoch_ensemble_ece",
+    } <= vtags
     # val_ece of the last epoch is the deployed output's ECE on the test split with the final
     # weights: the number train() computes independently for metrics.json.
     assert _scalar(va, "epoch_ece")[-1] == pytest.approx(metrics["calibration"]["ece"], abs=1e-3)
     assert _scalar(va, "epoch_nll")[-1] == pytest.approx(metrics["calibration"]["nll"], rel=1e-4)
 
     images = set(va.Tags()["images"]) | {t for t in vtags if "/" in t}
-    for tag in ("reliability/exit1", "reliability/exit2", "reliability/ensemble",
-                "attention/exit1", "early_exit/trade_off"):
+    for tag in (
+        "reliability/exit1",
+        "reliability/exit2",
+        "reliability/ensemble",
+        "attention/exit1",
+        "early_exit/trade_off",
+    ):
         assert tag in images, tag
     attention = va.Tensors("attention/exit1")
     assert [e.step for e in attention] == [0, 1]
@@ -204,9 +221,21 @@ def test_tensorboard_serves_the_scalars(multi_exit_run):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(run / "logs"),
-         "--host", "127.0.0.1", "--port", str(port), "--load_fast", "false",
-         "--reload_interval", "1"],
+        [
+            sys.executable,
+            "-m",
+            "tensorboard.main",
+            "--logdir",
+            str(run / "logs"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--load_fast",
+            "false",
+            "--reload_interval",
+            "1",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

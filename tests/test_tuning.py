@@ -68,8 +68,14 @@ def test_space_parse_forms():
 
 @pytest.mark.parametrize(
     "text, word",
-    [("5:1", "greater"), ("0:1:log", "log scale"), ("a:b", "numbers"), ("1", "LOW:HIGH"),
-     ("1:2:cubic", "LOW:HIGH"), ("1|1", "distinct")],
+    [
+        ("5:1", "greater"),
+        ("0:1:log", "log scale"),
+        ("a:b", "numbers"),
+        ("1", "LOW:HIGH"),
+        ("1:2:cubic", "LOW:HIGH"),
+        ("1|1", "distinct"),
+    ],
 )
 def test_space_parse_rejects(text, word):
     with pytest.raises(ValueError, match=word):
@@ -152,9 +158,7 @@ def test_hyperparameters_take_the_same_path_as_set_overrides():
     r = tiny_recipe()
     search = tuning.resolve_search(r, ["alpha", "optimizer.learning_rate=0.01:0.1"])
     values = {"alpha": 0.3, "optimizer.learning_rate": 0.02}
-    via_set = recipes.apply_overrides(
-        r, ["method_args.alpha=0.3", "optimizer.learning_rate=0.02"]
-    )
+    via_set = recipes.apply_overrides(r, ["method_args.alpha=0.3", "optimizer.learning_rate=0.02"])
     assert tuning.apply_hyperparameters(r, search, values) == via_set
 
 
@@ -174,8 +178,12 @@ def test_default_objective_is_the_final_output():
     model = hm.build(keras_tuner.HyperParameters())
     assert model.num_exits == 2  # tiny backbone: one shallow exit + the head
     assert tuning.default_objective(model) == "val_exit2_accuracy"
-    single = tiny_recipe(method="baseline", method_args={"pskd_alpha": 0.5}, callbacks={},
-                         data=DataConfig(name="digits", batch_size=32, with_index=True))
+    single = tiny_recipe(
+        method="baseline",
+        method_args={"pskd_alpha": 0.5},
+        callbacks={},
+        data=DataConfig(name="digits", batch_size=32, with_index=True),
+    )
     hm = tuning.RecipeHyperModel(single)
     assert tuning.default_objective(hm.build(keras_tuner.HyperParameters())) == "val_accuracy"
 
@@ -188,7 +196,9 @@ def test_make_tuner_kinds(tmp_path):
         "hyperband": keras_tuner.Hyperband,
     }
     for name, cls in kinds.items():
-        t = tuning.make_tuner(hm, name, objective="val_ece", max_trials=3, directory=tmp_path / name)
+        t = tuning.make_tuner(
+            hm, name, objective="val_ece", max_trials=3, directory=tmp_path / name
+        )
         assert isinstance(t, cls)
         assert t.oracle.objective.name == "val_ece" and t.oracle.objective.direction == "min"
         assert t.oracle.max_trials == 3
@@ -235,8 +245,10 @@ def test_two_trial_study_resumes_and_writes_a_loadable_best_recipe(tmp_path, cap
     loaded = recipes.load(str(best_file))
     expected = recipes.apply_overrides(
         recipes.load(str(spec)),
-        [f"method_args.alpha={rows[0]['alpha']!r}",
-         f"method_args.feature_weight={rows[0]['feature_weight']!r}"],
+        [
+            f"method_args.alpha={rows[0]['alpha']!r}",
+            f"method_args.feature_weight={rows[0]['feature_weight']!r}",
+        ],
     ).replace(name="test/tiny_multi_exit/tuned")
     assert loaded == expected
     assert "keras-sd train" in best_file.read_text()
@@ -283,4 +295,3 @@ def test_cli_tune_bad_input_exits_2(tmp_path, capsys):
     assert "greater" in capsys.readouterr().err
     assert cli.main(["tune", str(tmp_path / "missing.py")]) == 2
     assert "does not exist" in capsys.readouterr().err
-

@@ -91,8 +91,13 @@ ABLATIONS = {
 def test_train_loss_equals_numpy_formula(ablation, views, kl_scale):
     weights, t, wd = ABLATIONS[ablation], 2.5, 1e-3
     model = TwoViewDistiller(
-        dense_backbone(), distortion=MirrorSecondView(), temperature=t, kl_scale=kl_scale,
-        views=views, weight_decay=wd, **weights,
+        dense_backbone(),
+        distortion=MirrorSecondView(),
+        temperature=t,
+        kl_scale=kl_scale,
+        views=views,
+        weight_decay=wd,
+        **weights,
     )
     model.compile(optimizer=keras.optimizers.SGD(0.0))  # lr 0: the weights stay as NumPy reads them
     logs = model.fit(X, Y, batch_size=N, epochs=1, shuffle=False, verbose=0).history
@@ -100,7 +105,11 @@ def test_train_loss_equals_numpy_formula(ablation, views, kl_scale):
     z_a, h_a = np_forward(model, X)
     z_b, h_b = np_forward(model, X[:, :, ::-1])
     ce, kl, mmd = np_terms(z_a, z_b, h_a, h_b, Y, t, kl_scale)
-    l2 = 0.5 * wd * sum(float((v.numpy().astype("float64") ** 2).sum()) for v in model.trainable_variables)
+    l2 = (
+        0.5
+        * wd
+        * sum(float((v.numpy().astype("float64") ** 2).sum()) for v in model.trainable_variables)
+    )
     np.testing.assert_allclose(logs["ce_loss"], ce, rtol=1e-5)
     np.testing.assert_allclose(logs["kl_loss"], kl, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(logs["mmd_loss"], mmd, rtol=1e-4, atol=1e-8)
@@ -155,7 +164,9 @@ def test_mmd_gradient_reaches_both_views_as_in_the_paper():
     h_b = tf.Variable(rng.normal(size=(n, d)), dtype="float32")
     z = tf.zeros((n, CLASSES))
     with tf.GradientTape() as tape:
-        mmd = model.loss_terms(z, z, h_a, h_b, tf.one_hot(np.zeros(n, "int32"), CLASSES))["mmd_loss"]
+        mmd = model.loss_terms(z, z, h_a, h_b, tf.one_hot(np.zeros(n, "int32"), CLASSES))[
+            "mmd_loss"
+        ]
     g_a, g_b = tape.gradient(mmd, [h_a, h_b])
     diff = (h_a.numpy().sum(0) - h_b.numpy().sum(0)) * 2 / n**2
     np.testing.assert_allclose(g_a.numpy(), np.broadcast_to(diff, (n, d)), atol=1e-6)
@@ -218,8 +229,13 @@ def test_views_in_the_train_step_differ_and_identity_distortion_gives_no_kl():
 
 @pytest.mark.parametrize(
     "shape, spec",
-    [((32, 32, 3), "cifar"), ((8, 8, 1), "pad_crop:1"), ((64, 64, 3), "pad_crop_flip:8"),
-     ((224, 224, 3), "pad_crop_flip:28"), ((28, 28, 1), "pad_crop:4")],
+    [
+        ((32, 32, 3), "cifar"),
+        ((8, 8, 1), "pad_crop:1"),
+        ((64, 64, 3), "pad_crop_flip:8"),
+        ((224, 224, 3), "pad_crop_flip:28"),
+        ((28, 28, 1), "pad_crop:4"),
+    ],
 )
 def test_default_distortion_for_input_size(shape, spec):
     assert default_distortion_spec(shape) == spec
@@ -282,7 +298,14 @@ def test_unknown_input_size_needs_an_explicit_distortion_layer():
 
 
 HARNESS_LOGS = {
-    "loss", "ce_loss", "kl_loss", "mmd_loss", "accuracy", "top5", "val_loss", "val_ce_loss",
+    "loss",
+    "ce_loss",
+    "kl_loss",
+    "mmd_loss",
+    "accuracy",
+    "top5",
+    "val_loss",
+    "val_ce_loss",
     "val_accuracy",
 }
 
@@ -292,8 +315,14 @@ HARNESS_LOGS = {
     [
         lambda: TwoViewDistiller(tiny_backbone(batch_norm=True), weight_decay=5e-4, seed=0),
         lambda: TwoViewDistiller(
-            tiny_backbone(batch_norm=True), distortion="pad_crop_flip:2", views="separate",
-            temperature=2.0, kl_weight=0.5, mmd_weight=1e-4, kl_scale="none", seed=3,
+            tiny_backbone(batch_norm=True),
+            distortion="pad_crop_flip:2",
+            views="separate",
+            temperature=2.0,
+            kl_weight=0.5,
+            mmd_weight=1e-4,
+            kl_scale="none",
+            seed=3,
         ),
         lambda: TwoViewDistiller(tiny_backbone(), distortion=MirrorSecondView(name="mirror")),
     ],
@@ -310,7 +339,9 @@ def test_harness_cifar_shape_and_dict_inputs():
     y = RNG.integers(0, CLASSES, 4)
     model = check_model(
         lambda: TwoViewDistiller(tiny_backbone(input_shape=(32, 32, 3), batch_norm=True), seed=0),
-        x, y, expected_logs=HARNESS_LOGS,
+        x,
+        y,
+        expected_logs=HARNESS_LOGS,
     )
     logs = model.fit({"image": x, "index": np.arange(4, dtype="int32")}, y, verbose=0).history
     assert np.isfinite(logs["loss"][0])
@@ -332,8 +363,10 @@ def test_mirrored_two_replicas_average_terms_and_compute_mmd_per_replica():
     ce, kl, _ = np_terms(z_a, z_b, h_a, h_b, Y, 2.0, "none")  # the default kl_scale
     half = N // 2  # each replica sees half of the global batch
     mmd = np.mean(
-        [np_terms(z_a[s], z_b[s], h_a[s], h_b[s], Y[s], 2.0, "none")[2]
-         for s in (slice(0, half), slice(half, N))]
+        [
+            np_terms(z_a[s], z_b[s], h_a[s], h_b[s], Y[s], 2.0, "none")[2]
+            for s in (slice(0, half), slice(half, N))
+        ]
     )
     np.testing.assert_allclose(logs["ce_loss"], ce, rtol=1e-5)
     np.testing.assert_allclose(logs["kl_loss"], kl, rtol=1e-4)
@@ -342,9 +375,21 @@ def test_mirrored_two_replicas_average_terms_and_compute_mmd_per_replica():
 
 
 RECIPE_DIR = pathlib.Path(__file__).resolve().parents[1] / "recipes" / "two_view"
-PAPER_ROWS = [f"{b}_{d}" for b in (
-    "resnet32", "resnet110", "preact_resnet18", "preact_resnet34", "wrn40_4", "wrn16_8", "wrn28_10",
-    "densenet40", "densenet100") for d in ("cifar10", "cifar100")] + ["resnet18_imagenet"]
+PAPER_ROWS = [
+    f"{b}_{d}"
+    for b in (
+        "resnet32",
+        "resnet110",
+        "preact_resnet18",
+        "preact_resnet34",
+        "wrn40_4",
+        "wrn16_8",
+        "wrn28_10",
+        "densenet40",
+        "densenet100",
+    )
+    for d in ("cifar10", "cifar100")
+] + ["resnet18_imagenet"]
 
 
 @pytest.mark.parametrize("stem", PAPER_ROWS)

@@ -45,9 +45,10 @@ def check_backbone(backbone) -> None:
 
 
 def _is_multi_worker(strategy) -> bool:
-    return isinstance(
-        strategy, tf.distribute.MultiWorkerMirroredStrategy
-    ) and strategy.extended._in_multi_worker_mode()
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 def backbone_num_classes(backbone) -> int:
@@ -299,9 +300,11 @@ class SelfDistillationModel(keras.Model):
                 batch = next(it)
                 break
             data_batch = keras.tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues)
-                else v,
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
                 batch,
             )
             iterator = None

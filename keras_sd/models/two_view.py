@@ -67,7 +67,7 @@ def build_distortion(spec: str, image_shape, seed: int | None = None) -> keras.l
         return data.distortion(spec, tuple(int(v) for v in image_shape), seed)
     for prefix in PAD_CROP_PREFIXES:
         if isinstance(spec, str) and spec.startswith(prefix):
-            text = spec[len(prefix):]
+            text = spec[len(prefix) :]
             if not text.isdigit() or int(text) < 1:
                 break
             padding = int(text)

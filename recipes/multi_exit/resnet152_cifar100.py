@@ -87,9 +87,7 @@ def get_config(arg: str | None = None) -> Recipe:
         backbone_args={"variant": "cifar"},
         method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
         callbacks={} if baseline or authors else {"DistillationAnnealing": {"last_epochs": 5}},
-        data=DataConfig(
-            name="cifar100", batch_size=128, augment="autoaugment"
-        ),
+        data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
         optimizer=OptimizerConfig(
             name="sgd",
             learning_rate=0.1,

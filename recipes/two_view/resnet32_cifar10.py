@@ -62,9 +62,7 @@ def get_config(arg: str | None = None) -> Recipe:
         backbone="resnet32",
         method_args={} if baseline else method_args,
         # The two-view model distorts inside its train step, so its batches come undistorted.
-        data=DataConfig(
-            name="cifar10", batch_size=64, augment="cifar" if baseline else "none"
-        ),
+        data=DataConfig(name="cifar10", batch_size=64, augment="cifar" if baseline else "none"),
         optimizer=OptimizerConfig(
             name="sgd",
             learning_rate=0.1,
