@@ -159,7 +159,7 @@ ROWS = {
         "cifar",
         "baseline",
         "+ top-1, lower ECE (Chottananurak et al., ResNet-18 CIFAR-100: error 21.41 -> 20.03, ECE 5.14 -> 4.15)",
-        "Table 1 row 8 (sum over exits, T = 1)",
+        "Table 1 row 8 (bottleneck exits, exit losses summed, T = 3 with T^2)",
     ),
     "baseline_autoaugment": Row(
         "recipes/baseline/resnet20_digits.py",
@@ -539,8 +539,8 @@ def migrate(payload: dict) -> dict:
             record["consistency_sym_kl"] = r["consistency_sym_kl"]
         if r["method"] == "pskd_byot_dmfl":
             record["config_note"] = (
-                "v1 ran BYOT with exit losses averaged and T = 3; the recipe's row 8 sums them "
-                "with T = 1"
+                "v1 ran BYOT with exit losses averaged and T = 3; the recipe's row 8 now sums them "
+                "with T = 3 and T^2 scaling on bottleneck exit heads"
             )
         if r["method"] in DIAGNOSTICS:
             record["config_note"] = "diagnostic, not a recipe row: multi_exit with reduction='sum'"
@@ -673,8 +673,8 @@ def table(runs: list[dict], protocol: str) -> str:
             "\n\nRows marked (v1) ran the first harness: constructors hard-coded in the script, "
             "not loaded from the recipe files, final epoch only (no best epoch), minutes/run of "
             "`fit` alone; its pskd_byot_dmfl averaged the exit losses with T = 3 where the recipe "
-            "sums them with T = 1, and multi_exit_sum is a diagnostic (multi_exit with summed "
-            "exit losses). The consistency column is the mean symmetric KL between the "
+            "now sums them (T = 3 with T^2, bottleneck exits), and multi_exit_sum is a diagnostic "
+            "(multi_exit with summed exit losses). The consistency column is the mean symmetric KL between the "
             "predictions on two independently distorted copies of each test image."
         )
     return (
