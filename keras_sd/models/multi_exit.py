@@ -167,24 +167,9 @@ class MultiExitDistiller(SelfDistillationModel):
         self.feature_dim = graph.feature_dim
         self.exit_head = exit_head
         self.final_ce_weight = final_ce_weight
-        final_shape = tuple(backbone.output["stages"][-1].shape)
-        self.exit_heads = [
-            make_exit_head(
-                exit_head,
-                self.num_classes,
-                self.feature_dim,
-                num_blocks=graph.num_exits - (i + 1),  # N_i = K - i (TPAMI section 3.2)
-                attention=attention,
-                input_shape=tuple(point.shape),
-                final_shape=final_shape,
-                name=f"exit{i + 1}_head",
-            )
-            for i, point in enumerate(graph.exit_points)
-        ]
-        self.alpha = keras.Variable(alpha, dtype="float32", trainable=False, name="alpha")
-        self.feature_weight = keras.Variable(
-            feature_weight, dtype="float32", trainable=False, name="feature_weight"
-        )
+        self.exit_heads = _exit_heads(graph, exit_head, self.num_classes, attention)
+        self.alpha = _weight_variable(alpha, "alpha")
+        self.feature_weight = _weight_variable(feature_weight, "feature_weight")
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
@@ -193,11 +178,8 @@ class MultiExitDistiller(SelfDistillationModel):
         # Only when on, so models without DMFL keep exactly their previous weights list.
         self.mutual_feature_weight = None
         if mutual_feature_weight > 0:
-            self.mutual_feature_weight = keras.Variable(
-                mutual_feature_weight,
-                dtype="float32",
-                trainable=False,
-                name="mutual_feature_weight",
+            self.mutual_feature_weight = _weight_variable(
+                mutual_feature_weight, "mutual_feature_weight"
             )
         self.pskd_alpha = pskd_alpha
         self.num_train_examples = num_train_examples
@@ -401,6 +383,29 @@ class MultiExitDistiller(SelfDistillationModel):
         if config.get("teacher") is not None:
             config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
         return cls(**config)
+
+
+def _exit_heads(graph: ExitGraph, kind: str, num_classes: int, attention: bool) -> list:
+    """A built exit head of ``kind`` for each shallow exit point of ``graph``, shallow first."""
+    final_shape = tuple(graph.backbone.output["stages"][-1].shape)
+    return [
+        make_exit_head(
+            kind,
+            num_classes,
+            graph.feature_dim,
+            num_blocks=graph.num_exits - (i + 1),  # N_i = K - i (TPAMI section 3.2)
+            attention=attention,
+            input_shape=tuple(point.shape),
+            final_shape=final_shape,
+            name=f"exit{i + 1}_head",
+        )
+        for i, point in enumerate(graph.exit_points)
+    ]
+
+
+def _weight_variable(value: float, name: str) -> keras.Variable:
+    """A non-trainable loss-weight variable: callbacks assign it without retracing the step."""
+    return keras.Variable(value, dtype="float32", trainable=False, name=name)
 
 
 def _check_options(path, reduction, feature_hint, attention, exit_losses) -> None:
