@@ -43,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd.metrics import calibration_report
+from keras_sd.models.multi_exit import MultiExitDistiller
 
 VALIDATION = "validation"
 
@@ -357,7 +358,7 @@ class ReliabilityDiagram(_SummaryCallback):
 
     def on_train_begin(self, logs=None):
         model = self.model
-        if hasattr(model, "call_exits"):
+        if isinstance(model, MultiExitDistiller):
             fn = lambda x: model.call_exits(x, training=False)  # noqa: E731
         else:
             fn = lambda x: {"output": model(x, training=False)}  # noqa: E731
@@ -409,19 +410,12 @@ class ReliabilityDiagram(_SummaryCallback):
         self.writer.flush()
 
 
-def _exit_feature_maps(model, images) -> list:
-    # The multi-exit model's own tap model (backbone -> feature map at every shallow exit); it
-    # shares the backbone's weights. A public accessor on MultiExitDistiller would be cleaner.
-    return list(model._graph.tap(images, training=False)["taps"])
-
-
 def has_attention_exits(model) -> bool:
     """True for a `MultiExitDistiller` whose shallow exits have attention modules."""
-    heads = getattr(model, "exit_heads", None) or []
-    return (
-        bool(heads)
-        and all(getattr(h, "attention_module", None) is not None for h in heads)
-        and hasattr(model, "_graph")
+    return isinstance(model, MultiExitDistiller) and all(
+        # A bottleneck exit head has no attention module at all.
+        getattr(h, "attention_module", None) is not None
+        for h in model.exit_heads
     )
 
 
@@ -470,7 +464,7 @@ class AttentionMaps(_SummaryCallback):
                 f"{type(model).__name__}."
             )
         x = tf.convert_to_tensor(self.images, dtype="float32")
-        maps = _exit_feature_maps(model, x)
+        maps = model.exit_graph.feature_maps(x, training=False)
         return [
             np.asarray(head.attention_module.attention_mask(m, training=False))
             for head, m in zip(model.exit_heads, maps)
@@ -739,7 +733,7 @@ def inspection_callbacks(
                 log_dir, validation_data, num_images=num_images, every_n_epochs=every_n_epochs
             )
         )
-    if run_dir is not None and getattr(model, "exit_heads", None):
+    if run_dir is not None and isinstance(model, MultiExitDistiller):
         callbacks.append(EarlyExitPlot(log_dir, pathlib.Path(run_dir) / "thresholds.json"))
     if recipe is not None:
         callbacks.append(RecipeHParams(log_dir, recipe))

@@ -120,3 +120,10 @@ def test_bad_kl_scale():
 def test_bad_weight():
     with pytest.raises(ValueError, match="kl_weight"):
         losses.check_weight(-0.1, "kl_weight")
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(losses)
+    assert result.attempted > 0 and result.failed == 0

@@ -243,7 +243,7 @@ def test_exits_by_indices_names_and_tensors_are_the_same_points():
     assert by_stage.get_config()["exits"] == "stages"
     assert by_index.get_config()["exits"] == [0, 1]
     assert by_tensor.get_config()["exits"] == [0, "conv1"]
-    for a, b in zip(by_index._graph.taps, by_name._graph.taps):
+    for a, b in zip(by_index.exit_graph.exit_points, by_name.exit_graph.exit_points):
         assert a is b
     one = MultiExitDistiller(bb, exits=[1])  # K = 2: one shallow exit with 1 align block
     assert one.exit_names == ("exit1", "exit2") and len(one.exit_heads[0].blocks) == 1

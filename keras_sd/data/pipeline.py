@@ -469,40 +469,16 @@ def distortion(
     """
     if kind not in DISTORTIONS:
         raise ValueError(f"kind must be one of {DISTORTIONS}, got kind={kind!r}")
-    shape = tuple(image_shape) if image_shape is not None else ()
-    if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
-        raise ValueError(
-            f"image_shape must be (H, W, C) of positive ints, got image_shape={image_shape!r}"
-        )
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+    shape = aug.check_distortion_args(image_shape, seed)
     if kind != "autoaugment" and (mean is not None or std is not None):
         raise ValueError(f"mean and std are only used with kind='autoaugment', got kind={kind!r}")
-    # One layer per kind, drawing all its randomness from one SeedGenerator, and calling the
-    # same stateless op as the pipeline.
-    if kind == "autoaugment":
-        for arg, value in (("mean", mean), ("std", std)):
-            if value is not None and len(value) != shape[-1]:
-                raise ValueError(
-                    f"{arg} must have one value per channel ({shape[-1]}), got {arg}={value!r}"
-                )
-        return autoaugment.CifarAutoAugment(
-            mean=mean, std=std, padding=4, seed=seed, name="autoaugment_distortion"
-        )
-    if kind == "cifar":
-        return aug.PadAndRandomCrop(
-            padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion"
-        )
-    if kind == "resize256_crop224":
-        return aug.RandomCropFlip(
-            int(shape[0]), int(shape[1]), horizontal_flip=True, seed=seed, name=f"{kind}_distortion"
-        )
-    if kind == "imagenet":
-        return aug.RandomResizedCrop(
-            int(shape[0]),
-            int(shape[1]),
-            horizontal_flip=True,
-            seed=seed,
-            name="imagenet_distortion",
-        )
-    return keras.layers.Identity(name="none_distortion")
+    if kind != "autoaugment":
+        return aug.named_distortion(kind, shape, seed)
+    for arg, value in (("mean", mean), ("std", std)):
+        if value is not None and len(value) != shape[-1]:
+            raise ValueError(
+                f"{arg} must have one value per channel ({shape[-1]}), got {arg}={value!r}"
+            )
+    return autoaugment.CifarAutoAugment(
+        mean=mean, std=std, padding=4, seed=seed, name="autoaugment_distortion"
+    )

@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd.models.multi_exit import MultiExitDistiller
+
 
 def freeze_function(fn, input_signature: Sequence[tf.TensorSpec]):
     """A ``tf.function`` that computes what ``fn`` does, with every variable it reads baked in
@@ -76,22 +78,15 @@ class _Untracked:
 def check_multi_exit(model: Any, name: str = "model") -> int:
     """Returns the number of exits ``K`` of a multi-exit model, or raises ``ValueError``.
 
-    A multi-exit model here is a `keras_sd.MultiExitDistiller` (or any model with the same
-    ``stage_models()`` / ``num_exits`` interface) with at least one shallow exit.
+    A multi-exit model here is a `keras_sd.MultiExitDistiller`; it always has at least one
+    shallow exit besides the backbone's head.
     """
-    stage_models = getattr(model, "stage_models", None)
-    num_exits = getattr(model, "num_exits", None)
-    if not callable(stage_models) or not isinstance(num_exits, int):
+    if not isinstance(model, MultiExitDistiller):
         raise ValueError(
             f"`{name}` must be a multi-exit model (keras_sd.MultiExitDistiller with shallow "
             f"exits), got a {type(model).__name__} without exits."
         )
-    if num_exits < 2:
-        raise ValueError(
-            f"`{name}` must have at least one shallow exit besides the final one, got "
-            f"num_exits={num_exits}."
-        )
-    return num_exits
+    return model.num_exits
 
 
 def check_thresholds(thresholds: Any, num_exits: int, name: str = "thresholds") -> list[float]:
@@ -162,7 +157,9 @@ class EarlyExitModel(keras.Model):
         # Held outside Keras' object tracking: the stage models share the multi-exit model's
         # layers, which must be saved once.
         self._runtime = _Untracked(
-            stages=multi_exit_model.stage_models(), serving_fn=None, frozen_fn=None
+            stages=multi_exit_model.exit_graph.stage_models(multi_exit_model.exit_heads),
+            serving_fn=None,
+            frozen_fn=None,
         )
         self.input_spec_shape = tuple(self._runtime.stages[0].inputs[0].shape[1:])
         self.built = True

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_sd.models.multi_exit import MultiExitDistiller
+
 _CONV = keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D
 
 
@@ -176,9 +178,7 @@ def count_macs(
         raise ValueError(f"`model` must be a keras.Model, got {type(model).__name__}.")
     if not isinstance(include_batchnorm, bool):
         raise ValueError(f"`include_batchnorm` must be True or False, got {include_batchnorm!r}.")
-    is_multi_exit = callable(getattr(model, "backbone_segments", None)) and hasattr(
-        model, "exit_heads"
-    )
+    is_multi_exit = isinstance(model, MultiExitDistiller)
     if input_shape is None:
         source = model.backbone if is_multi_exit else model
         try:
@@ -202,7 +202,7 @@ def count_macs(
     )
     segments, heads = [], []
     h = x
-    for i, segment in enumerate(model.backbone_segments()):
+    for i, segment in enumerate(model.exit_graph.segments()):
         macs, h = _macs_of(lambda v, s=segment: s(v, training=False), segment, h, include_batchnorm)
         segments.append(macs)
         if i < len(model.exit_heads):

@@ -11,7 +11,7 @@ Fitness (TPAMI eq. 7): ``acceleration + beta * (accuracy - baseline_accuracy)`` 
 acceleration counted in MACs (`keras_sd.inference.count_macs`) and both accuracies in
 percentage points (so ``beta = 1`` trades one point of accuracy for 1x of acceleration). The
 baseline accuracy defaults to the final exit's accuracy on the same samples (the plain backbone
-`MultiExitDistiller.export_backbone()` predicts exactly what the final exit does); pass
+`MultiExitDistiller.exit_graph.export_backbone()` predicts exactly what the final exit does); pass
 ``baseline_accuracy`` for a separately trained baseline, as in the paper.
 
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
@@ -308,14 +308,14 @@ def time_predictions(fn, images: np.ndarray, batch_size: int, repeats: int = 3) 
 
 
 def plain_backbone_function(model, frozen: bool = False):
-    """The compiled plain backbone (``model.export_backbone()``) for float32 image batches;
+    """The compiled plain backbone (``model.exit_graph.export_backbone()``) for float32 image batches;
     ``frozen`` bakes its weights in as constants (`keras_sd.inference.freeze_function`), the
     like-for-like baseline of a frozen early-exit graph."""
     import tensorflow as tf
 
     if not isinstance(frozen, bool):
         raise ValueError(f"`frozen` must be True or False, got {frozen!r}.")
-    plain_model = model.export_backbone()
+    plain_model = model.exit_graph.export_backbone()
     spec = tf.TensorSpec((None, *plain_model.inputs[0].shape[1:]), "float32")
     fn = tf.function(lambda v: plain_model(v, training=False), input_signature=[spec])
     return freeze_function(fn, [spec]) if frozen else fn

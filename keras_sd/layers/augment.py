@@ -22,6 +22,7 @@ import math
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 _MAX_SEED = 2**31 - 1
@@ -411,3 +412,101 @@ class RandomCropFlip(_SeededDistortion):
             {"height": self.height, "width": self.width, "horizontal_flip": self.horizontal_flip}
         )
         return config
+
+
+# Named per-sample distortions (``autoaugment`` is built by `keras_sd.data.distortion`, which
+# knows the normalisation to undo).
+DISTORTION_KINDS = ("cifar", "imagenet", "resize256_crop224", "none")
+PAD_CROP_PREFIXES = ("pad_crop_flip:", "pad_crop:")
+
+
+def check_distortion_args(image_shape, seed) -> tuple:
+    """Returns ``image_shape`` as a tuple, or raises unless it is ``(H, W, C)`` of positive ints
+    and ``seed`` is an int or None."""
+    shape = tuple(image_shape) if image_shape is not None else ()
+    if len(shape) != 3 or not all(isinstance(v, (int, np.integer)) and v > 0 for v in shape):
+        raise ValueError(
+            f"image_shape must be (H, W, C) of positive ints, got image_shape={image_shape!r}"
+        )
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+    return shape
+
+
+def named_distortion(kind: str, image_shape, seed: int | None = None) -> keras.layers.Layer:
+    """The layer of one of `DISTORTION_KINDS` for batches of ``image_shape`` ``(H, W, C)``.
+
+    "cifar": pad 4 + random crop to the input size + horizontal flip; "imagenet": random-resized
+    crop to the input size + flip; "resize256_crop224": a random ``image_shape`` window + flip
+    of each image of a larger batch (Xu & Liu's 224 crop of 256x256 images); "none": identity.
+    One layer per kind, drawing all its randomness from one seed generator and calling the same
+    stateless op as the data pipeline.
+    """
+    if kind not in DISTORTION_KINDS:
+        raise ValueError(f"kind must be one of {DISTORTION_KINDS}, got kind={kind!r}")
+    shape = check_distortion_args(image_shape, seed)
+    if kind == "cifar":
+        return PadAndRandomCrop(padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion")
+    if kind == "resize256_crop224":
+        return RandomCropFlip(
+            int(shape[0]), int(shape[1]), horizontal_flip=True, seed=seed, name=f"{kind}_distortion"
+        )
+    if kind == "imagenet":
+        return RandomResizedCrop(
+            int(shape[0]),
+            int(shape[1]),
+            horizontal_flip=True,
+            seed=seed,
+            name="imagenet_distortion",
+        )
+    return keras.layers.Identity(name="none_distortion")
+
+
+def default_distortion_spec(image_shape) -> str:
+    """The distortion used when ``distortion=None``, as a string spec, for ``(H, W, C)`` inputs.
+
+    ``"cifar"`` (pad 4, random crop, horizontal flip: the paper's CIFAR distortion) for 32x32
+    colour images. Otherwise a zero-pad of ``max(1, round(min(H, W) / 8))`` pixels and a random
+    crop back to the input size, plus a horizontal flip for 3-channel (natural colour) images
+    only: a mirrored digit or character is not the same class, so grayscale inputs such as the
+    8x8 digits get the crop alone (``"pad_crop:1"``).
+    """
+    height, width, channels = (int(v) for v in image_shape)
+    if (height, width, channels) == (32, 32, 3):
+        return "cifar"
+    padding = max(1, round(min(height, width) / 8))
+    return f"pad_crop_flip:{padding}" if channels == 3 else f"pad_crop:{padding}"
+
+
+def build_distortion(spec: str, image_shape, seed: int | None = None) -> keras.layers.Layer:
+    """A per-sample distortion layer from a string spec.
+
+    Args:
+        spec: ``"cifar"``, ``"imagenet"``, ``"resize256_crop224"`` or ``"none"`` (see
+            `named_distortion`), or
+            ``"pad_crop:P"`` / ``"pad_crop_flip:P"`` (zero-pad ``P`` pixels, random crop back to
+            the input size, optionally a horizontal flip; every image its own offset and flip).
+        image_shape: ``(H, W, C)`` of the batches the layer will see.
+        seed: Seed of the layers' seed generators; None for a random seed.
+
+    Returns:
+        A Keras layer that is the identity when ``training=False``.
+    """
+    if spec in DISTORTION_KINDS:
+        return named_distortion(spec, tuple(int(v) for v in image_shape), seed)
+    for prefix in PAD_CROP_PREFIXES:
+        if isinstance(spec, str) and spec.startswith(prefix):
+            text = spec[len(prefix) :]
+            if not text.isdigit() or int(text) < 1:
+                break
+            padding = int(text)
+            return PadAndRandomCrop(
+                padding=padding,
+                horizontal_flip=prefix == "pad_crop_flip:",
+                seed=seed,
+                name=f"{prefix[:-1]}{padding}_distortion",
+            )
+    raise ValueError(
+        f"`distortion` must be None, a keras.layers.Layer, one of {DISTORTION_KINDS}, or "
+        f"'pad_crop:P' / 'pad_crop_flip:P' with an integer P >= 1; got {spec!r}."
+    )

@@ -40,21 +40,6 @@ def stochastic_depth_gates(model: keras.layers.Layer) -> list[StochasticDepth]:
     return found
 
 
-def softened_kl_both_sides(teacher_logits, student_logits, temperature: float, kl_scale: str):
-    """Per-sample ``KL(p_T^tau || p_S^tau)`` (times ``tau^2`` for ``"t2"``) with gradient into
-    *both* sides.
-
-    `keras_sd.losses.softened_kl` stop-gradients its target; this variant serves
-    ``teacher_gradient=True``, the reading in which the teacher also moves towards the student.
-    """
-    t = losses.check_temperature(temperature)
-    losses.check_kl_scale(kl_scale)
-    log_p = ops.log_softmax(ops.cast(teacher_logits, "float32") / t, axis=-1)
-    log_q = ops.log_softmax(ops.cast(student_logits, "float32") / t, axis=-1)
-    kl = ops.sum(ops.exp(log_p) * (log_p - log_q), axis=-1)
-    return kl * (t * t) if kl_scale == "t2" else kl
-
-
 def _check_final_survival(value) -> float:
     if isinstance(value, bool):
         value = float("nan")
@@ -218,11 +203,13 @@ class SelfGuidanceDistiller(SelfDistillationModel):
     def distillation_loss(self, teacher_logits, student_logits):
         """Per-sample ``KL(p_T^tau || p_S^tau)`` (times tau^2 for ``"t2"``); the teacher side is
         stop-gradiented unless ``teacher_gradient``."""
-        if self.teacher_gradient:
-            return softened_kl_both_sides(
-                teacher_logits, student_logits, self.temperature, self.kl_scale
-            )
-        return losses.softened_kl(teacher_logits, student_logits, self.temperature, self.kl_scale)
+        return losses.softened_kl(
+            teacher_logits,
+            student_logits,
+            self.temperature,
+            self.kl_scale,
+            stop_target_gradient=not self.teacher_gradient,
+        )
 
     def student_logits(self, images):
         """Logits of a freshly sampled sub-network (training mode; draws new gates)."""

@@ -23,64 +23,15 @@ import keras
 from keras import ops
 
 from keras_sd import losses
-from keras_sd.layers import augment
+from keras_sd.layers.augment import (  # noqa: F401 (the constants are re-exported)
+    DISTORTION_KINDS,
+    PAD_CROP_PREFIXES,
+    build_distortion,
+    default_distortion_spec,
+)
 from keras_sd.models.base import OUTPUT, SelfDistillationModel
 
 VIEWS = ("concat", "separate")
-DISTORTION_KINDS = ("cifar", "imagenet", "resize256_crop224", "none")  # -> data.distortion
-PAD_CROP_PREFIXES = ("pad_crop_flip:", "pad_crop:")
-
-
-def default_distortion_spec(image_shape) -> str:
-    """The distortion used when ``distortion=None``, as a string spec, for ``(H, W, C)`` inputs.
-
-    ``"cifar"`` (pad 4, random crop, horizontal flip: the paper's CIFAR distortion) for 32x32
-    colour images. Otherwise a zero-pad of ``max(1, round(min(H, W) / 8))`` pixels and a random
-    crop back to the input size, plus a horizontal flip for 3-channel (natural colour) images
-    only: a mirrored digit or character is not the same class, so grayscale inputs such as the
-    8x8 digits get the crop alone (``"pad_crop:1"``).
-    """
-    height, width, channels = (int(v) for v in image_shape)
-    if (height, width, channels) == (32, 32, 3):
-        return "cifar"
-    padding = max(1, round(min(height, width) / 8))
-    return f"pad_crop_flip:{padding}" if channels == 3 else f"pad_crop:{padding}"
-
-
-def build_distortion(spec: str, image_shape, seed: int | None = None) -> keras.layers.Layer:
-    """A per-sample distortion layer from a string spec.
-
-    Args:
-        spec: ``"cifar"``, ``"imagenet"``, ``"resize256_crop224"`` or ``"none"`` (see
-            `keras_sd.data.distortion`), or
-            ``"pad_crop:P"`` / ``"pad_crop_flip:P"`` (zero-pad ``P`` pixels, random crop back to
-            the input size, optionally a horizontal flip; every image its own offset and flip).
-        image_shape: ``(H, W, C)`` of the batches the layer will see.
-        seed: Seed of the layers' seed generators; None for a random seed.
-
-    Returns:
-        A Keras layer that is the identity when ``training=False``.
-    """
-    if spec in DISTORTION_KINDS:
-        from keras_sd import data  # imported here: the data package is only needed for these
-
-        return data.distortion(spec, tuple(int(v) for v in image_shape), seed)
-    for prefix in PAD_CROP_PREFIXES:
-        if isinstance(spec, str) and spec.startswith(prefix):
-            text = spec[len(prefix) :]
-            if not text.isdigit() or int(text) < 1:
-                break
-            padding = int(text)
-            return augment.PadAndRandomCrop(
-                padding=padding,
-                horizontal_flip=prefix == "pad_crop_flip:",
-                seed=seed,
-                name=f"{prefix[:-1]}{padding}_distortion",
-            )
-    raise ValueError(
-        f"`distortion` must be None, a keras.layers.Layer, one of {DISTORTION_KINDS}, or "
-        f"'pad_crop:P' / 'pad_crop_flip:P' with an integer P >= 1; got {spec!r}."
-    )
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
