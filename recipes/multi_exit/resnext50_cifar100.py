@@ -30,54 +30,28 @@ Commands:
     keras-sd train recipes/multi_exit/resnext50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
 PUBLISHED = {
     None: "TPAMI: 82.65 / 82.03 / 83.50 / 83.78 / 83.42 / 85.12 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
     "baseline": "TPAMI baseline 82.65",
 }
-TPAMI_ARGS = {
-    "exits": "stages",
-    "alpha": 0.6,
-    "feature_weight": 0.04,
-    "temperature": 3.0,
-    "path": "deepest",
-    "reduction": "sum",
-    "kl_scale": "none",
-    "attention": True,
-}
 VARIANTS = {
     None: {},
-    "baseline": {},
 }
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"multi_exit/resnext50_cifar100{suffix}",
-        method="baseline" if baseline else "multi_exit",
+        method="multi_exit",
         backbone="resnext50",
         backbone_args={"variant": "cifar"},
-        method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
-        callbacks={} if baseline else {"DistillationAnnealing": {"last_epochs": 5}},
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks=paper_args.TPAMI_ANNEALING,
         data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(90, 180, 270),
-            gamma=0.1,
-        ),
+        optimizer=schedules.TPAMI_CIFAR,
         epochs=300,
-        paper="Zhang, Bao & Ma, TPAMI (self-distillation); Zhang et al., ICCV 2019 (BYOT)",
-        published=PUBLISHED.get(arg, "not published for this variant"),
+        paper=paper_args.TPAMI_PAPER,
     )

@@ -62,78 +62,37 @@ Commands:
     keras-sd train recipes/pskd/resnext50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-BACKBONE = "resnext50"
+DEFAULT_ARG = "pskd"  # PS-KD alone
 PUBLISHED = {
+    "pskd": "Table 1 row 20, top-1/top-5 err %, NLL, ECE %, AURC: 18.79 / 4.20 / 0.74 / 4.85 / 48.52",
     "baseline": "Table 1 row 17, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.48 / 0.81 / 7.49 / 48.13",
     "byot": "Table 1 row 18, top-1/top-5 err %, NLL, ECE %, AURC: 19.09 / 4.54 / 0.84 / 9.62 / 46.66",
     "dmfl": "Table 1 row 19, top-1/top-5 err %, NLL, ECE %, AURC: 19.41 / 4.43 / 0.82 / 7.45 / 47.72",
-    "pskd": "Table 1 row 20, top-1/top-5 err %, NLL, ECE %, AURC: 18.79 / 4.20 / 0.74 / 4.85 / 48.52",
     "pskd_byot": "Table 1 row 21, top-1/top-5 err %, NLL, ECE %, AURC: 18.36 / 4.34 / 0.80 / 9.99 / 46.50",
     "pskd_dmfl": "Table 1 row 22, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.14 / 0.75 / 5.18 / 47.46",
     "dmfl_byot": "Table 1 row 23, top-1/top-5 err %, NLL, ECE %, AURC: 19.30 / 4.23 / 0.88 / 9.86 / 47.98",
     "pskd_byot_dmfl": "Table 1 row 24, top-1/top-5 err %, NLL, ECE %, AURC: 18.27 / 4.11 / 0.72 / 10.32 / 45.71",
 }
-PSKD = {"pskd_alpha": 0.8, "num_train_examples": 50000, "bank_dtype": "float32"}
 # TPAMI's attention exits: with them a CIFAR ResNeXt-50 has the paper's 37.9M parameters (the
 # bottleneck exits of its ResNet networks would give 49.9M).
-EXITS = {"exits": "stages", "exit_head": "attention"}
-BYOT = {
-    **EXITS,
-    "alpha": 0.1,
-    "feature_weight": 1e-6,
-    "temperature": 3.0,  # paper silent; the unofficial BYOT code's default (train.py)
-    "kl_scale": "t2",  # that code multiplies its exit KL terms by temperature**2
-    "path": "deepest",
-    "reduction": "sum",
-    "final_ce_weight": 1.9,  # L_CE + eq. 2 summed over i = 1..N: 1 + (1 - alpha)
-}
-NO_BYOT = {**EXITS, "alpha": 0.0, "feature_weight": 0.0, "exit_losses": False}
-DMFL = {"mutual_feature_weight": 1.0}
-# variant -> (method, method_args)
-VARIANTS = {
-    None: ("baseline", PSKD),  # the default is PS-KD alone (row 20)
-    "baseline": ("baseline", {}),
-    "byot": ("multi_exit", BYOT),
-    "dmfl": ("multi_exit", {**NO_BYOT, **DMFL}),
-    "pskd": ("baseline", PSKD),
-    "pskd_byot": ("multi_exit", {**BYOT, **PSKD}),
-    "pskd_dmfl": ("multi_exit", {**NO_BYOT, **PSKD, **DMFL}),
-    "dmfl_byot": ("multi_exit", {**BYOT, **DMFL}),
-    "pskd_byot_dmfl": ("multi_exit", {**BYOT, **PSKD, **DMFL}),
-}
+VARIANTS = paper_args.pskd_rows(exit_head="attention")  # arg -> (method, method_args)
+BASELINE = {}
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    method, method_args = VARIANTS[arg]
+    method, method_args = variant(arg, VARIANTS)
     return Recipe(
-        name=f"pskd/{BACKBONE}_cifar100:{arg or 'pskd'}",
         method=method,
-        backbone=BACKBONE,
+        backbone="resnext50",
         backbone_args={"variant": "cifar"},
         method_args=dict(method_args),
         data=DataConfig(
             name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
         ),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.PSKD_CIFAR,
         epochs=300,
-        paper=(
-            "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning; "
-            "Kim et al., ICCV 2021 (PS-KD)"
-        ),
-        published=PUBLISHED[arg or "pskd"],
+        paper=paper_args.PSKD_PAPER,
     )
