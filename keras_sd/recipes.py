@@ -337,6 +337,7 @@ class CatalogueEntry:
     row: str  # the docstring's "Row:" line, else its title line
     published: str
     args: tuple[str, ...]
+    examples_only: bool  # args are examples (the file's ARGS); its docstring gives the rest
 
 
 def catalogue(root: str | pathlib.Path | None = None) -> list[CatalogueEntry]:
@@ -345,16 +346,18 @@ def catalogue(root: str | pathlib.Path | None = None) -> list[CatalogueEntry]:
     entries = []
     for file in all_recipe_files(root):
         recipe = load(str(file))
-        doc = (_module(file).__doc__ or "").strip().splitlines()
-        row = next((line for line in doc if line.startswith("Row")), doc[0] if doc else "")
+        module = _module(file)
+        doc = (module.__doc__ or "").strip().splitlines()
+        row = next((line for line in doc if line.startswith("Row:")), doc[0] if doc else "")
         entries.append(
             CatalogueEntry(
                 name=f"{file.parent.name}/{file.stem}",
                 method=recipe.method,
                 paper=recipe.paper,
-                row=row.partition(":")[2].strip() if row.startswith("Row") else row,
+                row=row.removeprefix("Row:").strip(),
                 published=recipe.published,
                 args=tuple(a for a in file_args(file) if a),
+                examples_only=hasattr(module, "ARGS"),
             )
         )
     return entries
