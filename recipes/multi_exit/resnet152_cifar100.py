@@ -6,25 +6,11 @@ Row: ResNet152, TPAMI Table 1 and ICCV Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41
     ICCV:  79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29
-Schedule (TPAMI section 4.1): batch 128, SGD, learning rate 0.1 divided by 10 at epochs
-90, 180 and 270 of 300. Weight decay and momentum type are not
-stated: 5e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment "across all the experiments on RGB
-images"; every row here, ``:baseline`` included, uses ``augment="autoaugment"`` (pad-4 crop, flip,
-the CIFAR-10 AutoAugment policy of Cubuk et al., then Cutout 16, as the authors' code).
-
-Method (TPAMI): an exit after every backbone stage (the last is the backbone's head), attention
-exits, deepest-teacher path, alpha = 0.6, feature_weight (lambda) = 0.04, T = 3, no T^2 factor
-and the exits' losses summed (both as the authors' released code; TPAMI's eq. 3 writes 1/K,
-``--set method_args.reduction=mean``); both weights set to 0 for the last 5 epochs
-(`DistillationAnnealing`). ``:baseline`` trains the backbone alone.
-
-``:authors_code`` runs the training step and schedule of the authors' released code (``train.py
---model=resnet152``), exactly as in recipes/multi_exit/resnet18_cifar100.py (whose docstring lists
-them): summed exits, alpha 0.3, T 3 without T^2, the feature hint 0.03 * ||Linear_i(F_i) -
-sg(F_4)||_2 over the whole batch on exits 1 and 2, no annealing, 250 epochs with the learning rate
-divided by 10 at epochs 83, 166 and 240, AutoAugment + Cutout data. ``:authors_code_baseline`` is
-the backbone alone on that data and schedule. They replace the former ``:iccv``, which mixed the
-code's weights with TPAMI's schedule, annealing and squared per-sample hint.
+Schedule, augmentation (AutoAugment + Cutout on every row, ``:baseline`` included) and method: as
+recipes/multi_exit/resnet18_cifar100.py, whose docstring gives the sources
+(`keras_sd.schedules.TPAMI_CIFAR`, `keras_sd.paper_args.TPAMI`). ``:baseline`` trains the backbone
+alone. ``:authors_code`` runs the authors' released code (``train.py --model=resnet152``) as
+described there; ``:authors_code_baseline`` is the backbone alone on its data and schedule.
 
 Commands:
     keras-sd train recipes/multi_exit/resnet152_cifar100.py

@@ -6,20 +6,10 @@ Row: ResNet18, TPAMI Table 2 and ICCV Table 2.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63
     ICCV:  68.12 / 41.26 / 51.94 / 62.29 / 69.84 / 68.93
-Schedule (TPAMI section 4.1): batch 256, SGD, learning rate 0.1 divided by 10 at epochs
-30, 60 and 90 of 100. Weight decay and momentum type are not
-stated: 1e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment on RGB images;
-keras_sd implements the CIFAR-10 AutoAugment policy only, not the ImageNet one, so this recipe uses
-the standard "imagenet" augmentation (random-resized crop, flip): expect somewhat lower numbers.
-
-Method (TPAMI): an exit after every backbone stage (the last is the backbone's head), attention
-exits, deepest-teacher path, alpha = 0.6, feature_weight (lambda) = 0.04, T = 3, no T^2 factor
-and the exits' losses summed (both as the authors' released code; TPAMI's eq. 3 writes 1/K,
-``--set method_args.reduction=mean``); both weights set to 0 for the last 5 epochs
-(`DistillationAnnealing`). ``:baseline`` trains the backbone alone. There is no ``:authors_code``
-row here (see recipes/multi_exit/resnet18_cifar100.py): the authors' released code trains on CIFAR
-only, not ImageNet. The former ``:iccv`` variant, which mixed the code's weights with TPAMI's
-schedule, annealing and squared per-sample hint, is removed.
+Schedule, augmentation and method: as recipes/multi_exit/resnet50_imagenet.py, whose docstring
+gives the sources (`keras_sd.schedules.IMAGENET_RESNET`, 100 epochs; the standard "imagenet"
+augmentation, since keras_sd has no ImageNet AutoAugment policy; `keras_sd.paper_args.TPAMI`).
+``:baseline`` trains the backbone alone; the authors' released code has no ImageNet row to copy.
 
 Commands:
     keras-sd train recipes/multi_exit/resnet18_imagenet.py

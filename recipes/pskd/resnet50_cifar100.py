@@ -13,40 +13,9 @@ Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one `
     #14  ResNet-50+PS-KD+DMFL               :pskd_dmfl       19.12 / 4.43 / 0.73 / 3.51 / 47.57
     #15  ResNet-50+DMFL+BYOT                :dmfl_byot       19.70 / 4.77 / 0.87 / 9.79 / 48.58
     #16  ResNet-50+PS-KD+BYOT+DMFL          :pskd_byot_dmfl  17.52 / 3.75 / 0.71 / 10.00 / 46.25
-Schedule: the paper gives Nesterov SGD, learning rate 0.1, momentum 0.9, weight decay 5e-4, batch
-128, random crop (pad 4) + flip, but no epochs or decay steps; PS-KD's CIFAR-100 schedule is used
-(300 epochs, learning rate divided by 10 at epochs 150 and 225). The data pipeline normalises with
-CIFAR statistics where the paper uses ImageNet mean/std.
-
-Method arguments: PS-KD alpha_T = 0.8 (``pskd_alpha``; alpha_t = alpha_T * t / T, set each epoch by
-`keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds), a 50000-row prediction bank
-(``num_train_examples``) keyed by the pipeline's sample index (``data.with_index=True``). BYOT:
-exits after every stage, alpha = 0.1, lambda (``feature_weight``) = 1e-6 (the paper's values),
-exit terms summed over the exits (eq. 2, ``reduction="sum"``), and:
-
-* ``exit_head="bottleneck"``: the paper does not describe its exits, but its parameter counts
-  (ResNet-18 13.0M, ResNet-50 50.4M) are those of a CIFAR ResNet with the ``branchBottleNeck``
-  exits of the unofficial BYOT code (github.com/luanyunteng/pytorch-be-your-own-teacher,
-  ``models/resnet.py``): 13.01M / 50.43M with them, 11.22M / 23.71M bare, 12.28M / 38.43M with
-  TPAMI's attention exits. (Its ResNeXt-50 count points the other way: see
-  recipes/pskd/resnext50_cifar100.py.)
-* ``final_ce_weight=1.9``: L = L_CE + L_Self-KD, where L_Self-KD sums eq. 2 over all N
-  classifiers, the final one included; so the final exit's cross-entropy weighs
-  1 + (1 - alpha) = 1.9 (its KL and hint terms vanish: their reference is itself).
-* ``temperature=3``, ``kl_scale="t2"``: the paper defines tau (eq. 1) but gives no value. Team
-  rule: where a paper is silent, follow the code it was built on. Its alpha = 0.1 and
-  lambda = 1e-6 are exactly the defaults of that unofficial BYOT code's ``train.py``
-  (``--alpha 0.1``, ``--beta 1e-6``), whose default ``--temperature`` is 3 and whose exit KL
-  terms are multiplied by ``temperature**2``.
-* The hint is a per-sample mean over the batch here; that code sums it over the batch (128 times
-  stronger at batch 128). Both are negligible at lambda = 1e-6; not changed.
-
-DMFL: ``mutual_feature_weight`` = 1 (eq. 3, L = L_CE + L_Self-KD + L_DMFL). Rows with DMFL but no
-BYOT keep the (same, bottleneck) exits for their features but give them no classification loss
-(``exit_losses=False``; no L_Self-KD, so the final exit's cross-entropy weighs 1). PS-KD alone
-and the baseline use ``method="baseline"`` (the bare backbone); rows with BYOT or DMFL use
-``method="multi_exit"`` (PS-KD there: soft targets on every exit, the bank holds the final exit's
-softmax).
+Schedule, data and method arguments: as recipes/pskd/resnet18_cifar100.py, whose docstring gives
+their sources and the reasons for the values the paper leaves out (`keras_sd.schedules.PSKD_CIFAR`,
+`keras_sd.paper_args.pskd_rows`).
 
 Commands:
     keras-sd train recipes/pskd/resnet50_cifar100.py:baseline

@@ -8,14 +8,11 @@ Schedule (paper, Implementation Details, after Huang et al. 2017): batch 64, SGD
 momentum 0.9, weight decay 1e-4, learning rate 0.1 divided by 10 at 50 % and 75 % of training
 (epochs 150 and 225), 300 epochs.
 
-Method: T = 2 (the paper's value for CIFAR-10), lambda = kl_weight = 1, mu = mmd_weight = 5e-4
-(paper default range 1e-4 ... 5e-4; Table 5's best), no T^2 factor on the KL
-(kl_scale "none": the paper is silent, its gradient has no T factor and it follows deep mutual
-learning, which has none; a validation pilot decided it, see docs/methods/two_view.md), both views in one batch-norm batch ("concat"; not stated in the paper). The model
-distorts each batch twice inside its train step (pad 4, random 32x32 crop, horizontal flip, per
-sample), so the trainer feeds it undistorted, normalised batches. The baseline (``:baseline``)
-trains the same backbone with cross entropy on singly distorted batches (the data pipeline's
-"cifar" augmentation: the same pad-4 crop + flip).
+Method: T = 2 (the paper's value for CIFAR-10) and the settings of `keras_sd.paper_args.DDGSD`
+(lambda = 1, mu = 5e-4, no T^2 factor, both views in one batch-norm batch); the model distorts each
+batch twice inside its train step (pad 4, random crop, flip), and ``:baseline`` takes the same
+distortion from the data pipeline. recipes/two_view/resnet32_cifar100.py and
+docs/methods/two_view.md give the reasons.
 
 The ``:two_branch``, ``:mmd_only`` and ``:kl_only`` variants (the paper's Table 6 ablations) work
 here too; the paper reports them for ResNet-32 and WRN-16-8 on CIFAR-100 only.

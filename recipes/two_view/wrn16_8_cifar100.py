@@ -8,14 +8,11 @@ Schedule (paper, Implementation Details, after Zagoruyko & Komodakis 2016): batc
 Nesterov momentum 0.9, weight decay 5e-4, learning rate 0.1 multiplied by 0.2 at epochs 60, 120 and
 180, 200 epochs.
 
-Method: T = 3 (the paper's value for CIFAR-100), lambda = kl_weight = 1, mu = mmd_weight = 5e-4
-(paper default range 1e-4 ... 5e-4; Table 5's best), no T^2 factor on the KL
-(kl_scale "none": the paper is silent, its gradient has no T factor and it follows deep mutual
-learning, which has none; a validation pilot decided it, see docs/methods/two_view.md), both views in one batch-norm batch ("concat"; not stated in the paper). The model
-distorts each batch twice inside its train step (pad 4, random 32x32 crop, horizontal flip, per
-sample), so the trainer feeds it undistorted, normalised batches. The baseline (``:baseline``)
-trains the same backbone with cross entropy on singly distorted batches (the data pipeline's
-"cifar" augmentation: the same pad-4 crop + flip).
+Method: T = 3 (the paper's value for CIFAR-100) and the settings of `keras_sd.paper_args.DDGSD`
+(lambda = 1, mu = 5e-4, no T^2 factor, both views in one batch-norm batch); the model distorts each
+batch twice inside its train step (pad 4, random crop, flip), and ``:baseline`` takes the same
+distortion from the data pipeline. recipes/two_view/resnet32_cifar100.py and
+docs/methods/two_view.md give the reasons.
 
 Table 6 ablations (CIFAR-100 error %): baseline 20.43, two branches with CE only (``:two_branch``)
 20.25, + MMD (``:mmd_only``) 19.98, + KL (``:kl_only``) 19.48, both 19.33.
