@@ -9,11 +9,16 @@ Keys are ``"recipes/<method>/<file>.py:<arg>"``.
     python benchmarks/recipe_dump.py --out /tmp/after.json --compare /tmp/before.json
 
 ``--compare`` loads exactly the specs of the earlier dump and prints every difference.
+``--fingerprints FILE`` writes, per recipe file, its arguments and one sha256 over their recipes:
+tests/test_recipe_dump.py checks the recipes against the committed
+tests/fixtures/recipe_fingerprints.json (made from the dump of the tree before the recipes moved
+their shared pieces into the package).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import os
@@ -89,6 +94,25 @@ def dump(specs, root: pathlib.Path = ROOT) -> dict:
     return out
 
 
+def fingerprints(dumped: dict) -> dict:
+    """``{file: {"args": [...], "sha256": ...}}`` over the specs of ``dumped`` that loaded."""
+    out: dict = {}
+    for spec, recipe in sorted(dumped.items()):
+        if "error" in recipe:
+            continue
+        file, _, arg = spec.partition(":")
+        entry = out.setdefault(file, {"args": [], "recipes": []})
+        entry["args"].append(arg)
+        entry["recipes"].append(recipe)
+    return {
+        file: {
+            "args": e["args"],
+            "sha256": hashlib.sha256(json.dumps(e["recipes"], sort_keys=True).encode()).hexdigest(),
+        }
+        for file, e in out.items()
+    }
+
+
 def compare(before: dict, after: dict) -> list[str]:
     lines = []
     for spec in before:
@@ -108,10 +132,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     parser.add_argument("--compare", help="an earlier dump: load its specs, print differences")
+    parser.add_argument("--fingerprints", help="also write per-file fingerprints of the dump here")
     args = parser.parse_args(argv)
     before = json.loads(pathlib.Path(args.compare).read_text()) if args.compare else None
     result = dump(list(before) if before else all_specs())
     pathlib.Path(args.out).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
+    if args.fingerprints:
+        text = json.dumps(fingerprints(result), indent=1, sort_keys=True)
+        pathlib.Path(args.fingerprints).write_text(text + "\n")
     n_err = sum("error" in v for v in result.values())
     print(f"{len(result)} specs ({n_err} errors) -> {args.out}")
     if before is not None:
