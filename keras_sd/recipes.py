@@ -14,9 +14,9 @@ to ``get_config``. The loader handles, for every recipe:
 * an empty ``arg`` means the file's ``DEFAULT_ARG`` when it defines one.
 
 ``RECIPE`` is a recipe file's path or the name of a recipe shipped with the package
-(``multi_exit/resnet18_cifar100``, see `packaged_recipes`). ``--set a.b=v`` overrides any field;
-types are checked against the field and unknown keys are rejected (method arguments against the
-method's constructor).
+(``multi_exit/resnet18_cifar100``, see `packaged_recipes_dir`). ``--set a.b=v`` overrides any
+field; types are checked against the field and unknown keys are rejected (method arguments against
+the method's constructor).
 """
 
 from __future__ import annotations

@@ -90,7 +90,11 @@ def test_installed_cli_lists_and_trains_a_recipe_by_name(installed, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     recipe = json.loads((out / "recipe.json").read_text())
     assert recipe["name"] == "two_view/resnet32_cifar10:baseline:smoke"
-    assert (recipe["method"], recipe["data"]["augment"]) == ("baseline", "cifar")
+    assert (recipe["method"], recipe["method_args"], recipe["data"]["name"]) == (
+        "baseline",
+        {},
+        "digits",
+    )
     assert (out / "metrics.json").exists()
     missing = _run([str(script), "train", "two_view/nope:smoke"], tmp_path, env)
     assert missing.returncode == 2 and "keras-sd recipes" in missing.stderr
