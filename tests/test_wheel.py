@@ -83,6 +83,8 @@ def test_installed_cli_lists_and_trains_a_recipe_by_name(installed, tmp_path):
             "0",
             "--set",
             "steps_per_epoch=2",
+            "--set",
+            "epochs=1",
         ],
         tmp_path,
         env,
