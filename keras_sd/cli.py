@@ -1,12 +1,16 @@
-"""The `keras-sd` command line: train | evaluate.
+"""The `keras-sd` command line: recipes | train | evaluate | thresholds | tune.
 
+    keras-sd recipes
     keras-sd train RECIPE[:arg] [--set key=value ...] [--out DIR]
     keras-sd evaluate RUN_DIR
     keras-sd thresholds RUN_DIR --beta B
     keras-sd tune RECIPE[:arg] [--search a,b] [--tuner random|bayesian|hyperband] [--trials N]
 
-A bad argument (unknown recipe key, missing file, value out of range) exits with code 2 and one
-readable line, not a traceback.
+RECIPE is a recipe file or the name of a recipe shipped with the package (as `keras-sd recipes`
+lists them, e.g. ``multi_exit/resnet18_cifar100:baseline``). A bad argument (unknown recipe key,
+missing file, value out of range) exits with code 2 and one readable line, not a traceback.
+TensorFlow is imported only by the commands that train or evaluate, so ``--help`` and
+``recipes`` answer at once.
 """
 
 from __future__ import annotations
@@ -21,6 +25,29 @@ def _default_out(spec: str) -> str:
     path, _, arg = spec.partition(":")
     stem = pathlib.Path(path).stem + (f"_{arg.replace(',', '_')}" if arg else "")
     return str(pathlib.Path("runs") / pathlib.Path(path).parent.name / stem)
+
+
+def _recipes(args) -> int:
+    from keras_sd import recipes
+
+    entries = recipes.catalogue()
+    print(f"{len(entries)} packaged recipes; run one with: keras-sd train <name>[:arg]\n")
+    for e in entries:
+        print(f"{e.name}   [{e.method}]")
+        print(f"    row:       {e.row}")
+        if e.paper:
+            print(f"    paper:     {e.paper}")
+        if e.published:
+            print(f"    published: {e.published}")
+        if e.examples_only:
+            print(
+                f"    args, e.g. {'; '.join(e.args)} (the docstring lists all; each may add ,smoke)"
+            )
+        elif e.args:
+            print(f"    args:      {', '.join(e.args)} (each may add ,smoke)")
+        else:
+            print("    args:      smoke")
+    return 0
 
 
 def _train(args) -> int:
@@ -86,17 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-distillation for Keras 3 / TensorFlow: train and evaluate recipes.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{train,evaluate,thresholds,tune}"
+        dest="command", required=True, metavar="{recipes,train,evaluate,thresholds,tune}"
     )
+
+    p = sub.add_parser(
+        "recipes",
+        help="list the paper recipes shipped with the package",
+        description="List the packaged recipes: name (for keras-sd train), method, paper table "
+        "row, paper, published number of the default row, and the accepted :args.",
+    )
+    p.set_defaults(func=_recipes)
 
     p = sub.add_parser(
         "train",
         help="train a recipe (resumes if --out already holds a run of it)",
         description="Train RECIPE[:arg] (a recipe file, e.g. recipes/multi_exit/resnet18_cifar100.py"
-        ":smoke). Writes TensorBoard logs, resumable backups, model.keras and metrics.json to --out; "
+        ":smoke, or a packaged recipe's name, e.g. multi_exit/resnet18_cifar100:smoke). Writes TensorBoard logs, resumable backups, model.keras and metrics.json to --out; "
         "rerunning the same command continues where it stopped.",
     )
-    p.add_argument("recipe", help="recipe file, optionally with :arg (e.g. :smoke, :baseline)")
+    p.add_argument(
+        "recipe",
+        help="recipe file or packaged recipe name, optionally with :arg (e.g. :smoke, :baseline)",
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -164,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the study in --out; prints a results table and writes --out/best_recipe.py for "
         "keras-sd train, and per-trial TensorBoard logs with HParams under --out/logs.",
     )
-    p.add_argument("recipe", help="recipe file, optionally with :arg (e.g. :smoke)")
+    p.add_argument(
+        "recipe", help="recipe file or packaged recipe name, optionally with :arg (e.g. :smoke)"
+    )
     p.add_argument(
         "--search",
         metavar="FIELDS",

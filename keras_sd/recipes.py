@@ -2,10 +2,21 @@
 
 A recipe file defines ``get_config(arg: str | None = None) -> Recipe``; its module docstring names
 the paper, the table row, the published number and the exact command. ``RECIPE:arg`` passes ``arg``
-to ``get_config`` (e.g. ``:baseline`` for a method file's baseline row); the word ``smoke`` in
-``arg`` is handled here for every recipe and shrinks the run to minutes on two CPU cores (embedded
-digits data, two epochs). ``--set a.b=v`` overrides any field; types are checked against the field
-and unknown keys are rejected (method arguments against the method's constructor).
+to ``get_config``. The loader handles, for every recipe:
+
+* the word ``smoke`` in ``arg``: the run shrinks to minutes on two CPU cores (embedded digits data,
+  two epochs);
+* the word ``baseline``, in files that define ``BASELINE`` (what the baseline row changes beyond
+  the generic `baseline`, e.g. ``{"data.augment": "cifar"}``): the backbone alone, with
+  cross-entropy, on the method row's data and schedule;
+* ``name``, when ``get_config`` leaves it empty: ``<method dir>/<file stem>[:arg]``;
+* ``published``, when left empty and the file defines ``PUBLISHED`` (``arg -> text``);
+* an empty ``arg`` means the file's ``DEFAULT_ARG`` when it defines one.
+
+``RECIPE`` is a recipe file's path or the name of a recipe shipped with the package
+(``multi_exit/resnet18_cifar100``, see `packaged_recipes_dir`). ``--set a.b=v`` overrides any
+field; types are checked against the field and unknown keys are rejected (method arguments against
+the method's constructor).
 """
 
 from __future__ import annotations
@@ -76,7 +87,7 @@ class Recipe:
     test split is evaluated every ``eval_every`` epochs and at the last one (the best epoch of
     metrics.json is over those epochs)."""
 
-    name: str
+    name: str = ""  # the loader fills it from the recipe file's path and argument
     method: str = "baseline"
     backbone: str = "resnet20"
     backbone_args: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -193,6 +204,27 @@ def _shrink_callback(kwargs: Mapping[str, Any]) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------- baseline variant
+def baseline(recipe: Recipe) -> Recipe:
+    """The backbone alone with cross-entropy, on the method row's data, schedule and epochs: method
+    ``"baseline"``, no method arguments, no callbacks, no sample index (only PS-KD needs one)."""
+    return recipe.replace(
+        method="baseline",
+        method_args={},
+        callbacks={},
+        data=dataclasses.replace(recipe.data, with_index=False),
+    )
+
+
+def variant(arg: str | None, variants: Mapping):
+    """``variants[arg]``, or a ValueError naming ``arg``, its value and the accepted ones."""
+    if arg not in variants:
+        named = sorted(k for k in variants if k)
+        expected = f"one of {named}" if None not in variants else f"one of {named} or empty"
+        raise ValueError(f"`arg` must be {expected if named else 'empty'}, got {arg!r}.")
+    return variants[arg]
+
+
 # ---------------------------------------------------------------------------- loading
 def split_spec(spec: str) -> tuple[str, str | None]:
     """``"path.py:arg"`` -> ``("path.py", "arg")``."""
@@ -200,38 +232,135 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return path, arg or None
 
 
-def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
-    """Loads ``RECIPE[:arg]`` (a recipe file path) and applies ``--set`` overrides."""
-    path, arg = split_spec(spec)
+def packaged_recipes_dir() -> pathlib.Path:
+    """The paper recipes shipped with keras_sd: ``keras_sd/paper_recipes`` in an installed wheel
+    (the repository's ``recipes/``, mapped by setup.py), else ``recipes/`` next to the package in
+    a source checkout."""
+    installed = pathlib.Path(__file__).resolve().parent / "paper_recipes"
+    if installed.is_dir():
+        return installed
+    return pathlib.Path(__file__).resolve().parent.parent / "recipes"
+
+
+def recipe_file(path: str) -> pathlib.Path:
+    """A recipe file path, or a packaged recipe's name (``multi_exit/resnet18_cifar100``)."""
     file = pathlib.Path(path)
-    if not file.is_file():
-        raise ValueError(
-            f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py)."
-        )
-    words = [w for w in (arg or "").split(",") if w]
-    want_smoke = "smoke" in words
-    rest = ",".join(w for w in words if w != "smoke") or None
+    if file.is_file():
+        return file
+    packaged = packaged_recipes_dir() / (path if path.endswith(".py") else f"{path}.py")
+    if not file.is_absolute() and packaged.is_file():
+        return packaged
+    raise ValueError(
+        f"recipe file {path!r} does not exist (expected recipes/<method>/<name>.py) and is not "
+        "the name of a packaged recipe (<method>/<name>; `keras-sd recipes` lists them)."
+    )
+
+
+def _module(file: pathlib.Path) -> types.ModuleType:
     mod_spec = importlib.util.spec_from_file_location(f"keras_sd_recipe_{file.stem}", file)
     module = importlib.util.module_from_spec(mod_spec)
     mod_spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"recipe file {path!r} defines no get_config(arg=None) function.")
+        raise ValueError(f"recipe file {str(file)!r} defines no get_config(arg=None) function.")
+    return module
+
+
+def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
+    """Loads ``RECIPE[:arg]`` (a recipe file path or packaged name) and applies ``--set``
+    overrides."""
+    path, arg = split_spec(spec)
+    file = recipe_file(path)
+    module = _module(file)
+    words = [w for w in (arg or "").split(",") if w]
+    want_smoke = "smoke" in words
+    words = [w for w in words if w != "smoke"]
+    label = ",".join(words) or getattr(module, "DEFAULT_ARG", None)
+    want_baseline = hasattr(module, "BASELINE") and "baseline" in words
+    if want_baseline:
+        words = [w for w in words if w != "baseline"]
+    rest = ",".join(words) or getattr(module, "DEFAULT_ARG", None)
     try:
         recipe = module.get_config(rest)
-    except TypeError as e:  # e.g. Recipe(...) without a required field
+    except TypeError as e:  # e.g. Recipe(...) with a field it does not have
         raise ValueError(f"get_config({rest!r}) in {path!r} failed: {e}") from None
     if not isinstance(recipe, Recipe):
         raise ValueError(
             f"get_config({rest!r}) in {path!r} must return a keras_sd.recipes.Recipe, "
             f"got {type(recipe).__name__}."
         )
+    if want_baseline:
+        recipe = baseline(recipe)
+        for key, value in module.BASELINE.items():
+            recipe = apply_override(recipe, key, value)
+    if not recipe.name:
+        recipe = recipe.replace(
+            name=f"{file.parent.name}/{file.stem}{f':{label}' if label else ''}"
+        )
+    if not recipe.published and hasattr(module, "PUBLISHED"):
+        recipe = recipe.replace(
+            published=module.PUBLISHED.get(label, "not published for this variant")
+        )
     if want_smoke:
         recipe = smoke(recipe)
     return apply_overrides(recipe, overrides)
 
 
-def all_recipe_files(root: str | pathlib.Path = "recipes") -> list[pathlib.Path]:
-    return sorted(p for p in pathlib.Path(root).rglob("*.py") if not p.name.startswith("_"))
+def all_recipe_files(root: str | pathlib.Path | None = None) -> list[pathlib.Path]:
+    """The recipe files under ``root`` (default: the packaged recipes)."""
+    root = packaged_recipes_dir() if root is None else pathlib.Path(root)
+    return sorted(
+        p
+        for p in root.rglob("*.py")
+        if not p.name.startswith("_") and p.parent.name != "__pycache__"
+    )
+
+
+def file_args(file: str | pathlib.Path) -> list[str | None]:
+    """The arguments a recipe file documents: its ``ARGS`` list, else the keys of its
+    ``VARIANTS`` (with ``None``, the default, first and ``baseline`` where the loader adds it)."""
+    module = _module(pathlib.Path(file))
+    if hasattr(module, "ARGS"):
+        return list(module.ARGS)
+    args = [None] + [k for k in getattr(module, "VARIANTS", {}) if k]
+    if hasattr(module, "BASELINE"):
+        args.insert(1, "baseline")
+    return args
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogueEntry:
+    """One packaged recipe file, for `keras-sd recipes`."""
+
+    name: str  # what `keras-sd train` accepts, e.g. "multi_exit/resnet18_cifar100"
+    method: str
+    paper: str
+    row: str  # the docstring's "Row:" line, else its title line
+    published: str
+    args: tuple[str, ...]
+    examples_only: bool  # args are examples (the file's ARGS); its docstring gives the rest
+
+
+def catalogue(root: str | pathlib.Path | None = None) -> list[CatalogueEntry]:
+    """Every recipe file under ``root`` (default: the packaged ones) with its default recipe's
+    method, paper and published number; imports no TensorFlow."""
+    entries = []
+    for file in all_recipe_files(root):
+        recipe = load(str(file))
+        module = _module(file)
+        doc = (module.__doc__ or "").strip().splitlines()
+        row = next((line for line in doc if line.startswith("Row:")), doc[0] if doc else "")
+        entries.append(
+            CatalogueEntry(
+                name=f"{file.parent.name}/{file.stem}",
+                method=recipe.method,
+                paper=recipe.paper,
+                row=row.removeprefix("Row:").strip(),
+                published=recipe.published,
+                args=tuple(a for a in file_args(file) if a),
+                examples_only=hasattr(module, "ARGS"),
+            )
+        )
+    return entries
 
 
 # ---------------------------------------------------------------------------- overrides

@@ -363,7 +363,8 @@ def write_recipe(tmp_path, body: str) -> str:
 def cli_cases(tmp_path, write=True):
     no_name, no_fn = str(tmp_path / "r.py"), tmp_path / "nofn.py"
     if write:
-        write_recipe(tmp_path, "def get_config(arg=None):\n    return Recipe(method='baseline')\n")
+        # `name` may be left out (the loader fills it from the path); an unknown field may not.
+        write_recipe(tmp_path, "def get_config(arg=None):\n    return Recipe(epoch=3)\n")
         no_fn.write_text("x = 1\n")
     return [
         ("train_missing_recipe", ["train", str(tmp_path / "missing.py")], "missing.py", None),
@@ -385,9 +386,9 @@ def cli_cases(tmp_path, write=True):
         ),
         ("train_no_get_config", ["train", str(no_fn)], "get_config", None),
         (
-            "train_recipe_missing_field",
+            "train_recipe_unknown_field",
             ["train", no_name],
-            "name",
+            "epoch",
             None,
         ),
         (

@@ -23,16 +23,7 @@ def _fresh_keras_session():
     keras.backend.clear_session()
 
 
-def _variants(path):
-    """A recipe file's args: its ARGS list or VARIANTS keys (if any), else the default."""
-    ns = {}
-    exec(compile(path.read_text(), str(path), "exec"), ns)  # our own recipe files
-    if "ARGS" in ns:
-        return list(ns["ARGS"])
-    return list(ns.get("VARIANTS", [None]))
-
-
-ALL_SPECS = [f"{p}:{a}" if a else str(p) for p in RECIPE_FILES for a in _variants(p)]
+ALL_SPECS = [f"{p}:{a}" if a else str(p) for p in RECIPE_FILES for a in recipes.file_args(p)]
 
 
 def test_there_are_recipes():

@@ -6,17 +6,16 @@ end-to-end check of an installation (about a minute on two CPU cores).
 Command: keras-sd train recipes/baseline/resnet20_digits.py
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
 
 def get_config(arg=None):
+    variant(arg, {None: None})
     return Recipe(
-        name="baseline/resnet20_digits",
         method="baseline",
         backbone="resnet20",
         data=DataConfig(name="digits", batch_size=64),
-        optimizer=OptimizerConfig(
-            learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine"
-        ),
+        optimizer=schedules.DIGITS,
         epochs=15,
     )

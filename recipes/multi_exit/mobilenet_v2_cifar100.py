@@ -5,20 +5,11 @@ Zhang et al., "Be Your Own Teacher", ICCV 2019.
 Row: MobileNetV2, TPAMI Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 65.49 / 62.93 / 66.03 / 67.95 / 67.17 / 68.87
-Schedule (TPAMI section 4.1): batch 128, SGD, learning rate 0.1 divided by 10 at epochs
-90, 180 and 270 of 300. Weight decay and momentum type are not
-stated: 5e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment "across all the experiments on RGB
-images"; every row here, ``:baseline`` included, uses ``augment="autoaugment"`` (pad-4 crop, flip,
-the CIFAR-10 AutoAugment policy of Cubuk et al., then Cutout 16, as the authors' code).
-
-Method (TPAMI): an exit after every backbone stage (the last is the backbone's head), attention
-exits, deepest-teacher path, alpha = 0.6, feature_weight (lambda) = 0.04, T = 3, no T^2 factor
-and the exits' losses summed (both as the authors' released code; TPAMI's eq. 3 writes 1/K,
-``--set method_args.reduction=mean``); both weights set to 0 for the last 5 epochs
-(`DistillationAnnealing`). ``:baseline`` trains the backbone alone. There is no ``:authors_code``
-row here (see recipes/multi_exit/resnet18_cifar100.py): the authors' released code trains CIFAR
-ResNets only, no MobileNetV2. The former ``:iccv`` variant, which mixed the code's weights with
-TPAMI's schedule, annealing and squared per-sample hint, is removed.
+Schedule, augmentation (AutoAugment + Cutout on every row, ``:baseline`` included) and method: as
+recipes/multi_exit/resnet18_cifar100.py, whose docstring gives the sources
+(`keras_sd.schedules.TPAMI_CIFAR`, `keras_sd.paper_args.TPAMI`). ``:baseline`` trains the backbone
+alone. There is no ``:authors_code`` row here (see recipes/multi_exit/resnet18_cifar100.py): the
+authors' released code trains CIFAR ResNets only, no MobileNetV2.
 
 Commands:
     keras-sd train recipes/multi_exit/mobilenet_v2_cifar100.py
@@ -26,54 +17,28 @@ Commands:
     keras-sd train recipes/multi_exit/mobilenet_v2_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
 PUBLISHED = {
     None: "TPAMI: 65.49 / 62.93 / 66.03 / 67.95 / 67.17 / 68.87 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
     "baseline": "TPAMI baseline 65.49",
 }
-TPAMI_ARGS = {
-    "exits": "stages",
-    "alpha": 0.6,
-    "feature_weight": 0.04,
-    "temperature": 3.0,
-    "path": "deepest",
-    "reduction": "sum",
-    "kl_scale": "none",
-    "attention": True,
-}
 VARIANTS = {
     None: {},
-    "baseline": {},
 }
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"multi_exit/mobilenet_v2_cifar100{suffix}",
-        method="baseline" if baseline else "multi_exit",
+        method="multi_exit",
         backbone="mobilenet_v2",
         backbone_args={"variant": "cifar"},
-        method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
-        callbacks={} if baseline else {"DistillationAnnealing": {"last_epochs": 5}},
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks=paper_args.TPAMI_ANNEALING,
         data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(90, 180, 270),
-            gamma=0.1,
-        ),
+        optimizer=schedules.TPAMI_CIFAR,
         epochs=300,
-        paper="Zhang, Bao & Ma, TPAMI (self-distillation); Zhang et al., ICCV 2019 (BYOT)",
-        published=PUBLISHED.get(arg, "not published for this variant"),
+        paper=paper_args.TPAMI_PAPER,
     )

@@ -6,25 +6,11 @@ Row: ResNet152, TPAMI Table 1 and ICCV Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41
     ICCV:  79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29
-Schedule (TPAMI section 4.1): batch 128, SGD, learning rate 0.1 divided by 10 at epochs
-90, 180 and 270 of 300. Weight decay and momentum type are not
-stated: 5e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment "across all the experiments on RGB
-images"; every row here, ``:baseline`` included, uses ``augment="autoaugment"`` (pad-4 crop, flip,
-the CIFAR-10 AutoAugment policy of Cubuk et al., then Cutout 16, as the authors' code).
-
-Method (TPAMI): an exit after every backbone stage (the last is the backbone's head), attention
-exits, deepest-teacher path, alpha = 0.6, feature_weight (lambda) = 0.04, T = 3, no T^2 factor
-and the exits' losses summed (both as the authors' released code; TPAMI's eq. 3 writes 1/K,
-``--set method_args.reduction=mean``); both weights set to 0 for the last 5 epochs
-(`DistillationAnnealing`). ``:baseline`` trains the backbone alone.
-
-``:authors_code`` runs the training step and schedule of the authors' released code (``train.py
---model=resnet152``), exactly as in recipes/multi_exit/resnet18_cifar100.py (whose docstring lists
-them): summed exits, alpha 0.3, T 3 without T^2, the feature hint 0.03 * ||Linear_i(F_i) -
-sg(F_4)||_2 over the whole batch on exits 1 and 2, no annealing, 250 epochs with the learning rate
-divided by 10 at epochs 83, 166 and 240, AutoAugment + Cutout data. ``:authors_code_baseline`` is
-the backbone alone on that data and schedule. They replace the former ``:iccv``, which mixed the
-code's weights with TPAMI's schedule, annealing and squared per-sample hint.
+Schedule, augmentation (AutoAugment + Cutout on every row, ``:baseline`` included) and method: as
+recipes/multi_exit/resnet18_cifar100.py, whose docstring gives the sources
+(`keras_sd.schedules.TPAMI_CIFAR`, `keras_sd.paper_args.TPAMI`). ``:baseline`` trains the backbone
+alone. ``:authors_code`` runs the authors' released code (``train.py --model=resnet152``) as
+described there; ``:authors_code_baseline`` is the backbone alone on its data and schedule.
 
 Commands:
     keras-sd train recipes/multi_exit/resnet152_cifar100.py
@@ -34,7 +20,8 @@ Commands:
     keras-sd train recipes/multi_exit/resnet152_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, baseline, variant
 
 PUBLISHED = {
     None: "TPAMI: 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
@@ -42,63 +29,26 @@ PUBLISHED = {
     "authors_code": "none for exactly this configuration; nearest: ICCV Table 1 79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
     "authors_code_baseline": "none for exactly this configuration; nearest: ICCV Table 1 baseline 79.21",
 }
-TPAMI_ARGS = {
-    "exits": "stages",
-    "alpha": 0.6,
-    "feature_weight": 0.04,
-    "temperature": 3.0,
-    "path": "deepest",
-    "reduction": "sum",
-    "kl_scale": "none",
-    "attention": True,
-}
-AUTHORS_EPOCHS = 250  # train.py's --epoch default
 VARIANTS = {
     None: {},
-    "baseline": {},
-    "authors_code": {
-        "alpha": 0.3,
-        "feature_weight": 0.03,
-        "reduction": "sum",
-        "kl_scale": "none",
-        "feature_hint": "adapted_l2_batch",
-        "hint_exits": "all_but_last",
-    },
-    "authors_code_baseline": {},
+    "authors_code": paper_args.BYOT_CODE,
+    "authors_code_baseline": None,  # see get_config
 }
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg in ("baseline", "authors_code_baseline")
-    authors = arg in ("authors_code", "authors_code_baseline")
-    suffix = f":{arg}" if arg else ""
-    # The authors' code divides the lr by 10 at the start of epochs 250 // 3, 250 * 2 // 3 and
-    # 250 - 10 (0-based), which are keras_sd's milestones.
-    epochs = AUTHORS_EPOCHS if authors else 300
-    milestones = (epochs // 3, epochs * 2 // 3, epochs - 10) if authors else (90, 180, 270)
+    if arg == "authors_code_baseline":  # the backbone alone on the code's data and schedule
+        return baseline(get_config("authors_code"))
+    authors = arg == "authors_code"
     return Recipe(
-        name=f"multi_exit/resnet152_cifar100{suffix}",
-        method="baseline" if baseline else "multi_exit",
+        method="multi_exit",
         backbone="resnet152",
         backbone_args={"variant": "cifar"},
-        method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
-        callbacks={} if baseline or authors else {"DistillationAnnealing": {"last_epochs": 5}},
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks={} if authors else paper_args.TPAMI_ANNEALING,
         data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=milestones,
-            gamma=0.1,
-        ),
-        epochs=epochs,
-        paper="Zhang, Bao & Ma, TPAMI (self-distillation); Zhang et al., ICCV 2019 (BYOT)",
-        published=PUBLISHED.get(arg, "not published for this variant"),
+        optimizer=schedules.BYOT_CODE if authors else schedules.TPAMI_CIFAR,
+        epochs=schedules.BYOT_CODE_EPOCHS if authors else 300,
+        paper=paper_args.TPAMI_PAPER,
     )

@@ -67,7 +67,8 @@ Commands:
     keras-sd train recipes/multi_exit/resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, baseline, variant
 
 PUBLISHED = {
     None: "TPAMI: 79.01 / 76.31 / 79.32 / 81.24 / 81.76 / 82.64 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
@@ -83,29 +84,10 @@ PUBLISHED = {
     "kl_only": "Table 10, L_KL only: deepest exit 81.58",
     "l2_only": "Table 10, L2 only: deepest exit 80.37 (alpha = 0 also gives the exits full CE weight)",
 }
-TPAMI_ARGS = {
-    "exits": "stages",
-    "alpha": 0.6,
-    "feature_weight": 0.04,
-    "temperature": 3.0,
-    "path": "deepest",
-    "reduction": "sum",
-    "kl_scale": "none",
-    "attention": True,
-}
-AUTHORS_EPOCHS = 250  # train.py's --epoch default
 VARIANTS = {
     None: {},
-    "baseline": {},
-    "authors_code": {
-        "alpha": 0.3,
-        "feature_weight": 0.03,
-        "reduction": "sum",
-        "kl_scale": "none",
-        "feature_hint": "adapted_l2_batch",
-        "hint_exits": "all_but_last",
-    },
-    "authors_code_baseline": {},
+    "authors_code": paper_args.BYOT_CODE,
+    "authors_code_baseline": None,  # see get_config
     "deepest": {"path": "deepest"},
     "ensemble": {"path": "ensemble"},
     "transitive": {"path": "transitive"},
@@ -115,39 +97,21 @@ VARIANTS = {
     "kl_only": {"feature_weight": 0.0},
     "l2_only": {"alpha": 0.0},
 }
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg in ("baseline", "authors_code_baseline")
-    authors = arg in ("authors_code", "authors_code_baseline")
-    suffix = f":{arg}" if arg else ""
-    # The authors' code: for epoch in range(250), lr /= 10 when epoch in [250 // 3, 250 * 2 // 3,
-    # 250 - 10]; keras_sd's milestones are the 0-based epochs whose first step has the new rate.
-    epochs = AUTHORS_EPOCHS if authors else 300
-    milestones = (epochs // 3, epochs * 2 // 3, epochs - 10) if authors else (90, 180, 270)
+    if arg == "authors_code_baseline":  # the backbone alone on the code's data and schedule
+        return baseline(get_config("authors_code"))
+    authors = arg == "authors_code"
     return Recipe(
-        name=f"multi_exit/resnet18_cifar100{suffix}",
-        method="baseline" if baseline else "multi_exit",
+        method="multi_exit",
         backbone="resnet18",
         backbone_args={"variant": "cifar"},
-        method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
-        callbacks={} if baseline or authors else {"DistillationAnnealing": {"last_epochs": 5}},
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks={} if authors else paper_args.TPAMI_ANNEALING,
         data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=milestones,
-            gamma=0.1,
-        ),
-        epochs=epochs,
-        paper="Zhang, Bao & Ma, TPAMI (self-distillation); Zhang et al., ICCV 2019 (BYOT)",
-        published=PUBLISHED.get(arg, "not published for this variant"),
+        optimizer=schedules.BYOT_CODE if authors else schedules.TPAMI_CIFAR,
+        epochs=schedules.BYOT_CODE_EPOCHS if authors else 300,
+        paper=paper_args.TPAMI_PAPER,
     )

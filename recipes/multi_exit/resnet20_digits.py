@@ -13,30 +13,17 @@ losses summed (as the authors' released code); both weights annealed to 0 for th
 Command: keras-sd train recipes/multi_exit/resnet20_digits.py
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg is not None:
-        raise ValueError(f"`arg` must be empty (or smoke), got {arg!r}.")
     return Recipe(
-        name="multi_exit/resnet20_digits",
         method="multi_exit",
         backbone="resnet20",
-        method_args={
-            "exits": "stages",
-            "alpha": 0.6,
-            "feature_weight": 0.04,
-            "temperature": 3.0,
-            "path": "deepest",
-            "reduction": "sum",
-            "kl_scale": "none",
-            "attention": True,
-        },
+        method_args={**paper_args.TPAMI, **variant(arg, {None: {}})},
         callbacks={"DistillationAnnealing": {"last_epochs": 2}},
         data=DataConfig(name="digits", batch_size=64),
-        optimizer=OptimizerConfig(
-            learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, schedule="cosine"
-        ),
+        optimizer=schedules.DIGITS,
         epochs=15,
     )

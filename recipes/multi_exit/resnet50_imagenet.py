@@ -27,54 +27,28 @@ Commands:
     keras-sd train recipes/multi_exit/resnet50_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
 PUBLISHED = {
     None: "TPAMI: 76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
     "baseline": "TPAMI baseline 76.30",
 }
-TPAMI_ARGS = {
-    "exits": "stages",
-    "alpha": 0.6,
-    "feature_weight": 0.04,
-    "temperature": 3.0,
-    "path": "deepest",
-    "reduction": "sum",
-    "kl_scale": "none",
-    "attention": True,
-}
 VARIANTS = {
     None: {},
-    "baseline": {},
 }
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"multi_exit/resnet50_imagenet{suffix}",
-        method="baseline" if baseline else "multi_exit",
+        method="multi_exit",
         backbone="resnet50",
         backbone_args={"variant": "imagenet"},
-        method_args={} if baseline else {**TPAMI_ARGS, **VARIANTS[arg]},
-        callbacks={} if baseline else {"DistillationAnnealing": {"last_epochs": 5}},
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks=paper_args.TPAMI_ANNEALING,
         data=DataConfig(name="imagenet", batch_size=256, augment="imagenet"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(30, 60, 90),
-            gamma=0.1,
-        ),
+        optimizer=schedules.IMAGENET_RESNET,
         epochs=100,
-        paper="Zhang, Bao & Ma, TPAMI (self-distillation); Zhang et al., ICCV 2019 (BYOT)",
-        published=PUBLISHED.get(arg, "not published for this variant"),
+        paper=paper_args.TPAMI_PAPER,
     )

@@ -60,77 +60,36 @@ Commands:
     keras-sd train recipes/pskd/resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-BACKBONE = "resnet18"
+DEFAULT_ARG = "pskd"  # PS-KD alone
 PUBLISHED = {
+    "pskd": "Table 1 row 4, top-1/top-5 err %, NLL, ECE %, AURC: 19.94 / 4.79 / 0.79 / 4.21 / 50.44",
     "baseline": "Table 1 row 1, top-1/top-5 err %, NLL, ECE %, AURC: 21.41 / 5.57 / 0.87 / 5.14 / 56.92",
     "byot": "Table 1 row 2, top-1/top-5 err %, NLL, ECE %, AURC: 21.89 / 5.64 / 1.00 / 11.24 / 53.79",
     "dmfl": "Table 1 row 3, top-1/top-5 err %, NLL, ECE %, AURC: 21.61 / 5.45 / 0.87 / 5.31 / 57.13",
-    "pskd": "Table 1 row 4, top-1/top-5 err %, NLL, ECE %, AURC: 19.94 / 4.79 / 0.79 / 4.21 / 50.44",
     "pskd_byot": "Table 1 row 5, top-1/top-5 err %, NLL, ECE %, AURC: 20.67 / 4.66 / 0.78 / 7.42 / 50.91",
     "pskd_dmfl": "Table 1 row 6, top-1/top-5 err %, NLL, ECE %, AURC: 20.02 / 4.73 / 0.80 / 4.52 / 50.55",
     "dmfl_byot": "Table 1 row 7, top-1/top-5 err %, NLL, ECE %, AURC: 21.18 / 5.47 / 1.02 / 11.74 / 54.89",
     "pskd_byot_dmfl": "Table 1 row 8, top-1/top-5 err %, NLL, ECE %, AURC: 20.03 / 4.16 / 0.72 / 4.15 / 49.86",
 }
-PSKD = {"pskd_alpha": 0.8, "num_train_examples": 50000, "bank_dtype": "float32"}
 # Exits of the unofficial BYOT code (parameter counts of the paper's Table 1 caption).
-EXITS = {"exits": "stages", "exit_head": "bottleneck"}
-BYOT = {
-    **EXITS,
-    "alpha": 0.1,
-    "feature_weight": 1e-6,
-    "temperature": 3.0,  # paper silent; the unofficial BYOT code's default (train.py)
-    "kl_scale": "t2",  # that code multiplies its exit KL terms by temperature**2
-    "path": "deepest",
-    "reduction": "sum",
-    "final_ce_weight": 1.9,  # L_CE + eq. 2 summed over i = 1..N: 1 + (1 - alpha)
-}
-NO_BYOT = {**EXITS, "alpha": 0.0, "feature_weight": 0.0, "exit_losses": False}
-DMFL = {"mutual_feature_weight": 1.0}
-# variant -> (method, method_args)
-VARIANTS = {
-    None: ("baseline", PSKD),  # the default is PS-KD alone (row 4)
-    "baseline": ("baseline", {}),
-    "byot": ("multi_exit", BYOT),
-    "dmfl": ("multi_exit", {**NO_BYOT, **DMFL}),
-    "pskd": ("baseline", PSKD),
-    "pskd_byot": ("multi_exit", {**BYOT, **PSKD}),
-    "pskd_dmfl": ("multi_exit", {**NO_BYOT, **PSKD, **DMFL}),
-    "dmfl_byot": ("multi_exit", {**BYOT, **DMFL}),
-    "pskd_byot_dmfl": ("multi_exit", {**BYOT, **PSKD, **DMFL}),
-}
+VARIANTS = paper_args.pskd_rows(exit_head="bottleneck")  # arg -> (method, method_args)
+BASELINE = {}
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    method, method_args = VARIANTS[arg]
+    method, method_args = variant(arg, VARIANTS)
     return Recipe(
-        name=f"pskd/{BACKBONE}_cifar100:{arg or 'pskd'}",
         method=method,
-        backbone=BACKBONE,
+        backbone="resnet18",
         backbone_args={"variant": "cifar"},
         method_args=dict(method_args),
         data=DataConfig(
             name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
         ),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.PSKD_CIFAR,
         epochs=300,
-        paper=(
-            "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning; "
-            "Kim et al., ICCV 2021 (PS-KD)"
-        ),
-        published=PUBLISHED[arg or "pskd"],
+        paper=paper_args.PSKD_PAPER,
     )

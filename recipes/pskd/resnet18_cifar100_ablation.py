@@ -31,64 +31,43 @@ Commands:
     keras-sd train recipes/pskd/resnet18_cifar100_ablation.py:smoke   # digits, 2 epochs, CPU
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-METHOD_ARGS = {
-    "exit_head": "bottleneck",
-    "alpha": 0.1,
-    "feature_weight": 1e-6,
-    "temperature": 3.0,
-    "kl_scale": "t2",
-    "path": "deepest",
-    "reduction": "sum",
-    "final_ce_weight": 1.9,
-    "pskd_alpha": 0.8,
-    "num_train_examples": 50000,
-    "bank_dtype": "float32",
-    "mutual_feature_weight": 1.0,
-}
-# variant -> (exits, number of backbone stages or None for all four, published)
+DEFAULT_ARG = "blocks_123"
+# arg -> (exits, number of backbone stages or None for all four)
 VARIANTS = {
-    None: ([0, 1, 2], None, "Table 3 row 1: 20.23 / 4.56 top-1 / top-5 err %"),
-    "blocks_123": ([0, 1, 2], None, "Table 3 row 1: 20.23 / 4.56 top-1 / top-5 err %"),
-    "blocks_23": ([1, 2], None, "Table 3 row 2: 20.57 / 4.93 top-1 / top-5 err %"),
-    "blocks_3": ([2], None, "Table 3 row 3: 21.21 / 5.20 top-1 / top-5 err %"),
-    "stages_4": ("stages", 4, "Table 4 row 1: 21.21 / 5.20 top-1 / top-5 err %"),
-    "stages_3": ("stages", 3, "Table 4 row 2: 21.00 / 4.69 top-1 / top-5 err %"),
-    "stages_2": ("stages", 2, "Table 4 row 3: 26.33 / 6.30 top-1 / top-5 err %"),
+    "blocks_123": ([0, 1, 2], None),
+    "blocks_23": ([1, 2], None),
+    "blocks_3": ([2], None),
+    "stages_4": ("stages", 4),
+    "stages_3": ("stages", 3),
+    "stages_2": ("stages", 2),
+}
+PUBLISHED = {
+    "blocks_123": "Table 3 row 1: 20.23 / 4.56 top-1 / top-5 err %",
+    "blocks_23": "Table 3 row 2: 20.57 / 4.93 top-1 / top-5 err %",
+    "blocks_3": "Table 3 row 3: 21.21 / 5.20 top-1 / top-5 err %",
+    "stages_4": "Table 4 row 1: 21.21 / 5.20 top-1 / top-5 err %",
+    "stages_3": "Table 4 row 2: 21.00 / 4.69 top-1 / top-5 err %",
+    "stages_2": "Table 4 row 3: 26.33 / 6.30 top-1 / top-5 err %",
 }
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    exits, stages, published = VARIANTS[arg]
-    backbone_args = {"variant": "cifar"}
-    if stages is not None:
-        backbone_args["num_stages"] = stages
+    exits, stages = variant(arg, VARIANTS)
+    _, method_args = paper_args.pskd_rows(exit_head="bottleneck")["pskd_byot_dmfl"]
+    num_stages = {} if stages is None else {"num_stages": stages}
     return Recipe(
-        name=f"pskd/resnet18_cifar100_ablation:{arg or 'blocks_123'}",
         method="multi_exit",
         backbone="resnet18",
-        backbone_args=backbone_args,
-        method_args={**METHOD_ARGS, "exits": exits},
+        backbone_args={"variant": "cifar", **num_stages},
+        method_args={**method_args, "exits": exits},
         data=DataConfig(name="cifar100", batch_size=128, augment="cifar", with_index=True),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.PSKD_CIFAR,
         epochs=300,
         paper=(
             "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning, "
             "Tables 3-4"
         ),
-        published=published,
     )

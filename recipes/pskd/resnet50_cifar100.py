@@ -13,40 +13,9 @@ Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one `
     #14  ResNet-50+PS-KD+DMFL               :pskd_dmfl       19.12 / 4.43 / 0.73 / 3.51 / 47.57
     #15  ResNet-50+DMFL+BYOT                :dmfl_byot       19.70 / 4.77 / 0.87 / 9.79 / 48.58
     #16  ResNet-50+PS-KD+BYOT+DMFL          :pskd_byot_dmfl  17.52 / 3.75 / 0.71 / 10.00 / 46.25
-Schedule: the paper gives Nesterov SGD, learning rate 0.1, momentum 0.9, weight decay 5e-4, batch
-128, random crop (pad 4) + flip, but no epochs or decay steps; PS-KD's CIFAR-100 schedule is used
-(300 epochs, learning rate divided by 10 at epochs 150 and 225). The data pipeline normalises with
-CIFAR statistics where the paper uses ImageNet mean/std.
-
-Method arguments: PS-KD alpha_T = 0.8 (``pskd_alpha``; alpha_t = alpha_T * t / T, set each epoch by
-`keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds), a 50000-row prediction bank
-(``num_train_examples``) keyed by the pipeline's sample index (``data.with_index=True``). BYOT:
-exits after every stage, alpha = 0.1, lambda (``feature_weight``) = 1e-6 (the paper's values),
-exit terms summed over the exits (eq. 2, ``reduction="sum"``), and:
-
-* ``exit_head="bottleneck"``: the paper does not describe its exits, but its parameter counts
-  (ResNet-18 13.0M, ResNet-50 50.4M) are those of a CIFAR ResNet with the ``branchBottleNeck``
-  exits of the unofficial BYOT code (github.com/luanyunteng/pytorch-be-your-own-teacher,
-  ``models/resnet.py``): 13.01M / 50.43M with them, 11.22M / 23.71M bare, 12.28M / 38.43M with
-  TPAMI's attention exits. (Its ResNeXt-50 count points the other way: see
-  recipes/pskd/resnext50_cifar100.py.)
-* ``final_ce_weight=1.9``: L = L_CE + L_Self-KD, where L_Self-KD sums eq. 2 over all N
-  classifiers, the final one included; so the final exit's cross-entropy weighs
-  1 + (1 - alpha) = 1.9 (its KL and hint terms vanish: their reference is itself).
-* ``temperature=3``, ``kl_scale="t2"``: the paper defines tau (eq. 1) but gives no value. Team
-  rule: where a paper is silent, follow the code it was built on. Its alpha = 0.1 and
-  lambda = 1e-6 are exactly the defaults of that unofficial BYOT code's ``train.py``
-  (``--alpha 0.1``, ``--beta 1e-6``), whose default ``--temperature`` is 3 and whose exit KL
-  terms are multiplied by ``temperature**2``.
-* The hint is a per-sample mean over the batch here; that code sums it over the batch (128 times
-  stronger at batch 128). Both are negligible at lambda = 1e-6; not changed.
-
-DMFL: ``mutual_feature_weight`` = 1 (eq. 3, L = L_CE + L_Self-KD + L_DMFL). Rows with DMFL but no
-BYOT keep the (same, bottleneck) exits for their features but give them no classification loss
-(``exit_losses=False``; no L_Self-KD, so the final exit's cross-entropy weighs 1). PS-KD alone
-and the baseline use ``method="baseline"`` (the bare backbone); rows with BYOT or DMFL use
-``method="multi_exit"`` (PS-KD there: soft targets on every exit, the bank holds the final exit's
-softmax).
+Schedule, data and method arguments: as recipes/pskd/resnet18_cifar100.py, whose docstring gives
+their sources and the reasons for the values the paper leaves out (`keras_sd.schedules.PSKD_CIFAR`,
+`keras_sd.paper_args.pskd_rows`).
 
 Commands:
     keras-sd train recipes/pskd/resnet50_cifar100.py:baseline
@@ -60,77 +29,36 @@ Commands:
     keras-sd train recipes/pskd/resnet50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-BACKBONE = "resnet50"
+DEFAULT_ARG = "pskd"  # PS-KD alone
 PUBLISHED = {
+    "pskd": "Table 1 row 12, top-1/top-5 err %, NLL, ECE %, AURC: 20.19 / 4.50 / 0.77 / 4.03 / 50.76",
     "baseline": "Table 1 row 9, top-1/top-5 err %, NLL, ECE %, AURC: 21.96 / 5.21 / 0.89 / 8.75 / 57.24",
     "byot": "Table 1 row 10, top-1/top-5 err %, NLL, ECE %, AURC: 19.03 / 4.38 / 0.94 / 11.51 / 48.32",
     "dmfl": "Table 1 row 11, top-1/top-5 err %, NLL, ECE %, AURC: 20.13 / 4.96 / 0.85 / 8.63 / 51.20",
-    "pskd": "Table 1 row 12, top-1/top-5 err %, NLL, ECE %, AURC: 20.19 / 4.50 / 0.77 / 4.03 / 50.76",
     "pskd_byot": "Table 1 row 13, top-1/top-5 err %, NLL, ECE %, AURC: 17.92 / 3.94 / 0.75 / 8.96 / 46.76",
     "pskd_dmfl": "Table 1 row 14, top-1/top-5 err %, NLL, ECE %, AURC: 19.12 / 4.43 / 0.73 / 3.51 / 47.57",
     "dmfl_byot": "Table 1 row 15, top-1/top-5 err %, NLL, ECE %, AURC: 19.70 / 4.77 / 0.87 / 9.79 / 48.58",
     "pskd_byot_dmfl": "Table 1 row 16, top-1/top-5 err %, NLL, ECE %, AURC: 17.52 / 3.75 / 0.71 / 10.00 / 46.25",
 }
-PSKD = {"pskd_alpha": 0.8, "num_train_examples": 50000, "bank_dtype": "float32"}
 # Exits of the unofficial BYOT code (parameter counts of the paper's Table 1 caption).
-EXITS = {"exits": "stages", "exit_head": "bottleneck"}
-BYOT = {
-    **EXITS,
-    "alpha": 0.1,
-    "feature_weight": 1e-6,
-    "temperature": 3.0,  # paper silent; the unofficial BYOT code's default (train.py)
-    "kl_scale": "t2",  # that code multiplies its exit KL terms by temperature**2
-    "path": "deepest",
-    "reduction": "sum",
-    "final_ce_weight": 1.9,  # L_CE + eq. 2 summed over i = 1..N: 1 + (1 - alpha)
-}
-NO_BYOT = {**EXITS, "alpha": 0.0, "feature_weight": 0.0, "exit_losses": False}
-DMFL = {"mutual_feature_weight": 1.0}
-# variant -> (method, method_args)
-VARIANTS = {
-    None: ("baseline", PSKD),  # the default is PS-KD alone (row 12)
-    "baseline": ("baseline", {}),
-    "byot": ("multi_exit", BYOT),
-    "dmfl": ("multi_exit", {**NO_BYOT, **DMFL}),
-    "pskd": ("baseline", PSKD),
-    "pskd_byot": ("multi_exit", {**BYOT, **PSKD}),
-    "pskd_dmfl": ("multi_exit", {**NO_BYOT, **PSKD, **DMFL}),
-    "dmfl_byot": ("multi_exit", {**BYOT, **DMFL}),
-    "pskd_byot_dmfl": ("multi_exit", {**BYOT, **PSKD, **DMFL}),
-}
+VARIANTS = paper_args.pskd_rows(exit_head="bottleneck")  # arg -> (method, method_args)
+BASELINE = {}
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    method, method_args = VARIANTS[arg]
+    method, method_args = variant(arg, VARIANTS)
     return Recipe(
-        name=f"pskd/{BACKBONE}_cifar100:{arg or 'pskd'}",
         method=method,
-        backbone=BACKBONE,
+        backbone="resnet50",
         backbone_args={"variant": "cifar"},
         method_args=dict(method_args),
         data=DataConfig(
             name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
         ),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=5e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.PSKD_CIFAR,
         epochs=300,
-        paper=(
-            "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning; "
-            "Kim et al., ICCV 2021 (PS-KD)"
-        ),
-        published=PUBLISHED[arg or "pskd"],
+        paper=paper_args.PSKD_PAPER,
     )

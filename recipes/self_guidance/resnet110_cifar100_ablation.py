@@ -31,15 +31,15 @@ Commands:
     keras-sd train recipes/self_guidance/resnet110_cifar100_ablation.py:no_distillation,smoke
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe
 
-FINAL_SURVIVAL = 0.5  # the one value handed to both the backbone and the distiller
-ROWS = {  # arg -> (method, stochastic depth in the backbone, method_args, published error %)
-    "baseline": ("baseline", False, {}, 25.33),
-    "stochastic_depth": ("baseline", True, {}, 22.61),
-    "no_distillation": ("self_guidance", True, {"kd_weight": 0.0}, 22.63),
-    "no_backward_full": ("self_guidance", True, {"teacher_ce_weight": 0.0}, 23.15),
-    "full": ("self_guidance", True, {}, 21.60),
+ROWS = {  # arg -> (paper_args.self_guidance_row's row, method_args, published error %)
+    "baseline": ("baseline", {}, 25.33),
+    "stochastic_depth": ("stochastic_depth", {}, 22.61),
+    "no_distillation": ("self_guidance", {"kd_weight": 0.0}, 22.63),
+    "no_backward_full": ("self_guidance", {"teacher_ce_weight": 0.0}, 23.15),
+    "full": ("self_guidance", {}, 21.60),
 }
 # The test suite loads and smoke-trains these; the other rows share their code paths with
 # recipes/self_guidance/resnet_cifar.py (baseline, full) and resnet_cifar_lambda.py (lambda = 0).
@@ -50,36 +50,13 @@ def get_config(arg=None):
     row = arg or "full"
     if row not in ROWS:
         raise ValueError(f"recipe argument {arg!r}: expected one of {sorted(ROWS)}.")
-    method, gated, extra, error = ROWS[row]
-    backbone_args = {"depth": 110}
-    method_args = {}
-    if gated:
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
-    if method == "self_guidance":
-        method_args = {
-            "kd_weight": 0.25,
-            "temperature": 3.0,
-            "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_batch",
-            **extra,
-        }
+    kind, method_args, error = ROWS[row]
     return Recipe(
         name=f"self_guidance/resnet110_cifar100_ablation_{row}",
-        method=method,
-        backbone="resnet_cifar",
-        backbone_args=backbone_args,
-        method_args=method_args,
+        **paper_args.self_guidance_row(110, kind, **method_args),
         data=DataConfig(name="cifar100", batch_size=128, augment="cifar"),
-        optimizer=OptimizerConfig(
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.SELF_GUIDANCE,
         epochs=300,
-        paper="Zheng & Peng, Self-Guidance, WACV 2022, Table 6",
+        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 6",
         published=f"top-1 error {error:.2f}%",
     )

@@ -34,13 +34,12 @@ Commands:
     keras-sd train recipes/self_guidance/resnet_cifar.py:resnet110,cifar100,smoke   # CPU, minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe
 
 DEPTHS = {"resnet32": 32, "resnet50": 50, "resnet110": 110}
 DATASETS = ("cifar10", "cifar100")
-FINAL_SURVIVAL = 0.5  # the one value handed to both the backbone and the distiller
 ARGS = ["resnet32,cifar10", "resnet50,cifar100", "resnet110,cifar100", "resnet32,cifar100,baseline"]
-PAPER = "Zheng & Peng, Self-Guidance, WACV 2022, Table 1"
 PUBLISHED = {  # (network, dataset) -> (baseline error, Self-Guidance error), %
     ("resnet32", "cifar10"): (6.34, 5.73),
     ("resnet32", "cifar100"): (30.14, 27.65),
@@ -66,35 +65,16 @@ def get_config(arg=None):
     dataset = sets[0] if sets else "cifar100"
     baseline = "baseline" in words
     drop_mode = "per_sample" if "per_sample" in words else "per_batch"
-    backbone_args = {"depth": DEPTHS[net]}
-    method_args = {}
-    if not baseline:
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode=drop_mode)
-        method_args = {
-            "kd_weight": 0.25,
-            "temperature": 3.0,
-            "final_survival": FINAL_SURVIVAL,
-            "drop_mode": drop_mode,
-        }
     base_err, sg_err = PUBLISHED[(net, dataset)]
     suffix = "_baseline" if baseline else ("_per_sample" if drop_mode == "per_sample" else "")
     return Recipe(
         name=f"self_guidance/{net}_{dataset}{suffix}",
-        method="baseline" if baseline else "self_guidance",
-        backbone="resnet_cifar",
-        backbone_args=backbone_args,
-        method_args=method_args,
-        data=DataConfig(name=dataset, batch_size=128, augment="cifar"),
-        optimizer=OptimizerConfig(
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
+        **paper_args.self_guidance_row(
+            DEPTHS[net], "baseline" if baseline else "self_guidance", drop_mode=drop_mode
         ),
+        data=DataConfig(name=dataset, batch_size=128, augment="cifar"),
+        optimizer=schedules.SELF_GUIDANCE,
         epochs=300,
-        paper=PAPER,
+        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 1",
         published=f"top-1 error {base_err if baseline else sg_err:.2f}%",
     )

@@ -28,12 +28,16 @@ Commands:
     keras-sd train recipes/self_guidance/resnet_cifar_fer2013.py:resnet32,smoke   # CPU, digits
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe
 
 DATA_NAME = "folder:data/fer2013"  # override with --set data.name=folder:/your/path
-FINAL_SURVIVAL = 0.5  # the one value handed to both the backbone and the distiller
 DEPTHS = {"resnet32": 32, "resnet50": 50, "resnet110": 110}
-PUBLISHED = {"resnet32": (32.85, 31.33), "resnet50": (31.83, 30.38), "resnet110": (32.35, 30.48)}
+PUBLISHED = {
+    "resnet32": (32.85, 31.33),
+    "resnet50": (31.83, 30.38),
+    "resnet110": (32.35, 30.48),
+}  # (baseline, Self-Guidance) error %
 ARGS = ["resnet32", "resnet110,baseline"]
 
 
@@ -46,34 +50,12 @@ def get_config(arg=None):
             "',baseline'."
         )
     net, baseline = nets[0], "baseline" in words
-    backbone_args = {"depth": DEPTHS[net]}
-    method_args = {}
-    if not baseline:
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
-        method_args = {
-            "kd_weight": 0.25,
-            "temperature": 3.0,
-            "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_batch",
-        }
-    error = PUBLISHED[net][0 if baseline else 1]
     return Recipe(
         name=f"self_guidance/{net}_fer2013{'_baseline' if baseline else ''}",
-        method="baseline" if baseline else "self_guidance",
-        backbone="resnet_cifar",
-        backbone_args=backbone_args,
-        method_args=method_args,
+        **paper_args.self_guidance_row(DEPTHS[net], "baseline" if baseline else "self_guidance"),
         data=DataConfig(name=DATA_NAME, batch_size=128, augment="cifar"),
-        optimizer=OptimizerConfig(
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.SELF_GUIDANCE,
         epochs=300,
-        paper="Zheng & Peng, Self-Guidance, WACV 2022, Table 3",
-        published=f"top-1 error {error:.2f}%",
+        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 3",
+        published=f"top-1 error {PUBLISHED[net][0 if baseline else 1]:.2f}%",
     )

@@ -32,9 +32,9 @@ Commands:
     keras-sd train recipes/self_guidance/resnet_cifar_lambda.py:cifar10,3,smoke   # CPU, minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe
 
-FINAL_SURVIVAL = 0.5  # the one value handed to both the backbone and the distiller
 DEPTH = {"cifar10": 50, "cifar100": 110}
 PUBLISHED = {  # row -> (ResNet-50 CIFAR-10, ResNet-110 CIFAR-100) top-1 error %
     "baseline": (6.06, 25.33),
@@ -73,37 +73,19 @@ def get_config(arg=None):
             "'stochastic_depth'."
         )
     dataset, row = words[0], _row(words[1])
-    backbone_args = {"depth": DEPTH[dataset]}
-    if row != "baseline":
-        backbone_args.update(stochastic_depth=FINAL_SURVIVAL, drop_mode="per_batch")
-    method_args = {}
-    if not isinstance(row, str):
-        method_args = {
-            "kd_weight": row,
-            "temperature": 3.0,
-            "final_survival": FINAL_SURVIVAL,
-            "drop_mode": "per_batch",
-        }
+    if isinstance(row, str):
+        fields = paper_args.self_guidance_row(DEPTH[dataset], row)
+    else:
+        fields = paper_args.self_guidance_row(DEPTH[dataset], kd_weight=row)
     published = PUBLISHED.get(row)
     error = None if published is None else published[dataset == "cifar100"]
     tag = row if isinstance(row, str) else f"lambda{row:g}"
     return Recipe(
         name=f"self_guidance/resnet{DEPTH[dataset]}_{dataset}_{tag}",
-        method="self_guidance" if method_args else "baseline",
-        backbone="resnet_cifar",
-        backbone_args=backbone_args,
-        method_args=method_args,
+        **fields,
         data=DataConfig(name=dataset, batch_size=128, augment="cifar"),
-        optimizer=OptimizerConfig(
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(150, 225),
-            gamma=0.1,
-        ),
+        optimizer=schedules.SELF_GUIDANCE,
         epochs=300,
-        paper="Zheng & Peng, Self-Guidance, WACV 2022, Table 5",
+        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 5",
         published="not in the paper" if error is None else f"top-1 error {error:.2f}%",
     )

@@ -30,55 +30,30 @@ Commands:
     keras-sd train recipes/two_view/resnet18_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-PUBLISHED_ERROR = {
+PUBLISHED = {
     None: "top-1 / top-5 error 31.34 / 11.30 % (self-distillation)",
     "baseline": "top-1 / top-5 error 32.27 / 12.13 % (baseline)",
 }
-VARIANTS = {
-    None: {},
-    "baseline": None,
-    "two_branch": {"kl_weight": 0.0, "mmd_weight": 0.0},
-    "mmd_only": {"kl_weight": 0.0},
-    "kl_only": {"mmd_weight": 0.0},
-}
+VARIANTS = paper_args.DDGSD_ABLATIONS
+BASELINE = {}  # both rows take the same crop (the method row inside its step)
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    method_args = {
-        "distortion": "resize256_crop224",
-        "temperature": 3.0,
-        "kl_weight": 1.0,
-        "mmd_weight": 5e-4,
-        "kl_scale": "none",
-        "views": "concat",
-        **(VARIANTS[arg] or {}),
-    }
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"two_view/resnet18_imagenet{suffix}",
-        method="baseline" if baseline else "two_view",
+        method="two_view",
         backbone="resnet18",
         backbone_args={"variant": "imagenet"},
-        method_args={} if baseline else method_args,
+        method_args={
+            "distortion": "resize256_crop224",
+            "temperature": 3.0,
+            **paper_args.DDGSD,
+            **variant(arg, VARIANTS),
+        },
         data=DataConfig(name="imagenet2012", batch_size=256, augment="resize256_crop224"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=False,
-            weight_decay=1e-4,
-            schedule="multistep",
-            milestones=(30, 60, 90),
-            gamma=0.1,
-        ),
+        optimizer=schedules.IMAGENET_RESNET,
         epochs=120,
-        paper="Xu & Liu, AAAI 2019 (DDGSD)",
-        published=PUBLISHED_ERROR.get(arg, "not published for this variant"),
+        paper=paper_args.DDGSD_PAPER,
     )

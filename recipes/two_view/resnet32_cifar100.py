@@ -30,58 +30,27 @@ Commands:
     keras-sd train recipes/two_view/resnet32_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-PUBLISHED_ERROR = {
+PUBLISHED = {
     None: "top-1 error 28.22 % (self-distillation)",
     "baseline": "top-1 error 31.01 % (baseline)",
     "two_branch": "top-1 error 31.32 % (Table 6, two branches only)",
     "mmd_only": "top-1 error 30.62 % (Table 6, MMD only)",
     "kl_only": "top-1 error 29.06 % (Table 6, KL only)",
 }
-# Table 6 ablations as configurations (weights of the KL and MMD terms).
-VARIANTS = {
-    None: {},
-    "baseline": None,
-    "two_branch": {"kl_weight": 0.0, "mmd_weight": 0.0},
-    "mmd_only": {"kl_weight": 0.0},
-    "kl_only": {"mmd_weight": 0.0},
-}
+VARIANTS = paper_args.DDGSD_ABLATIONS
+BASELINE = paper_args.DDGSD_CIFAR_BASELINE  # the model distorts in its step
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    method_args = {
-        "temperature": 3.0,
-        "kl_weight": 1.0,
-        "mmd_weight": 5e-4,
-        "kl_scale": "none",
-        "views": "concat",
-        **(VARIANTS[arg] or {}),
-    }
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"two_view/resnet32_cifar100{suffix}",
-        method="baseline" if baseline else "two_view",
+        method="two_view",
         backbone="resnet32",
-        method_args={} if baseline else method_args,
-        # The two-view model distorts inside its train step, so its batches come undistorted.
-        data=DataConfig(name="cifar100", batch_size=64, augment="cifar" if baseline else "none"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=0.0001,
-            schedule="multistep",
-            milestones=(60, 120, 180),
-            gamma=0.1,
-        ),
+        method_args={"temperature": 3.0, **paper_args.DDGSD, **variant(arg, VARIANTS)},
+        data=DataConfig(name="cifar100", batch_size=64, augment="none"),
+        optimizer=schedules.DDGSD_RESNET_CIFAR,
         epochs=200,
-        paper="Xu & Liu, AAAI 2019 (DDGSD)",
-        published=PUBLISHED_ERROR.get(arg, "not published for this variant"),
+        paper=paper_args.DDGSD_PAPER,
     )

@@ -8,14 +8,11 @@ Schedule (paper, Implementation Details, after Zagoruyko & Komodakis 2016): batc
 Nesterov momentum 0.9, weight decay 5e-4, learning rate 0.1 multiplied by 0.2 at epochs 60, 120 and
 180, 200 epochs.
 
-Method: T = 3 (the paper's value for CIFAR-100), lambda = kl_weight = 1, mu = mmd_weight = 5e-4
-(paper default range 1e-4 ... 5e-4; Table 5's best), no T^2 factor on the KL
-(kl_scale "none": the paper is silent, its gradient has no T factor and it follows deep mutual
-learning, which has none; a validation pilot decided it, see docs/methods/two_view.md), both views in one batch-norm batch ("concat"; not stated in the paper). The model
-distorts each batch twice inside its train step (pad 4, random 32x32 crop, horizontal flip, per
-sample), so the trainer feeds it undistorted, normalised batches. The baseline (``:baseline``)
-trains the same backbone with cross entropy on singly distorted batches (the data pipeline's
-"cifar" augmentation: the same pad-4 crop + flip).
+Method: T = 3 (the paper's value for CIFAR-100) and the settings of `keras_sd.paper_args.DDGSD`
+(lambda = 1, mu = 5e-4, no T^2 factor, both views in one batch-norm batch); the model distorts each
+batch twice inside its train step (pad 4, random crop, flip), and ``:baseline`` takes the same
+distortion from the data pipeline. recipes/two_view/resnet32_cifar100.py and
+docs/methods/two_view.md give the reasons.
 
 Table 6 ablations (CIFAR-100 error %): baseline 20.43, two branches with CE only (``:two_branch``)
 20.25, + MMD (``:mmd_only``) 19.98, + KL (``:kl_only``) 19.48, both 19.33.
@@ -29,58 +26,27 @@ Commands:
     keras-sd train recipes/two_view/wrn16_8_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
 
-PUBLISHED_ERROR = {
+PUBLISHED = {
     None: "top-1 error 19.33 % (self-distillation)",
     "baseline": "top-1 error 20.43 % (baseline)",
     "two_branch": "top-1 error 20.25 % (Table 6, two branches only)",
     "mmd_only": "top-1 error 19.98 % (Table 6, MMD only)",
     "kl_only": "top-1 error 19.48 % (Table 6, KL only)",
 }
-# Table 6 ablations as configurations (weights of the KL and MMD terms).
-VARIANTS = {
-    None: {},
-    "baseline": None,
-    "two_branch": {"kl_weight": 0.0, "mmd_weight": 0.0},
-    "mmd_only": {"kl_weight": 0.0},
-    "kl_only": {"mmd_weight": 0.0},
-}
+VARIANTS = paper_args.DDGSD_ABLATIONS
+BASELINE = paper_args.DDGSD_CIFAR_BASELINE  # the model distorts in its step
 
 
 def get_config(arg: str | None = None) -> Recipe:
-    if arg not in VARIANTS:
-        raise ValueError(
-            f"`arg` must be one of {sorted(k for k in VARIANTS if k)} or empty, got {arg!r}."
-        )
-    baseline = arg == "baseline"
-    method_args = {
-        "temperature": 3.0,
-        "kl_weight": 1.0,
-        "mmd_weight": 5e-4,
-        "kl_scale": "none",
-        "views": "concat",
-        **(VARIANTS[arg] or {}),
-    }
-    suffix = f":{arg}" if arg else ""
     return Recipe(
-        name=f"two_view/wrn16_8_cifar100{suffix}",
-        method="baseline" if baseline else "two_view",
+        method="two_view",
         backbone="wrn16_8",
-        method_args={} if baseline else method_args,
-        # The two-view model distorts inside its train step, so its batches come undistorted.
-        data=DataConfig(name="cifar100", batch_size=128, augment="cifar" if baseline else "none"),
-        optimizer=OptimizerConfig(
-            name="sgd",
-            learning_rate=0.1,
-            momentum=0.9,
-            nesterov=True,
-            weight_decay=0.0005,
-            schedule="multistep",
-            milestones=(60, 120, 180),
-            gamma=0.2,
-        ),
+        method_args={"temperature": 3.0, **paper_args.DDGSD, **variant(arg, VARIANTS)},
+        data=DataConfig(name="cifar100", batch_size=128, augment="none"),
+        optimizer=schedules.DDGSD_WRN_CIFAR,
         epochs=200,
-        paper="Xu & Liu, AAAI 2019 (DDGSD)",
-        published=PUBLISHED_ERROR.get(arg, "not published for this variant"),
+        paper=paper_args.DDGSD_PAPER,
     )
