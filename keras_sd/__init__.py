@@ -7,7 +7,9 @@ PS-KD with BYOT and deep mutual feature learning, and Self-Guidance.
 the recipe files (`keras_sd.recipes`, `keras_sd.schedules`, `keras_sd.paper_args`) start at once.
 The first use of anything else (``keras_sd.MultiExitDistiller``, ``import keras_sd.train``, ...)
 imports all the Keras parts as before, so every serialisable class is registered for
-``keras.models.load_model`` whichever part was imported first.
+``keras.models.load_model`` whichever part was imported first; if Keras is already imported when
+``keras_sd`` is, they are imported at once. To load a saved model in a process that imports
+``keras_sd`` before Keras, touch any Keras part first (e.g. ``import keras_sd.models``).
 """
 
 import importlib
@@ -52,6 +54,13 @@ class _HeavyFirst(importlib.abc.MetaPathFinder):
 
 if not any(type(f).__name__ == "_HeavyFirst" for f in sys.meta_path):  # once, even on reload
     sys.meta_path.insert(0, _HeavyFirst())
+
+# Keras only imports the modules of its own packages when it deserialises, so a saved keras_sd
+# model loads only once our classes are registered. When Keras (hence TensorFlow) is already
+# imported there is nothing to save by waiting: register everything now, so the usual
+# `import keras, keras_sd; keras.models.load_model(path)` works as it did with an eager root.
+if "keras" in sys.modules:
+    _load_heavy()
 
 
 def __getattr__(name):
