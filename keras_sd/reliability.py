@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from keras_sd import _keras_compat
+
 
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss term.
@@ -185,6 +187,14 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     _private_dir: str | None = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Our own position, kept through the public callback hooks (Keras' callback keeps its
+        # own in private attributes): finished epochs, and the last batch seen in this epoch.
+        self._epochs_done = 0
+        self._batch_in_epoch = 0
+        self._batches_since_save = 0
+
     def _strategy(self):
         # None (read TF_CONFIG) only for a model without a strategy (not the TF backend).
         return getattr(self.model, "distribute_strategy", None)
@@ -206,12 +216,12 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             )
         return pathlib.Path(self._private_dir)
 
-    def _save_model(self):
+    def _save(self):
         backup = self._write_dir()
         backup.mkdir(parents=True, exist_ok=True)
         meta_path = backup / "training_metadata.json"
         previous = read_backup_metadata(backup)
-        stem = f"ckpt-e{self._current_epoch}-b{self._last_batch_seen}"
+        stem = f"ckpt-e{self._epochs_done}-b{self._batch_in_epoch}"
         name, extra = f"{stem}.weights.h5", f"{stem}.extra.npz"
         tmp = backup / f".{name}.tmp.weights.h5"
         self.model.save_weights(str(tmp), overwrite=True)
@@ -225,8 +235,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             )
         replace_atomic(extra_tmp, backup / extra)
         state = {
-            "epoch": self._current_epoch,
-            "batch": self._last_batch_seen,
+            "epoch": self._epochs_done,
+            "batch": self._batch_in_epoch,
             "weights": name,
             "extra": extra,
         }
@@ -246,10 +256,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         for old in backup.glob(".*.tmp*"):  # leftovers of an earlier kill mid-write
             old.unlink(missing_ok=True)
 
-    def _load_model(self):
-        meta = read_backup_metadata(self.backup_dir)
-        if meta is None or "weights" not in meta:
-            return super()._load_model()  # empty, or written by keras.callbacks.BackupAndRestore
+    def _restore(self, meta: dict) -> None:
         if not self.model.built:
             raise ValueError(
                 "AtomicBackupAndRestore needs a built model: call it on a batch before fit()."
@@ -269,7 +276,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             except (OSError, ValueError, KeyError) as e:
                 errors.append(f"{path.name}: {e}")
                 continue
-            self.model._initial_epoch = int(state["epoch"])
+            _keras_compat.set_initial_epoch(self.model, int(state["epoch"]))
             return
         raise ValueError(
             f"`backup_dir` {str(self.backup_dir)!r}: no readable checkpoint ({'; '.join(errors)}); "
@@ -279,9 +286,31 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     def on_train_begin(self, logs=None):
         meta = read_backup_metadata(self.backup_dir)
         if meta is not None and "weights" in meta:
-            self._load_model()  # falls back to the previous state itself
-        else:
+            self._restore(meta)  # falls back to the previous state itself
+        else:  # empty, or written by keras.callbacks.BackupAndRestore: restored the Keras way
             super().on_train_begin(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # `epoch` is also right after a resume, so a mid-epoch save records the epoch it is in.
+        self._epochs_done = int(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epochs_done = int(epoch) + 1
+        self._batch_in_epoch = 0
+        if self.save_freq == "epoch":
+            self._save()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        # `batch` is the last step of a `steps_per_execution` group; a smaller one than before
+        # starts a new epoch (the counting of Keras' own callback).
+        steps = batch + 1 if batch <= self._batch_in_epoch else batch - self._batch_in_epoch
+        self._batches_since_save += steps
+        self._batch_in_epoch = batch
+        if self._batches_since_save >= self.save_freq:
+            self._batches_since_save = 0
+            self._save()
 
     def on_train_end(self, logs=None):
         if self._writes_backup_dir():

@@ -113,3 +113,32 @@ def test_mirrored_two_replicas_equal_single_device():
     for a, b in zip(single_w, multi_w):
         np.testing.assert_allclose(a, b, atol=2e-6, rtol=1e-5)
     np.testing.assert_allclose(single_loss, multi_loss, rtol=1e-5)
+
+
+def _logs_and_names(strategy):
+    with strategy.scope():
+        model = keras_sd.Baseline(tiny_backbone(seed=3), weight_decay=1e-3)
+        model.compile(
+            optimizer=keras.optimizers.SGD(0.1),
+            metrics=[keras_sd.metrics.NegativeLogLikelihood(), keras_sd.metrics.TopKError(1)],
+        )
+    ds = tf.data.Dataset.from_tensor_slices((X, Y)).batch(16)
+    history = model.fit(ds, validation_data=ds, epochs=1, verbose=0).history
+    return history, model.evaluate(ds, return_dict=True, verbose=0), model.metrics_names
+
+
+def test_logged_names_and_compiled_metrics_single_and_two_replicas():
+    # The metrics property starts from Keras' own list minus its unused "loss" tracker, and
+    # compute_metrics updates the compiled metrics: one "loss", the package's trackers first.
+    terms = ["loss", "ce_loss", "weight_decay_loss", "accuracy", "top5"]
+    single, single_eval, names = _logs_and_names(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    assert names == [*terms, "compile_metrics"]
+    logged = [*terms, "nll", "top1_error"]
+    assert sorted(single) == sorted(logged + [f"val_{k}" for k in logged])
+    assert sorted(single_eval) == sorted(logged)
+    multi, multi_eval, _ = _logs_and_names(mirrored())
+    assert sorted(multi) == sorted(single)
+    for key, value in single_eval.items():
+        np.testing.assert_allclose(multi_eval[key], value, rtol=1e-5, err_msg=key)
+    for key, values in single.items():
+        np.testing.assert_allclose(multi[key], values, rtol=1e-5, err_msg=key)

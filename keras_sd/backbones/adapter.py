@@ -7,6 +7,7 @@ from typing import Any
 
 import keras
 
+from keras_sd import _keras_compat
 from keras_sd.backbones import _common as c
 
 
@@ -39,7 +40,7 @@ def _final_dense(model: keras.Model) -> keras.layers.Dense | None:
     outputs = model.outputs
     if len(outputs) != 1:
         return None
-    layer = outputs[0]._keras_history.operation
+    layer = _keras_compat.keras_history_operation(outputs[0])
     return layer if isinstance(layer, keras.layers.Dense) else None
 
 

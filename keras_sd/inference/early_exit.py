@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import _keras_compat
 from keras_sd.models.multi_exit import MultiExitDistiller
 
 
@@ -43,16 +44,12 @@ def freeze_function(fn, input_signature: Sequence[tf.TensorSpec]):
         fn: a ``tf.function`` or Python callable of one tensor argument.
         input_signature: one ``tf.TensorSpec`` for that argument.
     """
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
     if len(input_signature) != 1:
         raise ValueError(
             f"`input_signature` must hold one tf.TensorSpec, got {list(input_signature)!r}."
         )
     concrete = tf.function(fn).get_concrete_function(*input_signature)
-    frozen = convert_variables_to_constants_v2(concrete)
+    frozen = _keras_compat.convert_variables_to_constants(concrete)
     graph_def = frozen.graph.as_graph_def()
     input_name = frozen.inputs[0].name
     output_names = [t.name for t in frozen.outputs]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_sd.layers.walk import iter_layers
 from keras_sd.models.multi_exit import MultiExitDistiller
 
 _CONV = keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D
@@ -101,7 +102,7 @@ def _recording(layers, include_batchnorm: bool, counter: list):
 
 def _macs_of(fn, layer_owner, x, include_batchnorm):
     counter = [0]
-    layers = list(layer_owner._flatten_layers(include_self=True, recursive=True))
+    layers = list(iter_layers(layer_owner))
     with _recording(layers, include_batchnorm, counter):
         out = fn(x)
     return counter[0], out

@@ -16,6 +16,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_sd import _keras_compat
+
 _MODES = ("per_sample", "per_batch")
 
 # Thread-local so concurrent replicas / threads tracing different passes do not see each
@@ -26,20 +28,6 @@ _STATE = threading.local()
 
 def _full_network_active() -> bool:
     return getattr(_STATE, "depth", 0) > 0
-
-
-def _in_xla_context() -> bool:
-    """True while tracing a function compiled with XLA (``jit_compile=True``).
-
-    TensorFlow has no public test for this; the internal helper below is what its own control
-    flow uses to pick XLA-compatible lowerings. Should it move, we assume no XLA (the
-    ``tf.cond`` path, which is correct, only slow under XLA)."""
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # pragma: no cover - TensorFlow internals moved
-        return False
-    graph = tf.compat.v1.get_default_graph()
-    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 @contextlib.contextmanager
@@ -171,7 +159,7 @@ class StochasticDepth(keras.layers.Layer):
         # replicas share the (mirrored) generator state, so the global batch drops together,
         # as it would on one device.
         u = self._uniform(())
-        if _in_xla_context():
+        if _keras_compat.in_xla_context():
             # Measured on TF 2.21 CPU: a training step with these conds compiled by XLA took
             # ~37 s instead of ~0.5 s. Under XLA the branch is computed and gated instead: the
             # same draw and output, without the saving of a skipped branch (XLA cannot skip),

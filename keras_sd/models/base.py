@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_sd import losses
+from keras_sd import _keras_compat, losses
 
 OUTPUT = "output"  # name of the single output of single-output models
 
@@ -44,20 +44,15 @@ def check_backbone(backbone) -> None:
         raise ValueError("`backbone` must expose at least one stage in out['stages'], got none.")
 
 
-def _is_multi_worker(strategy) -> bool:
-    return (
-        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-        and strategy.extended._in_multi_worker_mode()
-    )
-
-
 def backbone_num_classes(backbone) -> int:
     """Number of classes of a contract backbone (the width of its logits)."""
     return int(backbone.output["logits"].shape[-1])
 
 
-class SelfDistillationModel(keras.Model):
+class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model):
     """Base class: one `train_step` / `test_step` for every self-distillation method.
+
+    The steps are overridden, not `compute_loss`, because methods run their own forward passes.
 
     Subclasses implement `compute_loss_terms` and pass the names of their loss terms and outputs
     to this constructor. Inputs are image batches, or dicts ``{"image": ..., "index": ...}`` when
@@ -201,12 +196,15 @@ class SelfDistillationModel(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.total_loss_tracker, *self.term_trackers.values()]
+        # Own trackers first (their order is the order of the logs), then what Keras tracks
+        # besides them (metrics passed to `compile`, sublayer metrics), minus Keras' own "loss"
+        # tracker: this step never updates it, `total_loss_tracker` reports "loss" instead.
+        own = [self.total_loss_tracker, *self.term_trackers.values()]
         for top1, top5 in self.accuracy_trackers.values():
-            trackers += [top1, top5]
-        if getattr(self, "_compile_metrics", None) is not None:
-            trackers.append(self._compile_metrics)
-        return trackers
+            own += [top1, top5]
+        known = {id(m) for m in own}
+        rest = [m for m in super().metrics if id(m) not in known and m.name != "loss"]
+        return own + rest
 
     def _reduce_terms(self, terms):
         reduced = {}
@@ -239,10 +237,10 @@ class SelfDistillationModel(keras.Model):
             logits = ops.cast(outputs[name], "float32")
             top1.update_state(targets, logits)
             top5.update_state(targets, logits)
-        if getattr(self, "_compile_metrics", None) is not None:
-            self._compile_metrics.update_state(y, outputs[self.output_names_[0]])
-        logs = self.get_metrics_result()
-        if _is_multi_worker(tf.distribute.get_strategy()):
+        # Keras' public hook updates the metrics passed to `compile` (on the primary output) and
+        # returns every result in `self.metrics`.
+        logs = self.compute_metrics(x, y, outputs[self.output_names_[0]])
+        if _keras_compat.in_multi_worker_mode(tf.distribute.get_strategy()):
             # Keras 3.15's TF trainer reduces step outputs under MultiWorkerMirroredStrategy with
             # `strategy.reduce("MEAN", v, axis=0)` (trainer.reduce_per_replica), which rejects
             # scalars; a [1]-shaped log reduces to the same scalar.
@@ -288,27 +286,6 @@ class SelfDistillationModel(keras.Model):
             reduced["weight_decay_loss"] = self._weight_decay_loss()
             total = total + reduced["weight_decay_loss"]
         return self._update_metrics(x, y, total, reduced, outputs, targets)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 (backend/tensorflow/trainer.py) takes one distributed batch and averages it
-        # across replicas with `strategy.reduce` only to learn its shapes; under
-        # MultiWorkerMirroredStrategy that reduce fails. The first local replica's batch has the
-        # shapes and dtypes needed for the symbolic build, so use it instead.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is not None and strategy is not None:
-            for _, _, it in iterator:
-                batch = next(it)
-                break
-            data_batch = keras.tree.map_structure(
-                lambda v: (
-                    strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues)
-                    else v
-                ),
-                batch,
-            )
-            iterator = None
-        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

@@ -19,6 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from keras_sd import _keras_compat
 from keras_sd.models.base import check_backbone
 
 
@@ -176,7 +177,7 @@ def _head_outputs(out) -> dict:
 
 def _producer(tensor):
     # Keras has no public accessor for the layer that produced a symbolic tensor.
-    return tensor._keras_history.operation
+    return _keras_compat.keras_history_operation(tensor)
 
 
 def _resolve_exits(backbone: keras.Model, exits) -> tuple[str | list, list]:
