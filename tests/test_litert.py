@@ -301,3 +301,72 @@ def test_reexport_replaces_the_artefact(model, tmp_path):
     EarlyExitModel(model, [0.9, 0.8, 0.7]).export_litert(target)
     assert LiteRTEarlyExit(target).thresholds == [0.9, 0.8, 0.7]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ee"]  # nothing left behind
+
+
+# ---------------------------------------------------------------------------- command line
+def _digits_run(tmp_path):
+    from keras_sd.recipes import DataConfig, Recipe
+    from keras_sd.train import write_json_atomic
+
+    keras.utils.set_random_seed(0)
+    init = keras.initializers.HeNormal(seed=0)
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.ReLU()(keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=init)(inp))
+    b = keras.layers.ReLU()(keras.layers.Conv2D(6, 3, 2, "same", kernel_initializer=init)(a))
+    h = keras.layers.GlobalAveragePooling2D()(b)
+    z = keras.layers.Dense(10, kernel_initializer=init)(h)
+    model = MultiExitDistiller(keras.Model(inp, {"stages": [a, b], "features": h, "logits": z}))
+    run = tmp_path / "run"
+    run.mkdir()
+    recipe = Recipe(name="t", method="multi_exit", data=DataConfig(name="digits", batch_size=32))
+    write_json_atomic(run / "recipe.json", recipe.to_dict())
+    model.save(run / "model.keras")
+    return run
+
+
+def test_cli_export_litert(tmp_path, capsys):
+    from keras_sd import cli
+    from keras_sd import data as data_lib
+
+    run = _digits_run(tmp_path)
+    # No thresholds.json yet: the error says how to make one.
+    assert cli.main(["export", str(run), "--litert"]) == 2
+    assert "run `keras-sd thresholds RUN_DIR" in capsys.readouterr().err
+    (run / "thresholds.json").write_text(json.dumps({"thresholds": [0.15, 0.2], "beta": 1.0}))
+    assert cli.main(["export", str(run)]) == 2
+    assert "choose an export format: --litert" in capsys.readouterr().err
+    assert cli.main(["export", str(run), "--litert", "--backbone"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    bundle = data_lib.load("digits", batch_size=32, augment="none", seed=0)
+    x = np.concatenate([np.asarray(a) for a, _ in bundle.test])
+    fast = LiteRTEarlyExit(run / "litert")
+    manifest = fast.manifest
+    assert manifest["thresholds"] == [0.15, 0.2] and manifest["backbone"] is not None
+    assert manifest["normalization"] == {
+        "mean": list(bundle.info.mean),
+        "std": list(bundle.info.std),
+        "scale": 16.0,  # digits pixels run 0..16
+    }
+    loaded = keras.models.load_model(run / "model.keras")
+    expected = EarlyExitModel(loaded, [0.15, 0.2]).predict_early_exit(x)
+    out = fast(x)
+    assert np.mean(out["exit"] == expected["exit"]) >= 0.999
+    assert 0 < np.mean(out["exit"] == 0) < 1  # both exits answer some digits
+    # --thresholds FILE (a plain JSON list) and --out.
+    (tmp_path / "t.json").write_text("[1.0, 1.0]")
+    argv = ["export", str(run), "--litert", "--thresholds", str(tmp_path / "t.json")]
+    assert cli.main([*argv, "--out", str(tmp_path / "ens")]) == 0
+    assert (LiteRTEarlyExit(tmp_path / "ens")(x[:10])["exit"] == 2).all()
+    (tmp_path / "t.json").write_text("[1.0, 1.0, 1.0]")
+    assert cli.main(argv) == 2
+    assert "exactly one threshold per exit (2 values" in capsys.readouterr().err
+
+
+def test_cli_export_help(capsys):
+    from keras_sd import cli
+
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["export", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--litert" in text and "--thresholds" in text and "keras-sd[litert]" in text
