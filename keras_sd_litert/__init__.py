@@ -87,14 +87,21 @@ class _Stage:
         self.batch = None
 
     def __call__(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Runs the stage; returns every output."""
+        self.invoke(x)
+        return {name: self.get(name) for name in self.outputs}
+
+    def invoke(self, x: np.ndarray) -> None:
         if x.shape[0] != self.batch:
             self.interpreter.resize_tensor_input(self.input_index, list(x.shape), strict=False)
             self.interpreter.allocate_tensors()
             self.batch = x.shape[0]
         self.interpreter.set_tensor(self.input_index, x)
         self.interpreter.invoke()
-        # get_tensor copies, so the next invoke cannot overwrite what is returned.
-        return {name: self.interpreter.get_tensor(i) for name, i in self.outputs.items()}
+
+    def get(self, name: str) -> np.ndarray:
+        """An output of the last `invoke` (a copy: the next invoke cannot overwrite it)."""
+        return self.interpreter.get_tensor(self.outputs[name])
 
 
 def _softmax64(z: np.ndarray) -> np.ndarray:
@@ -219,8 +226,8 @@ class LiteRTEarlyExit:
         h = x
         log_prob_sum = None  # running log of the sum of every exit's softmax, for the ensemble
         for i, stage in enumerate(self._stages):
-            res = stage(h)
-            z = res["logits"].astype("float32")
+            stage.invoke(h)
+            z = stage.get("logits").astype("float32")
             p = _softmax64(z)
             with np.errstate(divide="ignore"):
                 log_p = np.log(p)
@@ -238,7 +245,8 @@ class LiteRTEarlyExit:
             if not undecided.any():
                 break  # no image left: the deeper stages never run
             index = index[undecided]
-            h = np.ascontiguousarray(res["stage"][undecided])
+            # Fetched only now: an image answered here never pays for copying the feature map.
+            h = np.ascontiguousarray(stage.get("stage")[undecided])
             log_prob_sum = log_prob_sum[undecided]
         result = {
             "prediction": out_logits.argmax(-1).astype("int32"),
