@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 from collections.abc import Sequence
@@ -218,6 +219,9 @@ class LiteRTEarlyExit:
     def __call__(self, images) -> dict[str, np.ndarray]:
         """Algorithm 1 on ``images`` (see the class docstring)."""
         x, single = self._check_images(images)
+        if len(x) == 1:
+            result = self._one(x)
+            return {key: v[0] for key, v in result.items()} if single else result
         n = len(x)
         k = self.num_exits
         out_logits = np.zeros((n, self.num_classes), "float32")
@@ -254,6 +258,40 @@ class LiteRTEarlyExit:
             "logits": out_logits,
         }
         return {key: v[0] for key, v in result.items()} if single else result
+
+    def _one(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """Algorithm 1 for a batch of one image, the per-request case.
+
+        The same rule as the batched path, in plain Python floats instead of a dozen NumPy
+        calls per stage: at batch 1 those calls (microseconds each) were a measurable share of
+        a stage's invoke time.
+        """
+        probs = []
+        h = x
+        k = self.num_exits
+        for i, stage in enumerate(self._stages):
+            stage.invoke(h)
+            z = stage.get("logits").astype("float32")
+            values = z[0].tolist()
+            top = max(values)
+            e = [math.exp(v - top) for v in values]
+            total = sum(e)
+            # max softmax = exp(0) / total; compared in float32 like the batched path.
+            if np.float32(1.0 / total) > np.float32(self._thresholds[i]):
+                return self._answer(z, i)
+            probs.append([v / total for v in e])
+            if i < k - 1:
+                h = stage.get("stage")
+        ensemble = np.log(np.mean(np.asarray(probs, "float64"), axis=0))[None]
+        return self._answer(ensemble.astype("float32"), k)
+
+    @staticmethod
+    def _answer(z: np.ndarray, exit_index: int) -> dict[str, np.ndarray]:
+        return {
+            "prediction": z.argmax(-1).astype("int32"),
+            "exit": np.full(1, exit_index, "int32"),
+            "logits": z,
+        }
 
     def predict(self, images, batch_size: int = 256) -> dict[str, np.ndarray]:
         """``self(images)`` batch by batch (bounded memory for a large array)."""
