@@ -60,7 +60,7 @@ def _thresholds(args) -> int:
 
 
 def _export(args) -> int:
-    from keras_sd.inference.litert import export_run
+    from keras_sd.inference.run import export_run
 
     if not args.litert:
         raise ValueError("choose an export format: --litert (the only one for now)")

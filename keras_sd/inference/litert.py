@@ -17,6 +17,7 @@ Conversion uses Keras' public ``Model.export(format="litert")`` (SavedModel, the
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import shutil
@@ -104,7 +105,6 @@ def export_litert(
         The manifest.
     """
     from keras_sd.inference.early_exit import EarlyExitModel
-    from keras_sd.train import write_json_atomic
 
     if not isinstance(early_exit_model, EarlyExitModel):
         raise ValueError(
@@ -170,8 +170,9 @@ def export_litert(
             "stages": entries,
             "backbone": backbone_entry,
         }
-        write_json_atomic(work / keras_sd_litert.MANIFEST, manifest)
-        for file in work.glob("*.tflite"):  # durable before the rename publishes them
+        # A plain write is enough: the work folder is published whole by the rename below.
+        (work / keras_sd_litert.MANIFEST).write_text(json.dumps(manifest, indent=2))
+        for file in work.iterdir():  # durable before the rename publishes them
             with open(file, "rb") as f:
                 os.fsync(f.fileno())
         old = None
@@ -190,8 +191,6 @@ def export_litert(
 
 def read_thresholds_file(path: str | os.PathLike, num_exits: int) -> list[float]:
     """Thresholds from a ``keras-sd thresholds`` file (its ``"thresholds"``) or a JSON list."""
-    import json
-
     from keras_sd.inference.early_exit import check_thresholds
 
     file = pathlib.Path(path)
@@ -211,55 +210,3 @@ def read_thresholds_file(path: str | os.PathLike, num_exits: int) -> list[float]
             f"thresholds.json of `keras-sd thresholds` or a JSON list of {num_exits} numbers."
         )
     return check_thresholds(values, num_exits, f"thresholds in {file}")
-
-
-def export_run(
-    run_dir: str | os.PathLike,
-    *,
-    out: str | os.PathLike | None = None,
-    thresholds: str | os.PathLike | None = None,
-    quantize: str | None = None,
-    backbone: bool = False,
-) -> tuple[pathlib.Path, dict]:
-    """`keras-sd export RUN_DIR --litert`: the LiteRT artefact of a finished multi-exit run.
-
-    Args:
-        run_dir: a finished ``keras-sd train`` run of the multi_exit method.
-        out: the folder to write (default ``RUN_DIR/litert``, ``RUN_DIR/litert_int8`` when
-            quantised).
-        thresholds: a thresholds JSON (default ``RUN_DIR/thresholds.json``, written by
-            ``keras-sd thresholds``).
-        quantize: ``None`` or ``"dynamic_int8"``.
-        backbone: also write the plain backbone (the baseline to time against).
-
-    Returns:
-        ``(folder written, manifest)``. The manifest's normalisation is the run's data
-        pipeline's ``(x / scale - mean) / std``.
-    """
-    from keras_sd.data.pipeline import _make_source
-    from keras_sd.inference.early_exit import EarlyExitModel, check_multi_exit
-    from keras_sd.train import load_run
-
-    run = pathlib.Path(run_dir)
-    if quantize not in QUANTIZE_OPTIONS:  # before the slow model and data loading
-        raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
-    recipe, model, bundle = load_run(run)
-    k = check_multi_exit(model, f"model in {run / 'model.keras'}")
-    values = read_thresholds_file(
-        thresholds if thresholds is not None else run / "thresholds.json", k
-    )
-    info = bundle.info
-    # DataInfo has no pixel scale; the source knows it (255 for 8-bit images, 16 for digits).
-    scale = _make_source(recipe.data.name, recipe.data.data_dir, recipe.data.image_size).scale
-    target = (
-        pathlib.Path(out)
-        if out is not None
-        else run / ("litert_int8" if quantize == "dynamic_int8" else "litert")
-    )
-    manifest = EarlyExitModel(model, values).export_litert(
-        target,
-        quantize=quantize,
-        normalization={"mean": list(info.mean), "std": list(info.std), "scale": float(scale)},
-        backbone=backbone,
-    )
-    return target, manifest
