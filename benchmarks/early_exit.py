@@ -17,7 +17,9 @@ Throughput: images per second of (a) the plain backbone (``export_backbone()``, 
 graph) and (b) the early-exit serving graph (`keras_sd.inference.EarlyExitModel`, with
 data-dependent gathers and conditionals), at batch 1 and batch 256, best of alternating timed
 rounds after warm-up; both as ordinary ``tf.function`` graphs reading variables, and both frozen
-(weights as constants, `keras_sd.inference.freeze_function`), like against like. Results go
+(weights as constants, `keras_sd.inference.freeze_function`), like against like; and at batch
+1 in LiteRT (`EarlyExitModel.export_litert`, run by `keras_sd.litert_runtime.LiteRTEarlyExit`, one
+thread and all threads) against the LiteRT plain backbone. Results go
 to benchmarks/results/early_exit.json and to the section
 between ``<!-- early_exit:start -->`` and ``<!-- early_exit:end -->`` of docs/results.md.
 
@@ -127,6 +129,58 @@ def throughput(fns: dict, images: np.ndarray, batch_size: int) -> dict:
                 np.asarray(v)
             best[name] = min(best[name], time.perf_counter() - start)
     return {name: len(images) / seconds for name, seconds in best.items()}
+
+
+LITERT_IMAGES = 500  # images timed one at a time in LiteRT
+LITERT_CHUNK = 25  # images per timed chunk; backbone and early exit alternate chunk by chunk
+
+
+def litert_throughput(model, thresholds, images: np.ndarray, threads: int | None) -> dict:
+    """Batch-1 images/s of the LiteRT plain backbone and the LiteRT early exit
+    (`keras_sd.litert_runtime.LiteRTEarlyExit`, same thresholds), ``threads`` CPU threads (None: all).
+
+    Chunks of LITERT_CHUNK images alternate between the two (order swapped every chunk, 3
+    passes), so a load change on the shared CPU hits both alike; reported: images/s over all
+    chunks and the median of the per-chunk-pair ratios.
+    """
+    from keras_sd.litert_runtime import LiteRTEarlyExit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inference.EarlyExitModel(model, thresholds).export_litert(
+            pathlib.Path(tmp) / "ee", backbone=True
+        )
+        fast = LiteRTEarlyExit(pathlib.Path(tmp) / "ee", num_threads=threads)
+        one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+        for v in one[:50]:  # warm-up
+            fast(v)
+            fast.backbone(v)
+        ratios, seconds = [], {"backbone": 0.0, "early_exit": 0.0}
+        for rep in range(3):
+            for c, s in enumerate(range(0, len(one), LITERT_CHUNK)):
+                pair = [("backbone", fast.backbone), ("early_exit", fast)]
+                t = {}
+                for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
+                    start = time.perf_counter()
+                    for v in one[s : s + LITERT_CHUNK]:
+                        fn(v)
+                    t[name] = time.perf_counter() - start
+                    seconds[name] += t[name]
+                ratios.append(t["backbone"] / t["early_exit"])
+        agree = float(
+            np.mean(
+                fast.predict(images)["exit"]
+                == inference.EarlyExitModel(model, thresholds).predict_early_exit(images)["exit"]
+            )
+        )
+    n = 3 * len(one)
+    return {
+        "backbone": n / seconds["backbone"],
+        "early_exit": n / seconds["early_exit"],
+        "speedup": seconds["backbone"] / seconds["early_exit"],
+        "median_chunk_speedup": float(np.median(ratios)),
+        "exit_agreement_with_tf": agree,
+        "threads": threads,
+    }
 
 
 def component_latency(model, images: np.ndarray) -> dict:
@@ -258,6 +312,16 @@ def benchmark(
     tp1 = throughput(fns, images[:BATCH1_IMAGES], 1)
     tp256 = throughput(fns, images, 256)
     components = component_latency(model, images)
+    litert = {
+        "1_thread": litert_throughput(model, chosen, images, threads=1),
+        "all_threads": litert_throughput(
+            # Every core this process may use (one under `taskset -c 1`).
+            model,
+            chosen,
+            images,
+            threads=len(os.sched_getaffinity(0)),
+        ),
+    }
     load_after = os.getloadavg()
     # The graph answers as the NumPy replay of Algorithm 1 did.
     served = early.predict_early_exit(images, batch_size=256)
@@ -306,6 +370,7 @@ def benchmark(
         },
         "batch_1_images": BATCH1_IMAGES,
         "component_ms_per_batch": components,
+        "litert_batch_1": litert,
         "graph_exit_agreement": agree,
         "ga": {
             str(b): {
@@ -366,6 +431,7 @@ def table(r: dict) -> str:
             f"| {tp['batch_1']['early_exit_frozen']:.0f} ({spf['batch_1']:.2f}x) "
             f"| {tp['batch_256']['early_exit_frozen']:.0f} ({spf['batch_256']:.2f}x) |",
             "",
+            *litert_rows(r),
             f"Answered by: {shares}. Accuracy change vs the final exit: "
             f"{-r['accuracy_drop_points']:+.2f} points (limit -{r['max_drop_points']}). "
             f"Model: `{pathlib.Path(r['model']).name}`. Measured on "
@@ -384,6 +450,28 @@ def table(r: dict) -> str:
             + ".",
         ]
     )
+
+
+def litert_rows(r: dict) -> list[str]:
+    """The LiteRT batch-1 table (absent from results written before it existed)."""
+    lt = r.get("litert_batch_1")
+    if not lt:
+        return []
+    out = [
+        "LiteRT (`keras_sd.litert_runtime.LiteRTEarlyExit`, float32, same thresholds), batch 1: "
+        "img/s over chunks of 25 images alternating backbone / early exit; speedup on total "
+        "time (median of chunk pairs).",
+        "",
+        "| LiteRT, batch 1 | plain backbone | early exit | speedup |",
+        "|---|---|---|---|",
+    ]
+    for key in ("1_thread", "all_threads"):
+        v = lt[key]
+        out.append(
+            f"| {v['threads']} thread(s) ({key.replace('_', ' ')}) | {v['backbone']:.0f} img/s | {v['early_exit']:.0f} img/s "
+            f"| **{v['speedup']:.2f}x** ({v['median_chunk_speedup']:.2f}x) |"
+        )
+    return [*out, ""]
 
 
 def write_doc(r: dict) -> None:

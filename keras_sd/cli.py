@@ -4,6 +4,7 @@
     keras-sd train RECIPE[:arg] [--set key=value ...] [--out DIR]
     keras-sd evaluate RUN_DIR
     keras-sd thresholds RUN_DIR --beta B
+    keras-sd export RUN_DIR --litert [--thresholds FILE] [--quantize dynamic_int8]
     keras-sd tune RECIPE[:arg] [--search a,b] [--tuner random|bayesian|hyperband] [--trials N]
 
 RECIPE is a recipe file or the name of a recipe shipped with the package (as `keras-sd recipes`
@@ -85,6 +86,31 @@ def _thresholds(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from keras_sd.inference.run import export_run
+
+    if not args.litert:
+        raise ValueError("choose an export format: --litert (the only one for now)")
+    target, manifest = export_run(
+        args.run_dir,
+        out=args.out,
+        thresholds=args.thresholds,
+        quantize=args.quantize,
+        backbone=args.backbone,
+    )
+    files = [s["file"] for s in manifest["stages"]]
+    print(
+        f"wrote {target}: {', '.join(files)}"
+        + (", backbone.tflite" if manifest["backbone"] else "")
+        + f", manifest.json (thresholds {', '.join(f'{t:.4f}' for t in manifest['thresholds'])}"
+        + f", quantize={manifest['quantize']})"
+    )
+    print(
+        f"run it: from keras_sd.litert_runtime import LiteRTEarlyExit; LiteRTEarlyExit({str(target)!r})"
+    )
+    return 0
+
+
 def _tune(args) -> int:
     from keras_sd import recipes, tuning
 
@@ -113,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Self-distillation for Keras 3 / TensorFlow: train and evaluate recipes.",
     )
     sub = parser.add_subparsers(
-        dest="command", required=True, metavar="{recipes,train,evaluate,thresholds,tune}"
+        dest="command", required=True, metavar="{recipes,train,evaluate,thresholds,export,tune}"
     )
 
     p = sub.add_parser(
@@ -193,6 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-measure", action="store_true", help="skip the wall-clock timing")
     p.set_defaults(func=_thresholds)
+
+    p = sub.add_parser(
+        "export",
+        help="write a deployable early-exit artefact of a multi-exit run (LiteRT)",
+        description="Export RUN_DIR/model.keras (a multi-exit run) with the thresholds of "
+        "`keras-sd thresholds` as a LiteRT early-exit artefact: one flatbuffer per stage and "
+        "manifest.json, run by keras_sd.litert_runtime.LiteRTEarlyExit (NumPy + ai-edge-litert, no "
+        'TensorFlow; pip install "keras-sd[litert]").',
+    )
+    p.add_argument("run_dir", help="a directory written by keras-sd train (multi_exit method)")
+    p.add_argument("--litert", action="store_true", help="LiteRT flatbuffers (required)")
+    p.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="thresholds JSON (default: RUN_DIR/thresholds.json from keras-sd thresholds)",
+    )
+    p.add_argument("--quantize", choices=("dynamic_int8",), help="int8 weights, float activations")
+    p.add_argument("--backbone", action="store_true", help="also write the plain backbone")
+    p.add_argument("--out", help="folder to write (default: RUN_DIR/litert or RUN_DIR/litert_int8)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser(
         "tune",

@@ -12,12 +12,23 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "keras_sd"
 RANKS = {
     "cli": 7,
     **dict.fromkeys(["train", "tuning", "inference.run", "tensorboard", "reliability"], 6),
-    **dict.fromkeys(["inference", "inference.early_exit", "inference.search", "inference.macs"], 5),
+    **dict.fromkeys(
+        [
+            "inference",
+            "inference.early_exit",
+            "inference.search",
+            "inference.macs",
+            "inference.litert",
+        ],
+        5,
+    ),
     "models": 4,
     **dict.fromkeys(["backbones", "data"], 3),
     "layers": 2,
     **dict.fromkeys(["losses", "metrics", "callbacks", "pskd", "distribute"], 1),
-    **dict.fromkeys(["_keras_compat", "recipes", "schedules", "paper_args", "testing"], 0),
+    **dict.fromkeys(
+        ["_keras_compat", "recipes", "schedules", "paper_args", "testing", "litert_runtime"], 0
+    ),
 }
 
 

@@ -13,6 +13,7 @@ from keras_sd.inference.early_exit import (
     check_thresholds,
     freeze_function,
 )
+from keras_sd.inference.litert import export_litert
 from keras_sd.inference.macs import MacReport, count_macs, layer_macs
 from keras_sd.inference.search import (
     SWEEP_VALUES,
@@ -26,11 +27,13 @@ from keras_sd.inference.search import (
     simulate,
     sweep_thresholds,
 )
+from keras_sd.litert_runtime import LiteRTEarlyExit  # the TensorFlow-free LiteRT runtime
 
 __all__ = [
     "SWEEP_VALUES",
     "EarlyExitModel",
     "ExitProbabilities",
+    "LiteRTEarlyExit",
     "MacReport",
     "ThresholdSearchResult",
     "check_multi_exit",
@@ -39,6 +42,7 @@ __all__ = [
     "count_macs",
     "decode",
     "encode",
+    "export_litert",
     "freeze_function",
     "layer_macs",
     "measure_acceleration",

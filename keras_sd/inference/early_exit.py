@@ -289,6 +289,28 @@ class EarlyExitModel(keras.Model):
         )
         archive.write_out(str(path), verbose=False)
 
+    def export_litert(
+        self,
+        path: str | os.PathLike,
+        *,
+        quantize: str | None = None,
+        normalization: dict | None = None,
+        backbone: bool = False,
+    ) -> dict:
+        """Writes a LiteRT artefact of this early exit: one flatbuffer per stage and a manifest.
+
+        Run it with ``keras_sd.litert_runtime.LiteRTEarlyExit(path)`` (also
+        ``keras_sd.inference.LiteRTEarlyExit``; NumPy and ``ai-edge-litert``, no TensorFlow),
+        which gives the same ``{"prediction", "exit", "logits"}``. See
+        `keras_sd.inference.litert.export_litert` for the files and the arguments
+        (``quantize=None | "dynamic_int8"``); returns the manifest.
+        """
+        from keras_sd.inference.litert import export_litert
+
+        return export_litert(
+            self, path, quantize=quantize, normalization=normalization, backbone=backbone
+        )
+
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
         return {

@@ -1,4 +1,5 @@
-"""`keras-sd thresholds RUN_DIR`: threshold search on a finished multi-exit run.
+"""`keras-sd thresholds RUN_DIR`: threshold search on a finished multi-exit run (and `export_run`,
+`keras-sd export RUN_DIR --litert`: its LiteRT early-exit artefact).
 
 The held-out split is the run's **test** split (the only held-out split a `keras-sd train` run
 has: it trains on the whole training split). The thresholds are therefore tuned on the data
@@ -224,3 +225,56 @@ def print_summary(payload: dict) -> None:
             + "   "
             + " ".join(f"{t:.3f}" for t in r["thresholds"])
         )
+
+
+def export_run(
+    run_dir: str | os.PathLike,
+    *,
+    out: str | os.PathLike | None = None,
+    thresholds: str | os.PathLike | None = None,
+    quantize: str | None = None,
+    backbone: bool = False,
+) -> tuple[pathlib.Path, dict]:
+    """`keras-sd export RUN_DIR --litert`: the LiteRT artefact of a finished multi-exit run.
+
+    Args:
+        run_dir: a finished ``keras-sd train`` run of the multi_exit method.
+        out: the folder to write (default ``RUN_DIR/litert``, ``RUN_DIR/litert_int8`` when
+            quantised).
+        thresholds: a thresholds JSON (default ``RUN_DIR/thresholds.json``, written by
+            ``keras-sd thresholds``).
+        quantize: ``None`` or ``"dynamic_int8"``.
+        backbone: also write the plain backbone (the baseline to time against).
+
+    Returns:
+        ``(folder written, manifest)``. The manifest's normalisation is the run's data
+        pipeline's ``(x / scale - mean) / std``.
+    """
+    from keras_sd.data.pipeline import _make_source
+    from keras_sd.inference.early_exit import EarlyExitModel
+    from keras_sd.inference.litert import QUANTIZE_OPTIONS, read_thresholds_file
+    from keras_sd.train import load_run
+
+    run = pathlib.Path(run_dir)
+    if quantize not in QUANTIZE_OPTIONS:  # before the slow model and data loading
+        raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
+    recipe, model, bundle = load_run(run)
+    k = check_multi_exit(model, f"model in {run / 'model.keras'}")
+    values = read_thresholds_file(
+        thresholds if thresholds is not None else run / "thresholds.json", k
+    )
+    info = bundle.info
+    # DataInfo has no pixel scale; the source knows it (255 for 8-bit images, 16 for digits).
+    scale = _make_source(recipe.data.name, recipe.data.data_dir, recipe.data.image_size).scale
+    target = (
+        pathlib.Path(out)
+        if out is not None
+        else run / ("litert_int8" if quantize == "dynamic_int8" else "litert")
+    )
+    manifest = EarlyExitModel(model, values).export_litert(
+        target,
+        quantize=quantize,
+        normalization={"mean": list(info.mean), "std": list(info.std), "scale": float(scale)},
+        backbone=backbone,
+    )
+    return target, manifest
