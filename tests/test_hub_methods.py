@@ -91,3 +91,16 @@ def test_early_exit_on_a_vit_answers_at_exit_1_or_by_the_ensemble():
     out = EarlyExitModel(model, [1.0, 1.0])(X)
     np.testing.assert_array_equal(out["exit"], 2)
     np.testing.assert_allclose(out["logits"], exits["ensemble"], atol=1e-5)
+
+
+@pytest.mark.parametrize("factory", [hub_vit, hub_resnet], ids=["vit", "resnet"])
+def test_pskd_byot_dmfl_on_hub_backbones(factory):
+    # Chottananurak et al.'s combination: PS-KD targets on every exit, BYOT, the mutual loss.
+    run_model_test(
+        lambda: MultiExitDistiller(
+            factory(), pskd_alpha=0.8, num_train_examples=len(Y), mutual_feature_weight=1.0
+        ),
+        {"image": X, "index": np.arange(len(Y))},
+        Y,
+        expected_logs=MULTI_EXIT_LOGS | {"mutual_feature_loss", "pskd_alpha_t"},
+    )
