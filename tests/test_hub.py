@@ -103,6 +103,18 @@ def test_resnet_stages_are_the_pyramid_levels_and_features_the_pooled_output(tmp
     check_keras_save_load(net, x, tmp_path)
 
 
+def test_densenet_stages_are_its_pyramid_levels_from_p2():
+    dn = keras_hub.models.DenseNetBackbone([1, 1, 1], growth_rate=4, image_shape=(32, 32, 3))
+    net = backbones.from_keras_hub(dn, num_classes=3)
+    levels = sorted(k for k in dn.pyramid_outputs if int(k[1:]) >= 2)
+    x = images((32, 32, 3))
+    pyramid = keras.Model(dn.inputs[0], dn.pyramid_outputs)(x)
+    out = net(x)
+    assert len(out["stages"]) == len(levels) >= 2
+    for stage, level in zip(out["stages"], levels):
+        np.testing.assert_allclose(stage, pyramid[level], atol=1e-5)
+
+
 def test_a_preset_directory_loads_by_name(tmp_path):
     rn = tiny_resnet()
     rn.save_to_preset(str(tmp_path / "preset"))
