@@ -18,6 +18,7 @@ from typing import Any
 import keras
 
 from keras_sd.backbones import _common as c
+from keras_sd.layers.stochastic_depth import StochasticDepth
 from keras_sd.layers.tokens import TokenPooling
 
 # Keyword arguments every keras Layer accepts, kept when re-creating a keras-hub layer.
@@ -38,8 +39,8 @@ class KerasHubLayer(keras.layers.Layer):
     """Holds one keras-hub layer so that a model using it alone saves and loads.
 
     keras-hub 0.32's ViT layers (``ViTPatchingAndEmbedding``, ``ViTEncoderBlock``) put derived
-    values in ``get_config`` (``num_patches``, ``key_dim``) that their constructors reject, so
-    they only load inside their own backbone. This holder calls the wrapped layer unchanged (same
+    values in ``get_config`` (``num_patches``, ``key_dim``) that their constructors reject, and
+    its ViT ``MLP`` has no ``get_config`` at all, so they only load inside their own backbone. This holder calls the wrapped layer unchanged (same
     object, same weights) and, when loaded, rebuilds it from the config keys its constructor
     accepts.
 
@@ -83,8 +84,82 @@ class KerasHubLayer(keras.layers.Layer):
             "layer": {
                 "module": cls.__module__,
                 "class_name": cls.__name__,
-                "config": self.layer.get_config(),
+                "config": _hub_layer_config(self.layer),
             },
+        }
+
+
+@keras.saving.register_keras_serializable(package="keras_sd")
+class SelfAttentionBranch(keras.layers.Layer):
+    """The attention residual branch of a transformer block: ``dropout(mha(norm(x), norm(x)))``.
+
+    Holds the block's own layer norm, `keras.layers.MultiHeadAttention` and dropout (shared,
+    not copied), so that a `keras_sd.layers.StochasticDepth` gate can skip the branch; the MLP
+    branch is a plain ``keras.Sequential([norm, mlp])``.
+
+    Example:
+        >>> import numpy as np
+        >>> branch = SelfAttentionBranch(keras.layers.LayerNormalization(),
+        ...                              keras.layers.MultiHeadAttention(2, 4),
+        ...                              keras.layers.Dropout(0.0))
+        >>> tuple(branch(np.zeros((1, 5, 8), "float32")).shape)
+        (1, 5, 8)
+
+    Args:
+        norm: the layer norm before attention.
+        attention: the self-attention layer.
+        dropout: the dropout after it.
+    """
+
+    def __init__(self, norm, attention, dropout, **kwargs):
+        super().__init__(**kwargs)
+        layers = [norm, attention, dropout]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, dict):
+                layers[i] = keras.saving.deserialize_keras_object(layer)
+        self.norm, self.attention, self.dropout = layers
+
+    def build(self, input_shape):
+        for layer in (self.norm, self.dropout):
+            if not layer.built:
+                layer.build(input_shape)
+        if not self.attention.built:
+            self.attention.build(input_shape, input_shape)
+        super().build(input_shape)
+
+    def call(self, x, training=None):
+        y = self.norm(x)
+        return self.dropout(self.attention(y, y, training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "norm": keras.saving.serialize_keras_object(self.norm),
+            "attention": keras.saving.serialize_keras_object(self.attention),
+            "dropout": keras.saving.serialize_keras_object(self.dropout),
+        }
+
+
+def _hub_layer_config(layer) -> dict:
+    try:
+        return layer.get_config()
+    except NotImplementedError:
+        # keras-hub 0.32's ViT MLP has no get_config: read its constructor's arguments back from
+        # the attributes of the same names, as keras-hub's layers store them.
+        params = inspect.signature(type(layer).__init__).parameters
+        config = {
+            k: getattr(layer, k)
+            for k in params
+            if k not in ("self", "kwargs", *_BASE_LAYER_KWARGS) and hasattr(layer, k)
+        }
+        return {
+            "name": layer.name,
+            "trainable": layer.trainable,
+            "dtype": keras.saving.serialize_keras_object(layer.dtype_policy),
+            **config,
         }
 
 
@@ -189,6 +264,9 @@ def from_keras_hub(
     *,
     stages: Sequence[str] | Sequence[int] | None = None,
     pooling: str | None = None,
+    stochastic_depth: float | None = None,
+    drop_mode: str = "per_batch",
+    seed: int | None = None,
     **config,
 ) -> keras.Model:
     """Wrap a keras-hub image backbone so it returns ``{"stages", "features", "logits"}``.
@@ -231,6 +309,12 @@ def from_keras_hub(
         stages: pyramid levels (convolutional) or block numbers (ViT); None: the default above.
         pooling: ViT only: ``"class_token"`` or ``"mean"``; None: the class token when there is
             one, else the mean.
+        stochastic_depth: ViT only: the last block's survival probability (linear decay over
+            the blocks, Huang et al. 2016); each block's attention and MLP residual branches get
+            a `keras_sd.layers.StochasticDepth` gate with its block's probability, so
+            Self-Guidance can sample sub-networks. None: no gates.
+        drop_mode: ``"per_batch"`` or ``"per_sample"`` draws of the gates.
+        seed: base seed of the gates.
         **config: passed to ``Backbone.from_preset`` with a name (e.g. ``load_weights=False``).
 
     Returns:
@@ -258,8 +342,14 @@ def from_keras_hub(
         )
     num_classes = c.check_num_classes(num_classes)
     image = _image_input(backbone)
+    schedule = c.DepthSchedule(stochastic_depth, 1, drop_mode, seed)  # checks the arguments
     if isinstance(backbone, hub.models.ViTBackbone):
-        return _wrap_vit(backbone, image, num_classes, stages, pooling)
+        return _wrap_vit(backbone, image, num_classes, stages, pooling, schedule)
+    if schedule.enabled:
+        raise ValueError(
+            f"`stochastic_depth` applies to Vision Transformers only (a keras-hub CNN's residual "
+            f"blocks are not separate layers to gate), got stochastic_depth={stochastic_depth!r}."
+        )
     if pooling is not None:
         raise ValueError(
             f"`pooling` applies to Vision Transformers only; a convolutional backbone's features "
@@ -288,7 +378,7 @@ def from_keras_hub(
     )
 
 
-def _wrap_vit(backbone, image, num_classes: int, stages, pooling) -> keras.Model:
+def _wrap_vit(backbone, image, num_classes: int, stages, pooling, schedule) -> keras.Model:
     encoder = backbone.get_layer("vit_encoder")
     embedding = backbone.get_layer("vit_patching_and_embedding")
     depth = len(encoder.encoder_layers)
@@ -305,8 +395,26 @@ def _wrap_vit(backbone, image, num_classes: int, stages, pooling) -> keras.Model
     # The same operations as ViTEncoder.call: dropout, the blocks, then the final layer norm.
     x = encoder.dropout(KerasHubLayer(embedding)(inp))
     taps = {}
+    schedule = c.DepthSchedule(schedule.final, depth, schedule.drop_mode, schedule.seed)
     for i, block in enumerate(encoder.encoder_layers, start=1):
-        x = KerasHubLayer(block)(x)
+        p, seed = schedule.next_block()
+        if p is None:
+            x = KerasHubLayer(block)(x)
+        else:
+            # ViTEncoderBlock.call as two gated residual branches (DeiT's drop path), reusing the
+            # block's layers: x + attn(ln_1(x)), then + mlp(ln_2(.)); one probability per block.
+            attention = SelfAttentionBranch(
+                block.layer_norm_1, block.mha, block.dropout, name=f"{block.name}_attention"
+            )
+            mlp = keras.Sequential(
+                [block.layer_norm_2, KerasHubLayer(block.mlp)], name=f"{block.name}_mlp"
+            )
+            seeds = (None, None) if seed is None else (2 * seed, 2 * seed + 1)
+            for branch, branch_seed in zip((attention, mlp), seeds):
+                gate = StochasticDepth(
+                    branch, p, mode=schedule.drop_mode, seed=branch_seed, name=f"{branch.name}_sd"
+                )
+                x = gate([x, x])
         taps[i] = x
     x = encoder.layer_norm(x)
     taps[depth] = x
