@@ -9,6 +9,9 @@ Use `get` with a registered name (see `names`), or the builders directly::
 
     net = keras_sd.backbones.get("resnet32", num_classes=100)
     net = keras_sd.backbones.resnet_cifar(50, num_classes=100, stochastic_depth=0.5)
+
+Keras models from elsewhere: `from_keras` (any functional model, stages by layer name) and
+`from_keras_hub` (keras-hub image backbones, stages from pyramid levels or transformer blocks).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import keras
 from keras_sd.backbones._common import survival_probabilities
 from keras_sd.backbones.adapter import from_keras
 from keras_sd.backbones.densenet import densenet, densenet40, densenet100
+from keras_sd.backbones.hub import KerasHubLayer, from_keras_hub
 from keras_sd.backbones.mobilenet_v2 import mobilenet_v2
 from keras_sd.backbones.preact_resnet import (
     preact_resnet,
@@ -119,6 +123,8 @@ __all__ = [
     "densenet40",
     "densenet100",
     "from_keras",
+    "from_keras_hub",
+    "KerasHubLayer",
     "get",
     "mobilenet_v2",
     "names",

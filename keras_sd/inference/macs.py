@@ -1,14 +1,19 @@
 """Analytic multiply-accumulate (MAC) counts of a model, per early-exit path.
 
 Counted layers (one MAC = one multiplication and one addition; bias additions, activations,
-pooling, up-sampling, element-wise products and the softmax are not counted, as is usual for
-MAC figures such as the TPAMI paper's):
+pooling, up-sampling, element-wise products, layer normalisation and the softmax are not
+counted, as is usual for MAC figures such as the TPAMI paper's):
 
 * ``Conv1D/2D/3D``: ``output elements * kernel volume * input channels per group``;
 * ``DepthwiseConv2D``: ``output elements * kernel height * kernel width``;
 * ``SeparableConv2D``: its depthwise part plus its pointwise part
   (``H_out * W_out * C_in * multiplier * (k_h * k_w + C_out)``);
 * ``Dense``: ``output elements * input units``;
+* ``EinsumDense`` (the projections inside `MultiHeadAttention`): ``output elements *`` the
+  kernel sizes summed over (the kernel's equation letters missing from the output);
+* ``MultiHeadAttention``: its projections (``EinsumDense``, above) plus the two attention
+  products, ``heads * T_q * T_k * key_dim`` for the scores and ``heads * T_q * T_k * value_dim``
+  for the weighted sum of values (``T_q``, ``T_k``: query and key tokens per sample);
 * ``BatchNormalization``: excluded by default, because at deployment it folds into the
   preceding convolution; with ``include_batchnorm=True`` it counts one MAC per output element
   (the folded ``x * scale + shift``).
@@ -41,10 +46,27 @@ def _prod(values) -> int:
     return int(math.prod(int(v) for v in values))
 
 
-def layer_macs(layer: keras.layers.Layer, output_shape: Sequence[int], include_batchnorm=False):
+def layer_macs(
+    layer: keras.layers.Layer,
+    output_shape: Sequence[int],
+    include_batchnorm=False,
+    input_shapes: Sequence[Sequence[int]] | None = None,
+):
     """MACs of one call of ``layer`` producing ``output_shape`` (batch dimension included, it is
-    divided out: the count is per sample). Layers that are not counted give 0."""
+    divided out: the count is per sample). Layers that are not counted give 0.
+
+    ``input_shapes`` (query, value, key) is needed for a `keras.layers.MultiHeadAttention`: its
+    count here is the two attention products only (its projections are counted as the
+    ``EinsumDense`` layers they are).
+    """
     per_sample = _prod(output_shape[1:])
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return _attention_products(layer, input_shapes)
+    if isinstance(layer, keras.layers.EinsumDense):
+        inputs_outputs = layer.equation.split("->")
+        kernel_spec, out_spec = inputs_outputs[0].split(",")[1], inputs_outputs[1]
+        summed = [d for letter, d in zip(kernel_spec, layer.kernel.shape) if letter not in out_spec]
+        return per_sample * _prod(summed)
     if isinstance(layer, keras.layers.SeparableConv2D):
         kh, kw, cin, mult = layer.depthwise_kernel.shape
         spatial = _prod(output_shape[1:-1])
@@ -66,7 +88,30 @@ def layer_macs(layer: keras.layers.Layer, output_shape: Sequence[int], include_b
     return 0
 
 
+def _attention_products(layer, input_shapes) -> int:
+    query, value, key = input_shapes
+    key = value if key is None else key
+    rank = len(query)
+    # Keras resolves the default (None) to every axis between batch and features once built.
+    axes = layer.attention_axes
+    axes = range(1, rank - 1) if axes is None else [a % rank for a in axes]
+    t_q, t_k = _prod(query[a] for a in axes), _prod(key[a] for a in axes)
+    # Any other non-batch, non-feature axis of the query is a batch of its own attentions.
+    groups = _prod(query[a] for a in range(1, rank - 1) if a not in axes)
+    value_dim = layer.value_dim or layer.key_dim
+    return layer.num_heads * groups * t_q * t_k * (int(layer.key_dim) + int(value_dim))
+
+
+def _mha_input_shapes(args, kwargs) -> tuple:
+    # MultiHeadAttention.call(query, value, key=None, ...), positionally or by keyword.
+    names = ("query", "value", "key")
+    found = [args[i] if i < len(args) else kwargs.get(n) for i, n in enumerate(names)]
+    return tuple(None if t is None else tuple(t.shape) for t in found)
+
+
 _COUNTED = (
+    keras.layers.MultiHeadAttention,
+    keras.layers.EinsumDense,
     keras.layers.SeparableConv2D,
     keras.layers.DepthwiseConv2D,
     *_CONV,
@@ -88,7 +133,11 @@ def _recording(layers, include_batchnorm: bool, counter: list):
 
         def call(*args, _layer=layer, _original=original, **kwargs):
             out = _original(*args, **kwargs)
-            counter[0] += layer_macs(_layer, tuple(out.shape), include_batchnorm)
+            first = out[0] if isinstance(out, (tuple, list)) else out  # (output, scores)
+            shapes = None
+            if isinstance(_layer, keras.layers.MultiHeadAttention):
+                shapes = _mha_input_shapes(args, kwargs)
+            counter[0] += layer_macs(_layer, tuple(first.shape), include_batchnorm, shapes)
             return out
 
         object.__setattr__(layer, "call", call)

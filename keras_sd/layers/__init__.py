@@ -1,4 +1,4 @@
-"""Layers: per-sample distortions, stochastic-depth residual gates, exit heads."""
+"""Layers: per-sample distortions, stochastic-depth residual gates, exit heads (maps and tokens)."""
 
 from keras_sd.layers.augment import (
     PadAndRandomCrop,
@@ -15,6 +15,7 @@ from keras_sd.layers.exits import (
     align_channels,
 )
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
+from keras_sd.layers.tokens import TokenExitHead, TokenPooling
 
 __all__ = [
     "BottleneckExitHead",
@@ -28,6 +29,8 @@ __all__ = [
     "RandomHorizontalFlip",
     "RandomResizedCrop",
     "StochasticDepth",
+    "TokenExitHead",
+    "TokenPooling",
     "full_network",
     "is_full_network",
 ]

@@ -349,14 +349,23 @@ def make_exit_head(
     input_shape,
     final_shape,
     name: str,
+    token_pooling: str = "mean",
 ) -> keras.layers.Layer:
     """A built exit head of the given kind for a feature map of ``input_shape``.
 
     ``"attention"``: `ExitHead` with ``num_blocks`` align blocks (and ``attention``);
     ``"bottleneck"``: `BottleneckExitHead` down-sampling to the last stage's resolution
-    ``final_shape`` (``attention`` is unused).
+    ``final_shape`` (``attention`` is unused). A 3-D ``input_shape`` (a transformer's token
+    sequence) gets a `keras_sd.layers.tokens.TokenExitHead` with ``token_pooling`` whatever the
+    kind: the convolutional heads need a map.
     """
     kind = check_exit_head(kind)
+    if len(tuple(input_shape)) == 3:
+        from keras_sd.layers.tokens import TokenExitHead  # tokens imports this module
+
+        head = TokenExitHead(num_classes, feature_dim, pooling=token_pooling, name=name)
+        head.build(tuple(input_shape))
+        return head
     if kind == "attention":
         head = ExitHead(
             num_classes, feature_dim, num_blocks=num_blocks, attention=attention, name=name

@@ -26,8 +26,9 @@ from keras_sd.models.base import check_backbone
 class ExitGraph:
     """The exit points of a contract backbone and the backbone cut at them.
 
-    Exit ``i`` (1-based, ``i < K``) reads the feature map at the ``i``-th exit point; exit ``K``
-    is the backbone's own head. Every model this object builds shares the backbone's layers
+    Exit ``i`` (1-based, ``i < K``) reads the feature map at the ``i``-th exit point (or, on a
+    transformer, the token sequence ``[batch, tokens, dim]`` there); exit ``K`` is the backbone's
+    own head. Every model this object builds shares the backbone's layers
     (no copy, no new weight), except `export_backbone`, which is a copy.
 
     Example:
@@ -57,7 +58,8 @@ class ExitGraph:
 
     Raises:
         ValueError: when the backbone breaks the contract, its features are not 2-D or ``exits``
-            does not name distinct 4-D maps, ordered shallow to deep, before the last stage.
+            does not name distinct 4-D maps or 3-D token sequences (a transformer's blocks),
+            ordered shallow to deep, before the last stage.
     """
 
     def __init__(self, backbone: keras.Model, exits: str | Sequence[int | str | Any] = "stages"):
@@ -234,9 +236,10 @@ def _resolve_exits(backbone: keras.Model, exits) -> tuple[str | list, list]:
                 f"`exits` items must be stage indices (int), layer names (str) or tensors of the "
                 f"backbone, got {item!r}."
             )
-        if len(tensor.shape) != 4:
+        if len(tensor.shape) not in (3, 4):
             raise ValueError(
-                f"`exits`: exit point {item!r} must be a 4-D feature map, got shape "
+                f"`exits`: exit point {item!r} must be a 4-D feature map [batch, height, width, "
+                f"channels] or a 3-D token sequence [batch, tokens, dim], got shape "
                 f"{tuple(tensor.shape)}."
             )
         config.append(item)

@@ -22,6 +22,7 @@ from keras import ops
 
 from keras_sd import losses
 from keras_sd.layers.exits import check_exit_head, make_exit_head
+from keras_sd.layers.tokens import check_token_pooling
 from keras_sd.losses import log_mean_softmax, mutual_feature_loss  # noqa: F401 (defined here once)
 from keras_sd.models.base import SelfDistillationModel
 from keras_sd.models.exit_graph import ExitGraph
@@ -39,8 +40,9 @@ ENSEMBLE = "ensemble"
 class MultiExitDistiller(SelfDistillationModel):
     """Multi-exit self-distillation (BYOT / TPAMI) on any keras_sd backbone.
 
-    Shallow exits (`keras_sd.layers.ExitHead` or `BottleneckExitHead`) read the backbone where its
-    `exit_graph` (an `ExitGraph`) taps it; the backbone's own head is the final exit ``exitK``.
+    Shallow exits (`keras_sd.layers.ExitHead`, `BottleneckExitHead`, or `TokenExitHead` on a
+    transformer's tokens) read the backbone where its `exit_graph` (an `ExitGraph`) taps it;
+    the backbone's own head is the final exit ``exitK``.
     With ``c_i`` the logits and ``F_i`` the pooled feature of exit ``i`` (the final feature's
     width), the objective is (TPAMI eqs. 3-5)::
 
@@ -94,6 +96,11 @@ class MultiExitDistiller(SelfDistillationModel):
             used by this loss only, and the un-squared norm over the whole batch).
         hint_exits: shallow exits with a feature hint: ``"all"``, ``"all_but_last"`` (the
             authors' code) or a list of 1-based exit numbers in ``1..K-1``.
+        token_pooling: pooling of the exits that read a transformer's token sequence
+            (`keras_sd.layers.tokens.TokenExitHead`, chosen automatically for a 3-D exit point,
+            e.g. a ViT from `keras_sd.backbones.from_keras_hub`): ``"mean"``, ``"class_token"``
+            or ``"attention"``. ``exit_head`` and ``attention`` apply to 4-D maps only. The
+            feature hint and the mutual feature loss compare the pooled token features.
     """
 
     def __init__(
@@ -119,6 +126,7 @@ class MultiExitDistiller(SelfDistillationModel):
         final_ce_weight: float = 1.0,
         feature_hint: str = "squared_l2",
         hint_exits: str | Sequence[int] = "all",
+        token_pooling: str = "mean",
         **kwargs,
     ):
         from keras_sd import pskd  # local import, as in Baseline
@@ -135,6 +143,7 @@ class MultiExitDistiller(SelfDistillationModel):
         temperature = losses.check_temperature(temperature)
         losses.check_kl_scale(kl_scale)
         exit_head = check_exit_head(exit_head)
+        token_pooling = check_token_pooling(token_pooling)
         _check_options(path, reduction, feature_hint, attention, exit_losses)
         _check_teacher(teacher, backbone)
         hinted = _resolve_hint_exits(hint_exits, graph.num_exits)
@@ -167,7 +176,8 @@ class MultiExitDistiller(SelfDistillationModel):
         self.feature_dim = graph.feature_dim
         self.exit_head = exit_head
         self.final_ce_weight = final_ce_weight
-        self.exit_heads = _exit_heads(graph, exit_head, self.num_classes, attention)
+        self.token_pooling = token_pooling
+        self.exit_heads = _exit_heads(graph, exit_head, self.num_classes, attention, token_pooling)
         self.alpha = _weight_variable(alpha, "alpha")
         self.feature_weight = _weight_variable(feature_weight, "feature_weight")
         self.teacher = teacher
@@ -373,6 +383,7 @@ class MultiExitDistiller(SelfDistillationModel):
             "final_ce_weight": self.final_ce_weight,
             "feature_hint": self.feature_hint,
             "hint_exits": copy.deepcopy(self.hint_exits),
+            "token_pooling": self.token_pooling,
         }
 
     @classmethod
@@ -385,8 +396,11 @@ class MultiExitDistiller(SelfDistillationModel):
         return cls(**config)
 
 
-def _exit_heads(graph: ExitGraph, kind: str, num_classes: int, attention: bool) -> list:
-    """A built exit head of ``kind`` for each shallow exit point of ``graph``, shallow first."""
+def _exit_heads(
+    graph: ExitGraph, kind: str, num_classes: int, attention: bool, token_pooling: str = "mean"
+) -> list:
+    """A built exit head for each shallow exit point of ``graph``, shallow first: of ``kind`` on
+    a 4-D map, a `TokenExitHead` pooling by ``token_pooling`` on a 3-D token sequence."""
     final_shape = tuple(graph.backbone.output["stages"][-1].shape)
     return [
         make_exit_head(
@@ -398,6 +412,7 @@ def _exit_heads(graph: ExitGraph, kind: str, num_classes: int, attention: bool) 
             input_shape=tuple(point.shape),
             final_shape=final_shape,
             name=f"exit{i + 1}_head",
+            token_pooling=token_pooling,
         )
         for i, point in enumerate(graph.exit_points)
     ]
