@@ -55,8 +55,11 @@ def _interpreter_class():
 def check_thresholds(thresholds: Any, num_exits: int, name: str = "thresholds") -> list[float]:
     """One threshold per exit, each in ``(0, 1]``, as Python floats; otherwise ``ValueError``.
 
-    The same rule as ``keras_sd.inference.check_thresholds`` (duplicated: this module must not
-    import keras_sd).
+    ``thresholds[i]`` is compared with exit ``i``'s top softmax probability (strictly greater
+    answers). A threshold of 1 means the exit never answers; the last threshold decides between
+    the final exit and the ensemble of all exits for the samples that reach it. NumPy only, so
+    that this module stays TensorFlow-free; ``keras_sd.inference.check_thresholds`` is this
+    function.
     """
     try:
         values = np.asarray(thresholds, dtype="float64")
@@ -66,8 +69,9 @@ def check_thresholds(thresholds: Any, num_exits: int, name: str = "thresholds") 
         ) from None
     if values.ndim != 1 or len(values) != num_exits:
         raise ValueError(
-            f"`{name}` must hold exactly one threshold per exit ({num_exits} values), got "
-            f"{np.asarray(thresholds).tolist()!r} (shape {values.shape})."
+            f"`{name}` must hold exactly one threshold per exit ({num_exits} values, the last "
+            f"one for the final exit vs the ensemble), got {np.asarray(thresholds).tolist()!r} "
+            f"(shape {values.shape})."
         )
     bad = [float(v) for v in values if not (0.0 < v <= 1.0)]  # also catches NaN
     if bad:

@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd import _keras_compat
+from keras_sd.litert_runtime import check_thresholds
 from keras_sd.models.multi_exit import MultiExitDistiller
 
 
@@ -84,31 +85,6 @@ def check_multi_exit(model: Any, name: str = "model") -> int:
             f"exits), got a {type(model).__name__} without exits."
         )
     return model.num_exits
-
-
-def check_thresholds(thresholds: Any, num_exits: int, name: str = "thresholds") -> list[float]:
-    """Validates one threshold per exit, each in ``(0, 1]``; returns them as Python floats.
-
-    ``thresholds[i]`` is compared with exit ``i``'s top softmax probability (strictly greater
-    answers). A threshold of 1 means the exit never answers; the last threshold decides between
-    the final exit and the ensemble of all exits for the samples that reach it.
-    """
-    try:
-        values = np.asarray(thresholds, dtype="float64")
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`{name}` must be a sequence of {num_exits} numbers in (0, 1], got {thresholds!r}."
-        ) from None
-    if values.ndim != 1 or len(values) != num_exits:
-        raise ValueError(
-            f"`{name}` must hold exactly one threshold per exit ({num_exits} values, the last "
-            f"one for the final exit vs the ensemble), got {np.asarray(thresholds).tolist()!r} "
-            f"(shape {values.shape})."
-        )
-    bad = [float(v) for v in values if not (0.0 < v <= 1.0)]  # also catches NaN
-    if bad:
-        raise ValueError(f"`{name}` must all lie in (0, 1], got {values.tolist()!r} (bad: {bad}).")
-    return [float(v) for v in values]
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
