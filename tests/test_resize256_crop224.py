@@ -1,6 +1,5 @@
 """augment="resize256_crop224": Xu & Liu's ImageNet crop, in the pipeline and in the step."""
 
-import importlib.util
 import pathlib
 
 import numpy as np
@@ -8,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from keras_sd import data, layers
+from keras_sd import data, layers, recipes
 from keras_sd.models import two_view
 from keras_sd.train import _pipeline_augment
 
@@ -109,17 +108,12 @@ def test_undistorted_kind_and_in_step_layer_make_the_same_crop(folder):
     )
 
 
-def _recipe_module():
-    path = REPO / "recipes" / "two_view" / "resnet18_imagenet.py"
-    spec = importlib.util.spec_from_file_location("two_view_resnet18_imagenet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+RECIPE = str(REPO / "recipes" / "two_view" / "resnet18_imagenet.py")
 
 
 def test_both_recipe_rows_use_the_papers_crop():
-    module = _recipe_module()
-    method, baseline = module.get_config(None), module.get_config("baseline")
+    # Through the loader: the `baseline` row is built by `recipes.load` from the file's BASELINE.
+    method, baseline = recipes.load(RECIPE), recipes.load(RECIPE + ":baseline")
     assert method.data == baseline.data
     assert method.data.augment == "resize256_crop224"
     assert method.method_args["distortion"] == "resize256_crop224"
@@ -130,7 +124,7 @@ def test_both_recipe_rows_use_the_papers_crop():
     assert _pipeline_augment(method) == data.pipeline.UNDISTORTED["resize256_crop224"]
     assert _pipeline_augment(method) == "resize256"
     for arg in ("two_branch", "mmd_only", "kl_only"):
-        row = module.get_config(arg)
+        row = recipes.load(f"{RECIPE}:{arg}")
         assert row.data.augment == "resize256_crop224"
         assert row.method_args["distortion"] == "resize256_crop224"
 
