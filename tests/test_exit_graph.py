@@ -169,7 +169,7 @@ _EXIT1_HEAD = [
 @pytest.mark.parametrize(
     "kwargs, before, after",
     [
-        ({}, ["alpha", "feature_weight"], []),
+        ({}, ["ce_loss_weight", "kl_loss_weight", "feature_loss_weight"], []),
         (
             dict(
                 feature_hint="adapted_l2_batch",
@@ -177,7 +177,12 @@ _EXIT1_HEAD = [
                 pskd_alpha=0.8,
                 num_train_examples=4,
             ),
-            ["alpha", "feature_weight", "mutual_feature_weight"],
+            [
+                "ce_loss_weight",
+                "kl_loss_weight",
+                "feature_loss_weight",
+                "mutual_feature_loss_weight",
+            ],
             ["alpha_t", "predictions", "exit1_adapt/kernel", "exit1_adapt/bias"],
         ),
     ],

@@ -140,7 +140,7 @@ def test_mutual_feature_loss_needs_two_exits():
 def test_model_terms_and_total_equal_numpy_with_dmfl():
     lam, mu = 0.05, 0.7
     model = paper_model(feature_weight=lam, mutual_feature_weight=mu)
-    assert float(model.mutual_feature_weight.numpy()) == pytest.approx(mu)
+    assert float(model.term_weights["mutual_feature_loss"].numpy()) == pytest.approx(mu)
     model.compile(optimizer="sgd")
     logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
     logits, feats = exits_numpy(model, X)
@@ -153,7 +153,7 @@ def test_model_terms_and_total_equal_numpy_with_dmfl():
     total += mu * ref["mutual_feature_loss"]
     np.testing.assert_allclose(logs["loss"], total, rtol=2e-5)
     # The weight is a variable: a new value reaches the compiled step.
-    model.mutual_feature_weight.assign(0.0)
+    model.term_weights["mutual_feature_loss"].assign(0.0)
     logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
     np.testing.assert_allclose(logs["loss"], total - mu * ref["mutual_feature_loss"], rtol=2e-5)
 
@@ -190,7 +190,7 @@ def test_exit_losses_false_keeps_only_the_final_cross_entropy():
     plain = MultiExitDistiller(backbone(), exit_losses=False)
     _, terms = plain.compute_loss_terms(X, tf.one_hot(Y, C), training=False)
     assert sorted(terms) == ["ce_loss"]
-    assert plain.mutual_feature_weight is None
+    assert "mutual_feature_loss" not in plain.term_weights
 
 
 # ---------------------------------------------------------------- PS-KD on every exit
@@ -294,10 +294,10 @@ def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
         "mutual_feature_weight": 1.0,
         "exit_losses": True,
     }
-    model.mutual_feature_weight.assign(0.25)  # e.g. set by a schedule
+    model.term_weights["mutual_feature_loss"].assign(0.25)  # e.g. set by a schedule
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert float(loaded.mutual_feature_weight.numpy()) == pytest.approx(0.25)
+    assert float(loaded.term_weights["mutual_feature_loss"].numpy()) == pytest.approx(0.25)
     assert loaded.get_config()["mutual_feature_weight"] == 1.0
     written = np.asarray(model.pskd.bank.predictions)
     assert (written.sum(axis=1) > 0).all()
@@ -473,7 +473,7 @@ def test_table1_recipes_express_all_eight_combinations(file):
         names = set(model.term_names)
         assert (getattr(model, "pskd", None) is not None) == ("pskd" in row), row
         assert r.data.with_index == ("pskd" in row), row
-        byot = "kl_loss" in names and float(model.alpha.numpy()) > 0
+        byot = "kl_loss" in names and model.alpha > 0
         assert byot == ("byot" in row), row
         assert ("mutual_feature_loss" in names) == ("dmfl" in row), row
         if "byot" in row or "dmfl" in row:
@@ -484,7 +484,7 @@ def test_table1_recipes_express_all_eight_combinations(file):
         if "byot" in row or "dmfl" in row:
             assert model.exit_head == EXIT_HEADS[file], row
         if "byot" in row:
-            assert (model.alpha_value, model.feature_weight_value) == (0.1, 1e-6), row
+            assert (model.alpha, model.feature_weight) == (0.1, 1e-6), row
             assert (model.reduction, model.temperature, model.kl_scale) == ("sum", 3.0, "t2"), row
             assert model.final_ce_weight == pytest.approx(1 + (1 - 0.1)), row
         elif "dmfl" in row:  # L = L_CE + L_DMFL: no L_Self-KD, the final CE weighs 1

@@ -2,8 +2,10 @@
 
 `SelfDistillationModel` owns `train_step` and `test_step`. A method subclass supplies only
 `compute_loss_terms(images, targets, training, index)`, returning its named outputs (logits) and its
-named loss terms (one value per sample, or a scalar batch statistic), plus the weight of each term.
-The core reduces every term over the batch, scales for the replica count, sums with the weights,
+named loss terms (one value per sample, or a scalar batch statistic), and declares the weight of
+each term to this constructor (``loss_weights``). The core keeps every weight in a non-trainable
+variable named after its term (``kl_loss_weight``), so one callback schedules any term of any
+method; it reduces every term over the batch, scales for the replica count, sums with the weights,
 applies gradients and keeps one `keras.metrics.Mean` per term, plus top-1 / top-5 accuracy of every
 output, so TensorBoard shows each term with no extra code.
 """
@@ -54,8 +56,8 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
 
     The steps are overridden, not `compute_loss`, because methods run their own forward passes.
 
-    Subclasses implement `compute_loss_terms` and pass the names of their loss terms and outputs
-    to this constructor. Inputs are image batches, or dicts ``{"image": ..., "index": ...}`` when
+    Subclasses implement `compute_loss_terms` and pass their loss terms with their weights and
+    the names of their outputs to this constructor. Inputs are image batches, or dicts ``{"image": ..., "index": ...}`` when
     the data pipeline carries per-sample indices (PS-KD). Labels are sparse integers ``[batch]``
     (or ``[batch, 1]``), or one-hot / soft targets ``[batch, num_classes]``.
 
@@ -69,20 +71,29 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
     what PyTorch's ``SGD(weight_decay=...)`` does, which all the papers' code uses (Keras'
     optimizer ``weight_decay`` is decoupled, as in AdamW, and would not reproduce them).
 
+    Loss weights: ``loss_weights`` maps each term the subclass returns to its configured weight
+    (kept as given in ``self.loss_weights``). The live weight of term ``t`` is the non-trainable
+    float32 variable ``self.term_weights[t]``, named ``f"{t}_weight"``: a callback assigns it
+    (`keras_sd.callbacks.DistillationAnnealing`) and the compiled step reads the new value without
+    retracing; checkpoints keep it.
+
     Args:
         backbone: a functional model following the keras_sd backbone contract.
-        term_names: names of the loss terms the subclass returns (each gets a Mean tracker).
-        output_names: names of the outputs whose accuracy is tracked; the first one is primary.
+        loss_weights: term name -> weight >= 0, in the order the terms are logged (each term gets
+            a Mean tracker and a weight variable). Default: ``{"ce_loss": 1.0}``.
+        tracked_outputs: names of the outputs whose accuracy is tracked; the first one is primary.
         weight_decay: coupled L2 coefficient, >= 0.
+        term_names: deprecated spelling of ``loss_weights`` with every weight 1.
     """
 
     def __init__(
         self,
         backbone: keras.Model,
         *,
-        term_names: Sequence[str] = ("ce_loss",),
-        output_names: Sequence[str] = (OUTPUT,),
+        loss_weights: Mapping[str, float] | None = None,
+        tracked_outputs: Sequence[str] = (OUTPUT,),
         weight_decay: float = 0.0,
+        term_names: Sequence[str] | None = None,
         **kwargs,
     ):
         check_backbone(backbone)
@@ -90,15 +101,23 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         self.backbone = backbone
         self.num_classes = backbone_num_classes(backbone)
         self.weight_decay = losses.check_weight(weight_decay, "weight_decay")
-        self.term_names = tuple(term_names)
-        self.output_names_ = tuple(output_names)
+        self.loss_weights = _check_loss_weights(loss_weights, term_names)
+        self.term_names = tuple(self.loss_weights)
+        self.tracked_outputs = tuple(tracked_outputs)
+        # One non-trainable variable per term, named after it: what schedules assign.
+        self.term_weights = {
+            name: keras.Variable(
+                weight, dtype="float32", trainable=False, autocast=False, name=f"{name}_weight"
+            )
+            for name, weight in self.loss_weights.items()
+        }
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {n: keras.metrics.Mean(name=n) for n in self.term_names}
         if self.weight_decay > 0:
             self.term_trackers["weight_decay_loss"] = keras.metrics.Mean(name="weight_decay_loss")
         k = min(5, self.num_classes)
         self.accuracy_trackers = {}
-        for name in self.output_names_:
+        for name in self.tracked_outputs:
             prefix = "" if name == OUTPUT else f"{name}_"
             self.accuracy_trackers[name] = (
                 keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
@@ -122,8 +141,8 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         raise NotImplementedError
 
     def term_weight(self, name: str):
-        """Weight of loss term ``name`` in the total (a float or a non-trainable variable)."""
-        return 1.0
+        """The live weight of loss term ``name``: its float32 variable ``term_weights[name]``."""
+        return ops.convert_to_tensor(self.term_weights[name])
 
     def after_train_step(self, images, targets, outputs, index) -> None:
         """Hook run after the gradient update (e.g. the PS-KD prediction bank write)."""
@@ -221,7 +240,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
     def _weighted_total(self, reduced):
         total = ops.zeros((), "float32")
         for name, value in reduced.items():
-            total = total + ops.cast(self.term_weight(name), "float32") * value
+            total = total + self.term_weight(name) * value
         return total
 
     def _weight_decay_loss(self):
@@ -239,7 +258,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
             top5.update_state(targets, logits)
         # Keras' public hook updates the metrics passed to `compile` (on the primary output) and
         # returns every result in `self.metrics`.
-        logs = self.compute_metrics(x, y, outputs[self.output_names_[0]])
+        logs = self.compute_metrics(x, y, outputs[self.tracked_outputs[0]])
         if _keras_compat.in_multi_worker_mode(tf.distribute.get_strategy()):
             # Keras 3.15's TF trainer reduces step outputs under MultiWorkerMirroredStrategy with
             # `strategy.reduce("MEAN", v, axis=0)` (trainer.reduce_per_replica), which rejects
@@ -304,6 +323,27 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         config = copy.deepcopy(config)  # Keras' functional from_config consumes nested dicts
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         return cls(**config)
+
+
+def _check_loss_weights(loss_weights, term_names) -> dict[str, float]:
+    """``{term: float weight >= 0}`` from ``loss_weights`` (or the deprecated ``term_names``)."""
+    if loss_weights is not None and term_names is not None:
+        raise ValueError(
+            f"Pass `loss_weights` (term -> weight) or the deprecated `term_names`, not both; got "
+            f"loss_weights={loss_weights!r} and term_names={term_names!r}."
+        )
+    if loss_weights is None:
+        loss_weights = dict.fromkeys(term_names or ("ce_loss",), 1.0)
+    if not isinstance(loss_weights, Mapping) or not loss_weights:
+        raise ValueError(
+            f"`loss_weights` must be a non-empty dict of term name -> weight, got {loss_weights!r}."
+        )
+    checked = {}
+    for name, weight in loss_weights.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`loss_weights` keys must be term names (str), got {name!r}.")
+        checked[name] = losses.check_weight(weight, f"loss_weights[{name!r}]")
+    return checked
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
