@@ -502,23 +502,12 @@ def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
     tests/test_pskd_byot.py) add nothing when off: same terms, no bank, no extra variable."""
     model = MultiExitDistiller(three_stage_backbone())
     assert model.term_names == ("ce_loss", "kl_loss", "feature_loss")
-    assert model.pskd is None and model.mutual_feature_weight == 0.0
+    assert model.soft_targets is None and model.mutual_feature_weight == 0.0
     names = {v.path.split("/")[-1] for v in model.non_trainable_variables}
     assert not names & {"predictions", "alpha_t", "mutual_feature_loss_weight"}
     config = model.get_config()
-    assert {
-        k: config[k]
-        for k in (
-            "pskd_alpha",
-            "num_train_examples",
-            "bank_dtype",
-            "mutual_feature_weight",
-            "exit_losses",
-        )
-    } == {
-        "pskd_alpha": None,
-        "num_train_examples": None,
-        "bank_dtype": "float32",
+    assert {k: config[k] for k in ("soft_targets", "mutual_feature_weight", "exit_losses")} == {
+        "soft_targets": None,
         "mutual_feature_weight": 0.0,
         "exit_losses": True,
     }

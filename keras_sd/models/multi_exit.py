@@ -84,9 +84,9 @@ class MultiExitDistiller(SelfDistillationModel):
         teacher: optional frozen `keras.Model` returning logits (or a dict with ``"logits"``):
             conventional KD on the final exit, whose cross-entropy then weighs ``1 - alpha``.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
-        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (soft targets on every exit); None: off.
-        num_train_examples: training-set size (PS-KD bank rows); required with ``pskd_alpha``.
-        bank_dtype: ``"float32"`` or ``"float16"`` storage of the PS-KD bank.
+        soft_targets: PS-KD (`keras_sd.pskd.ProgressiveSelfKD`, or the shorthand ``pskd_alpha``,
+            ``num_train_examples``, ``bank_dtype``; see `SelfDistillationModel`): the same soft
+            target on every exit; the bank holds the final exit's softmax.
         mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (0: off).
         exit_losses: False drops every loss on the shallow exits' outputs (``ce_loss`` is the
             final exit's alone); they then only feed the mutual feature loss.
@@ -119,9 +119,6 @@ class MultiExitDistiller(SelfDistillationModel):
         attention: bool = True,
         teacher: keras.Model | None = None,
         weight_decay: float = 0.0,
-        pskd_alpha: float | None = None,
-        num_train_examples: int | None = None,
-        bank_dtype: str = "float32",
         mutual_feature_weight: float = 0.0,
         exit_losses: bool = True,
         exit_head: str = "attention",
@@ -131,14 +128,8 @@ class MultiExitDistiller(SelfDistillationModel):
         token_pooling: str = "mean",
         **kwargs,
     ):
-        from keras_sd import pskd  # local import, as in Baseline
-
         graph = ExitGraph(backbone, exits)  # checks the backbone contract and the exit points
         alpha = _check_alpha(alpha)
-        pskd_alpha = None if pskd_alpha is None else pskd.check_alpha(pskd_alpha)
-        bank_dtype = pskd.check_bank_dtype(bank_dtype)
-        if pskd_alpha is not None:
-            pskd.check_num_examples(num_train_examples)
         mutual_feature_weight = losses.check_weight(mutual_feature_weight, "mutual_feature_weight")
         feature_weight = losses.check_weight(feature_weight, "feature_weight")
         final_ce_weight = losses.check_weight(final_ce_weight, "final_ce_weight")
@@ -188,14 +179,6 @@ class MultiExitDistiller(SelfDistillationModel):
             teacher.trainable = False
         self.exit_losses = exit_losses
         self.mutual_feature_weight = mutual_feature_weight
-        self.pskd_alpha = pskd_alpha
-        self.num_train_examples = num_train_examples
-        self.bank_dtype = bank_dtype
-        self.pskd = None
-        if pskd_alpha is not None:
-            self.pskd = pskd.ProgressiveSelfKD(
-                pskd_alpha, num_train_examples, self.num_classes, bank_dtype, name="pskd"
-            )
         self.feature_hint = feature_hint
         self.hint_exits = list(hint_exits) if not isinstance(hint_exits, str) else hint_exits
         self.hinted_exits = hinted  # 0-based indices of the shallow exits with a feature hint
@@ -280,9 +263,6 @@ class MultiExitDistiller(SelfDistillationModel):
         return ref_logits, ref_features
 
     def compute_loss_terms(self, images, targets, training, index=None):
-        if training and self.pskd is not None:
-            # PS-KD: the same progressive soft target for every exit (Chottananurak et al. eq. 2).
-            targets = self.pskd.soft_targets(targets, index)
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
         # "mean" averages the losses of the K exits; without exit losses only one exit has any.
@@ -340,18 +320,6 @@ class MultiExitDistiller(SelfDistillationModel):
         adapter = self.feature_adapters[self.hinted_exits.index(i)]
         return losses.batch_feature_distance(ref_features, adapter(features))
 
-    def after_train_step(self, images, targets, outputs, index) -> None:
-        if self.pskd is not None:
-            # The bank holds the model's own prediction: the final exit's (train-mode) softmax.
-            self.pskd.update(index, outputs[self.exit_names[-1]])
-
-    def fit(self, *args, **kwargs):
-        if self.pskd is None:
-            return super().fit(*args, **kwargs)
-        from keras_sd import pskd
-
-        return pskd.fit_with_pskd(self, super().fit, *args, **kwargs)
-
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
         return {
@@ -367,9 +335,6 @@ class MultiExitDistiller(SelfDistillationModel):
             "teacher": (
                 None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher)
             ),
-            "pskd_alpha": self.pskd_alpha,
-            "num_train_examples": self.num_train_examples,
-            "bank_dtype": self.bank_dtype,
             "mutual_feature_weight": self.mutual_feature_weight,
             "exit_losses": self.exit_losses,
             "exit_head": self.exit_head,
@@ -384,8 +349,9 @@ class MultiExitDistiller(SelfDistillationModel):
         # Not via super().from_config: its deepcopy would copy the live teacher model.
         config = copy.deepcopy(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("teacher") is not None:
-            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        for key in ("teacher", "soft_targets"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
 
