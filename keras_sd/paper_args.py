@@ -52,7 +52,9 @@ PSKD_PAPER = (
     "Chottananurak et al., Progressive Self-Knowledge Distillation with Mutual Learning; "
     "Kim et al., ICCV 2021 (PS-KD)"
 )
-PSKD = {"pskd_alpha": 0.8, "num_train_examples": 50000, "bank_dtype": "float32"}
+# alpha_T = 0.8. The bank's rows (`num_train_examples`) come from the data: the runner passes the
+# training-set size of `DataBundle.info` (`train.build_model`), so no recipe hard-codes 50000.
+PSKD = {"pskd_alpha": 0.8, "bank_dtype": "float32"}
 DMFL = {"mutual_feature_weight": 1.0}
 
 

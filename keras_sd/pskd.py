@@ -7,11 +7,13 @@ every model that offers PS-KD shares:
 
 - `PredictionBank`: a non-trainable ``[num_examples, num_classes]`` variable keyed by the sample
   index the data pipeline carries (``keras_sd.data.load(..., with_index=True)``).
-- `ProgressiveSelfKD`: the bank plus the ``alpha_t`` variable; ``soft_targets`` (read, before the
-  gradient step) and ``update`` (write, after it).
+- `ProgressiveSelfKD`: the bank plus the ``alpha_t`` variable; ``transform`` (read, before the
+  gradient step) and ``update`` (write, after it). Any keras_sd model takes one as
+  ``soft_targets=ProgressiveSelfKD(alpha=0.8, num_examples=50_000)``: the base class's step calls
+  both (`keras_sd.models.base.SelfDistillationModel`), so no method repeats the plumbing.
 - `PSKDAlphaScheduler`: the callback that sets ``alpha_t`` each epoch and logs it.
-- `fit_with_pskd`: what a model's ``fit`` override calls (schedule by default, early input
-  checks, bank-size errors as `ValueError`).
+- `fit_with_pskd`: what the base model's ``fit`` calls when PS-KD is on (schedule by default,
+  early input checks, bank-size errors as `ValueError`).
 
 Reference: Kim, Ji, Yoon & Hwang, "Self-Knowledge Distillation with Progressive Refinement of
 Targets", ICCV 2021; combined with BYOT and deep mutual feature learning in Chottananurak, Jeong,
@@ -157,18 +159,24 @@ class PredictionBank(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_sd")
 class ProgressiveSelfKD(keras.layers.Layer):
-    """PS-KD targets: a `PredictionBank` and the scheduled ``alpha_t``.
+    """PS-KD targets: a `PredictionBank` and the scheduled ``alpha_t``; a target transform any
+    keras_sd model takes as ``soft_targets=``.
 
-    ``soft_targets(onehot, index)`` returns ``(1 - alpha_t) * onehot + alpha_t * P_prev`` (call it
-    before the gradient step); ``update(index, logits)`` writes ``softmax(logits)`` (T = 1) into the
-    bank (call it after). ``alpha_t`` is a non-trainable variable set by `PSKDAlphaScheduler`, so the
+    ``transform(onehot, index)`` returns ``(1 - alpha_t) * onehot + alpha_t * P_prev`` (the model
+    calls it before the gradient step); ``update(index, logits)`` writes ``softmax(logits)``
+    (T = 1, the model's primary output) into the bank (after it). ``alpha_t`` is a non-trainable variable set by `PSKDAlphaScheduler`, so the
     compiled step sees new values without retracing and checkpoints keep it; it starts at 0.
+
+    Example:
+        >>> layer = ProgressiveSelfKD(alpha=0.8, num_examples=4, num_classes=3)
+        >>> layer.alpha_at(epoch=1, total_epochs=4)
+        0.4
 
     Args:
         alpha: ``alpha_T``, the final weight of the previous-epoch predictions, in [0, 1]
-            (the seed and PS-KD use 0.8).
+            (the PS-KD paper uses 0.8).
         num_examples: training-set size (bank rows).
-        num_classes: number of classes.
+        num_classes: number of classes; None: the model that takes the layer sets it (`build`).
         bank_dtype: ``"float32"`` or ``"float16"`` bank storage.
 
     Reference: Kim et al., ICCV 2021, Eq. (5)-(6).
@@ -178,15 +186,33 @@ class ProgressiveSelfKD(keras.layers.Layer):
         self,
         alpha: float,
         num_examples: int,
-        num_classes: int,
+        num_classes: int | None = None,
         bank_dtype: str = "float32",
         **kwargs,
     ):
+        kwargs.setdefault("name", "pskd")
         super().__init__(**kwargs)
         self.alpha = check_alpha(alpha)
         self.num_examples = check_num_examples(num_examples)
-        self.num_classes = check_num_examples(num_classes, "num_classes")
+        self.num_classes = (
+            None if num_classes is None else check_num_examples(num_classes, "num_classes")
+        )
         self.bank_dtype = check_bank_dtype(bank_dtype)
+        self.bank = None
+        if self.num_classes is not None:
+            self.build((None, self.num_classes))
+
+    def build(self, targets_shape):
+        """Creates the bank for targets of shape ``[batch, num_classes]``."""
+        num_classes = check_num_examples(int(targets_shape[-1]), "num_classes")
+        if self.num_classes is not None and num_classes != self.num_classes:
+            raise ValueError(
+                f"`num_classes`={self.num_classes} of {self.name!r} disagrees with the model's "
+                f"{num_classes} classes."
+            )
+        if self.bank is not None:  # built in __init__; Keras' deserialisation builds again
+            return
+        self.num_classes = num_classes
         self.bank = PredictionBank(
             self.num_examples, self.num_classes, self.bank_dtype, name="prediction_bank"
         )
@@ -199,7 +225,7 @@ class ProgressiveSelfKD(keras.layers.Layer):
         """``alpha_T * (epoch + 1) / total_epochs`` for 0-based Keras ``epoch`` (see scheduler)."""
         return self.alpha * min(epoch + 1, total_epochs) / total_epochs
 
-    def soft_targets(self, onehot, index):
+    def transform(self, onehot, index):
         """``(1 - alpha_t) * onehot + alpha_t * bank[index]``; raises if ``index`` is None."""
         if index is None:
             raise ValueError(MISSING_INDEX_MESSAGE)
@@ -214,8 +240,10 @@ class ProgressiveSelfKD(keras.layers.Layer):
             raise ValueError(MISSING_INDEX_MESSAGE)
         self.bank.write(index, ops.softmax(ops.cast(logits, "float32"), axis=-1))
 
+    soft_targets = transform  # the name before the transform moved into the base model
+
     def call(self, onehot, index):
-        return self.soft_targets(onehot, index)
+        return self.transform(onehot, index)
 
     def get_config(self):
         config = super().get_config()
@@ -229,8 +257,8 @@ class ProgressiveSelfKD(keras.layers.Layer):
 
 
 def find_pskd(model) -> ProgressiveSelfKD | None:
-    """The model's `ProgressiveSelfKD` (its ``pskd`` attribute), or None when PS-KD is off."""
-    layer = getattr(model, "pskd", None)
+    """The model's `ProgressiveSelfKD` (its ``soft_targets``), or None when PS-KD is off."""
+    layer = getattr(model, "soft_targets", None)
     return layer if isinstance(layer, ProgressiveSelfKD) else None
 
 
@@ -267,7 +295,9 @@ class PSKDAlphaScheduler(keras.callbacks.Callback):
         if layer is None:
             raise ValueError(
                 f"PSKDAlphaScheduler: the model {type(self.model).__name__} has PS-KD off "
-                "(no `pskd` layer); construct it with `pskd_alpha=...`."
+                "(no `soft_targets`); construct it with "
+                "`soft_targets=keras_sd.pskd.ProgressiveSelfKD(alpha, num_examples)` (or the "
+                "shorthand `pskd_alpha=..., num_train_examples=...`)."
             )
         return layer
 

@@ -429,13 +429,31 @@ def _coerce_like(value, current, key):
     return value
 
 
+# Constructor arguments a recipe cannot set: objects, or the base class's plumbing.
+_NOT_METHOD_ARGS = (
+    "self",
+    "backbone",
+    "kwargs",
+    "args",
+    "soft_targets",
+    "loss_weights",
+    "tracked_outputs",
+    "term_names",
+)
+
+
 def _constructor_defaults(method: str) -> dict:
-    sig = inspect.signature(method_class(method).__init__)
-    return {
-        name: (None if p.default is inspect.Parameter.empty else p.default)
-        for name, p in sig.parameters.items()
-        if name not in ("self", "backbone", "kwargs", "args")
-    }
+    """Argument -> default of the method class's constructor and its keras_sd base classes (the
+    base class takes the PS-KD shorthand ``pskd_alpha`` for every method)."""
+    defaults = {}
+    for klass in reversed(method_class(method).__mro__):
+        init = klass.__dict__.get("__init__")
+        if init is None or not klass.__module__.startswith("keras_sd."):
+            continue
+        for name, p in inspect.signature(init).parameters.items():
+            if name not in _NOT_METHOD_ARGS:
+                defaults[name] = None if p.default is inspect.Parameter.empty else p.default
+    return defaults
 
 
 def apply_override(recipe: Recipe, key: str, value) -> Recipe:

@@ -4,8 +4,8 @@ Keras' own callback already writes, per epoch, every entry of the epoch ``logs``
 the total ``loss``, every loss term (``ce_loss``, ``kl_loss``, ...), every output's accuracy and
 top-5 (train under ``train/``, ``val_*`` under ``validation/``), the ``learning_rate`` (it reads the
 optimizer's schedule), and the scheduled weights that `keras_sd.callbacks` and
-`keras_sd.pskd.PSKDAlphaScheduler` put into the logs (``alpha``, ``feature_weight``,
-``pskd_alpha_t``) when they come before it in the callback list. keras-tuner adds the HParams
+`keras_sd.pskd.PSKDAlphaScheduler` put into the logs (``kl_loss_weight``,
+``feature_loss_weight``, ``pskd_alpha_t``) when they come before it in the callback list. keras-tuner adds the HParams
 entry of every trial itself (it patches a ``TensorBoard`` callback's ``log_dir`` per trial and
 appends ``hparams.api.KerasCallback``). What is missing, and added here:
 
@@ -384,7 +384,7 @@ class ReliabilityDiagram(_SummaryCallback):
         return result
 
     def _primary(self, names) -> str:
-        declared = getattr(self.model, "output_names_", None)
+        declared = getattr(self.model, "tracked_outputs", None)
         if declared and declared[0] in names:
             return declared[0]
         return "output" if "output" in names else sorted(names)[0]

@@ -254,9 +254,9 @@ class EpochHistory(keras.callbacks.Callback):
 
 
 def primary_output(model) -> str:
-    """Name of the deployed output (the first of ``model.output_names_``: the final exit for
+    """Name of the deployed output (the first of ``model.tracked_outputs``: the final exit for
     multi-exit models, ``output`` for single-output ones)."""
-    return getattr(model, "output_names_", ("output",))[0]
+    return getattr(model, "tracked_outputs", ("output",))[0]
 
 
 def _val_key(output: str, kind: str = "accuracy") -> str:

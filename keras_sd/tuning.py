@@ -290,7 +290,7 @@ def make_objective(spec: str | keras_tuner.Objective) -> keras_tuner.Objective:
 def default_objective(model) -> str:
     """The final (deployed) output's validation accuracy: ``val_accuracy`` for single-output
     models, ``val_exit{K}_accuracy`` for multi-exit models."""
-    primary = getattr(model, "output_names_", ("output",))[0]
+    primary = getattr(model, "tracked_outputs", ("output",))[0]
     return "val_accuracy" if primary == "output" else f"val_{primary}_accuracy"
 
 

@@ -167,9 +167,9 @@ _EXIT1_HEAD = [
 
 
 @pytest.mark.parametrize(
-    "kwargs, before, after",
+    "kwargs, before, bank, after",
     [
-        ({}, ["alpha", "feature_weight"], []),
+        ({}, ["ce_loss_weight", "kl_loss_weight", "feature_loss_weight"], [], []),
         (
             dict(
                 feature_hint="adapted_l2_batch",
@@ -177,17 +177,23 @@ _EXIT1_HEAD = [
                 pskd_alpha=0.8,
                 num_train_examples=4,
             ),
-            ["alpha", "feature_weight", "mutual_feature_weight"],
-            ["alpha_t", "predictions", "exit1_adapt/kernel", "exit1_adapt/bias"],
+            [
+                "ce_loss_weight",
+                "kl_loss_weight",
+                "feature_loss_weight",
+                "mutual_feature_loss_weight",
+            ],
+            ["pskd/alpha_t", "pskd/predictions"],  # the base class's soft_targets layer
+            ["exit1_adapt/kernel", "exit1_adapt/bias"],
         ),
     ],
 )
-def test_weights_list_is_unchanged_and_survives_keras_save_load(tmp_path, kwargs, before, after):
+def test_weights_list_is_fixed_and_survives_keras_save_load(tmp_path, kwargs, before, bank, after):
     backbone = tiny_backbone()
     model = MultiExitDistiller(backbone, **kwargs)
     assert isinstance(model.exit_graph, ExitGraph) and model.exit_graph.backbone is backbone
     paths = [w.path for w in model.weights]
-    assert paths == [*before, *(w.path for w in backbone.weights), *_EXIT1_HEAD, *after]
+    assert paths == [*before, *(w.path for w in backbone.weights), *bank, *_EXIT1_HEAD, *after]
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert [w.path for w in loaded.weights] == paths

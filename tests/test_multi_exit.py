@@ -294,14 +294,14 @@ def test_keras_save_load_keeps_every_exit_and_the_weights(tmp_path):
     model = MultiExitDistiller(three_stage_backbone(batch_norm=True), path="dense", alpha=0.3)
     model.compile(optimizer="sgd")
     model.fit(X, Y, batch_size=8, epochs=1, verbose=0)
-    model.alpha.assign(0.0)  # e.g. saved during the annealed last epochs
+    model.term_weights["kl_loss"].assign(0.0)  # e.g. saved during the annealed last epochs
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
     assert isinstance(loaded, MultiExitDistiller)
     a, b = model.call_exits(X), loaded.call_exits(X)
     for name in ("exit1", "exit2", "exit3", "ensemble"):
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-6)
-    assert float(loaded.alpha.numpy()) == 0.0
+    assert float(loaded.term_weights["kl_loss"].numpy()) == 0.0
     assert loaded.get_config()["alpha"] == 0.3
 
 
@@ -376,8 +376,10 @@ def test_annealing_callback_zeroes_weights_for_last_epochs_without_retracing():
     history = model.fit(
         X, Y, batch_size=8, epochs=4, verbose=0, callbacks=[DistillationAnnealing(last_epochs=2)]
     ).history
-    np.testing.assert_allclose(history["alpha"], [0.6, 0.6, 0.0, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(history["feature_weight"], [0.04, 0.04, 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(history["kl_loss_weight"], [0.6, 0.6, 0.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        history["feature_loss_weight"], [0.04, 0.04, 0.0, 0.0], rtol=1e-6
+    )
     assert CountingDistiller.traces == 1
     # The compiled step used the new values: with both weights 0 the loss is the CE part alone.
     loss, ce = np.array(history["loss"]), np.array(history["ce_loss"])
@@ -385,7 +387,7 @@ def test_annealing_callback_zeroes_weights_for_last_epochs_without_retracing():
     assert np.all(loss[:2] > ce[:2] + 1e-4)
     # Resuming (here: extending) from a state with alpha = 0 restores the configured values
     # before the last epochs; the epoch index is absolute.
-    assert float(model.alpha.numpy()) == 0.0
+    assert float(model.term_weights["kl_loss"].numpy()) == 0.0
     more = model.fit(
         X,
         Y,
@@ -395,17 +397,19 @@ def test_annealing_callback_zeroes_weights_for_last_epochs_without_retracing():
         verbose=0,
         callbacks=[DistillationAnnealing(last_epochs=1)],
     ).history
-    np.testing.assert_allclose(more["alpha"], [0.6, 0.6, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(more["kl_loss_weight"], [0.6, 0.6, 0.0], rtol=1e-6)
 
 
 def test_annealing_callback_bad_arguments():
     with pytest.raises(ValueError, match="last_epochs"):
         DistillationAnnealing(last_epochs=-1)
-    with pytest.raises(ValueError, match="names"):
-        DistillationAnnealing(names="alpha")
+    with pytest.raises(ValueError, match="terms"):
+        DistillationAnnealing(terms="kl_loss")
     model = keras_baseline()
-    with pytest.raises(ValueError, match="'alpha'"):
+    with pytest.raises(ValueError, match="default distillation terms"):
         model.fit(X, Y, epochs=1, verbose=0, callbacks=[DistillationAnnealing()])
+    with pytest.raises(ValueError, match="no loss term 'kl_loss'.*'ce_loss'"):
+        model.fit(X, Y, epochs=1, verbose=0, callbacks=[DistillationAnnealing(terms=["kl_loss"])])
 
 
 def keras_baseline():
@@ -498,23 +502,12 @@ def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
     tests/test_pskd_byot.py) add nothing when off: same terms, no bank, no extra variable."""
     model = MultiExitDistiller(three_stage_backbone())
     assert model.term_names == ("ce_loss", "kl_loss", "feature_loss")
-    assert model.pskd is None and model.mutual_feature_weight is None
+    assert model.soft_targets is None and model.mutual_feature_weight == 0.0
     names = {v.path.split("/")[-1] for v in model.non_trainable_variables}
-    assert not names & {"predictions", "alpha_t", "mutual_feature_weight"}
+    assert not names & {"predictions", "alpha_t", "mutual_feature_loss_weight"}
     config = model.get_config()
-    assert {
-        k: config[k]
-        for k in (
-            "pskd_alpha",
-            "num_train_examples",
-            "bank_dtype",
-            "mutual_feature_weight",
-            "exit_losses",
-        )
-    } == {
-        "pskd_alpha": None,
-        "num_train_examples": None,
-        "bank_dtype": "float32",
+    assert {k: config[k] for k in ("soft_targets", "mutual_feature_weight", "exit_losses")} == {
+        "soft_targets": None,
         "mutual_feature_weight": 0.0,
         "exit_losses": True,
     }
@@ -522,7 +515,7 @@ def test_pskd_and_dmfl_options_are_off_by_default_and_in_the_config():
         three_stage_backbone(), pskd_alpha=0.8, num_train_examples=16, mutual_feature_weight=0.5
     )
     names = {v.path.split("/")[-1] for v in on.non_trainable_variables}
-    assert {"predictions", "alpha_t", "mutual_feature_weight"} <= names
+    assert {"predictions", "alpha_t", "mutual_feature_loss_weight"} <= names
     assert on.term_names == ("ce_loss", "kl_loss", "feature_loss", "mutual_feature_loss")
 
 

@@ -71,17 +71,17 @@ def test_step_targets_read_before_write_with_changing_weights():
     bank = onehot.copy()  # never-written rows read as one-hot
     rng = np.random.default_rng(1)
     for epoch, alpha in enumerate([0.2, 0.5, 0.8]):
-        model.pskd.alpha_t.assign(alpha)
+        model.soft_targets.alpha_t.assign(alpha)
         order = rng.permutation(N)
         for b in np.split(order, 4):
             expected_targets = (1 - alpha) * onehot[b] + alpha * bank[b]
-            got = model.pskd.soft_targets(onehot[b], b)
+            got = model.soft_targets.transform(onehot[b], b)
             np.testing.assert_allclose(got, expected_targets, atol=1e-6)
             logits = np.asarray(model.backbone(x[b], training=True)["logits"])
             logs = model.train_on_batch({"image": x[b], "index": b}, y[b], return_dict=True)
             assert logs["ce_loss"] == pytest.approx(ce(expected_targets, logits).mean(), rel=1e-5)
             bank[b] = softmax(logits)
-        stored = np.asarray(model.pskd.bank.predictions)
+        stored = np.asarray(model.soft_targets.bank.predictions)
         np.testing.assert_allclose(stored, bank, atol=1e-6)
         assert epoch < 1 or not np.allclose(bank, onehot)
 
@@ -96,7 +96,7 @@ def test_fit_shuffled_epochs_targets_are_keyed_by_index():
     history = model.fit(shuffled(x, y, 4), epochs=2, verbose=0)
     logits = np.asarray(model.backbone(x, training=True)["logits"])
     p = softmax(logits)
-    np.testing.assert_allclose(model.pskd.bank.predictions, p, atol=1e-6)
+    np.testing.assert_allclose(model.soft_targets.bank.predictions, p, atol=1e-6)
     assert history.history["pskd_alpha_t"] == pytest.approx([0.4, 0.8])
     assert history.history["ce_loss"][0] == pytest.approx(ce(onehot, logits).mean(), rel=1e-5)
     soft = 0.2 * onehot + 0.8 * p
@@ -109,9 +109,9 @@ def test_fit_shuffled_epochs_targets_are_keyed_by_index():
 def test_no_gradient_into_the_bank():
     x, y = data()
     model = pskd_model()
-    model.pskd.alpha_t.assign(0.8)
-    model.pskd.bank.write(np.arange(N), softmax(np.random.default_rng(0).normal(size=(N, C))))
-    bank = model.pskd.bank.predictions
+    model.soft_targets.alpha_t.assign(0.8)
+    model.soft_targets.bank.write(np.arange(N), softmax(np.random.default_rng(0).normal(size=(N, C))))
+    bank = model.soft_targets.bank.predictions
     assert all(v is not bank for v in model.trainable_variables)
     with tf.GradientTape() as tape:
         tape.watch(bank.value)
@@ -126,8 +126,8 @@ def test_evaluation_uses_no_bank():
     x, y = data()
     model = pskd_model()
     model.compile(optimizer="sgd")
-    model.pskd.alpha_t.assign(0.8)
-    model.pskd.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
+    model.soft_targets.alpha_t.assign(0.8)
+    model.soft_targets.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
     logs = model.evaluate({"image": x}, y, batch_size=N, return_dict=True, verbose=0)
     logits = np.asarray(model.backbone(x, training=False)["logits"])
     assert logs["ce_loss"] == pytest.approx(ce(np.eye(C)[y], logits).mean(), rel=1e-5)
@@ -135,10 +135,10 @@ def test_evaluation_uses_no_bank():
 
 def test_float16_bank():
     model = pskd_model(bank_dtype="float16")
-    assert model.pskd.bank.predictions.dtype == "float16"
+    assert model.soft_targets.bank.predictions.dtype == "float16"
     p = softmax(np.random.default_rng(0).normal(size=(4, C)))
-    model.pskd.bank.write(np.array([1, 5, 7, 2]), p)
-    got = model.pskd.bank.read(np.array([5, 3]), np.eye(C)[[0, 4]])
+    model.soft_targets.bank.write(np.array([1, 5, 7, 2]), p)
+    got = model.soft_targets.bank.read(np.array([5, 3]), np.eye(C)[[0, 4]])
     assert got.dtype == tf.float32
     np.testing.assert_allclose(got[0], p[1], atol=1e-3)
     np.testing.assert_array_equal(got[1], np.eye(C)[4])  # row 3 never written
@@ -177,7 +177,7 @@ def test_two_replica_fit_fills_the_bank():
         model.compile(optimizer=keras.optimizers.SGD(0.0))
     model.fit(shuffled(x, y, 8), epochs=1, verbose=0)
     p = softmax(model.backbone(x, training=True)["logits"])
-    for copy in model.pskd.bank.predictions.value.values:
+    for copy in model.soft_targets.bank.predictions.value.values:
         np.testing.assert_allclose(copy.numpy(), p, atol=1e-6)
 
 
@@ -193,8 +193,8 @@ def test_save_load_weights_keeps_bank_and_alpha(tmp_path):
     clone = pskd_model()
     clone({"image": x[:1]})
     clone.load_weights(path)
-    np.testing.assert_array_equal(clone.pskd.bank.predictions, model.pskd.bank.predictions)
-    assert float(clone.pskd.alpha_t) == pytest.approx(0.8)
+    np.testing.assert_array_equal(clone.soft_targets.bank.predictions, model.soft_targets.bank.predictions)
+    assert float(clone.soft_targets.alpha_t) == pytest.approx(0.8)
 
 
 class _StopAfterEpoch(keras.callbacks.Callback):
@@ -213,7 +213,7 @@ class _BankAtEpochBegin(keras.callbacks.Callback):
         self.seen = {}
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.seen[epoch] = np.asarray(self.model.pskd.bank.predictions).copy()
+        self.seen[epoch] = np.asarray(self.model.soft_targets.bank.predictions).copy()
 
 
 def test_backup_and_restore_resume_keeps_the_bank(tmp_path):
@@ -229,7 +229,7 @@ def test_backup_and_restore_resume_keeps_the_bank(tmp_path):
             verbose=0,
             callbacks=[keras.callbacks.BackupAndRestore(backup), _StopAfterEpoch(1)],
         )
-    saved = np.asarray(model.pskd.bank.predictions).copy()
+    saved = np.asarray(model.soft_targets.bank.predictions).copy()
     assert (saved.sum(axis=1) > 0).all()
     resumed = pskd_model()
     resumed.compile(optimizer="sgd")
@@ -330,7 +330,7 @@ def test_inputs_without_index():
     with pytest.raises(ValueError, match="with_index=True"):
         model.fit(no_index, epochs=1, verbose=0)
     with pytest.raises(ValueError, match="with_index=True"):  # inside the step (generators)
-        model.compute_loss_terms(x, tf.one_hot(y, C), training=True, index=None)
+        model.train_step((tf.constant(x), tf.constant(y)))
 
 
 def test_bank_smaller_than_data_set():
@@ -358,9 +358,13 @@ def test_harness_without_pskd_and_config():
     x, y = data()
     check_model(lambda: Baseline(tiny_backbone(num_classes=C)), x, y, expected_logs={"ce_loss"})
     config = pskd_model(alpha=0.5, n=20).get_config()
-    assert {k: config[k] for k in ("pskd_alpha", "num_train_examples", "bank_dtype")} == {
-        "pskd_alpha": 0.5,
-        "num_train_examples": 20,
+    # The shorthand is stored as the layer it builds.
+    assert "pskd_alpha" not in config
+    layer = config["soft_targets"]["config"]
+    assert {k: layer[k] for k in ("alpha", "num_examples", "num_classes", "bank_dtype")} == {
+        "alpha": 0.5,
+        "num_examples": 20,
+        "num_classes": C,
         "bank_dtype": "float32",
     }
 

@@ -140,7 +140,7 @@ def test_mutual_feature_loss_needs_two_exits():
 def test_model_terms_and_total_equal_numpy_with_dmfl():
     lam, mu = 0.05, 0.7
     model = paper_model(feature_weight=lam, mutual_feature_weight=mu)
-    assert float(model.mutual_feature_weight.numpy()) == pytest.approx(mu)
+    assert float(model.term_weights["mutual_feature_loss"].numpy()) == pytest.approx(mu)
     model.compile(optimizer="sgd")
     logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
     logits, feats = exits_numpy(model, X)
@@ -153,7 +153,7 @@ def test_model_terms_and_total_equal_numpy_with_dmfl():
     total += mu * ref["mutual_feature_loss"]
     np.testing.assert_allclose(logs["loss"], total, rtol=2e-5)
     # The weight is a variable: a new value reaches the compiled step.
-    model.mutual_feature_weight.assign(0.0)
+    model.term_weights["mutual_feature_loss"].assign(0.0)
     logs = model.evaluate(X, Y, batch_size=N, return_dict=True, verbose=0)
     np.testing.assert_allclose(logs["loss"], total - mu * ref["mutual_feature_loss"], rtol=2e-5)
 
@@ -190,7 +190,7 @@ def test_exit_losses_false_keeps_only_the_final_cross_entropy():
     plain = MultiExitDistiller(backbone(), exit_losses=False)
     _, terms = plain.compute_loss_terms(X, tf.one_hot(Y, C), training=False)
     assert sorted(terms) == ["ce_loss"]
-    assert plain.mutual_feature_weight is None
+    assert "mutual_feature_loss" not in plain.term_weights
 
 
 # ---------------------------------------------------------------- PS-KD on every exit
@@ -211,7 +211,7 @@ def test_pskd_targets_on_every_exit_after_a_shuffled_epoch_and_bank_from_final_e
     logits, feats = exits_numpy(model, X, training=True)
     onehot = np.eye(C)[Y]
     p_final = softmax(logits[-1])
-    np.testing.assert_allclose(model.pskd.bank.predictions, p_final, atol=1e-5)
+    np.testing.assert_allclose(model.soft_targets.bank.predictions, p_final, atol=1e-5)
     for shallow in logits[:-1]:  # written from the final exit, not a shallow one
         assert np.abs(softmax(shallow) - p_final).max() > 1e-2
     first = np_byot(logits, feats, onehot, alpha)["ce_loss"].mean()
@@ -233,8 +233,8 @@ def test_pskd_targets_on_every_exit_after_a_shuffled_epoch_and_bank_from_final_e
 def test_evaluation_uses_one_hot_targets_with_pskd():
     model = paper_model(pskd_alpha=0.8, num_train_examples=N)
     model.compile(optimizer="sgd")
-    model.pskd.alpha_t.assign(0.8)
-    model.pskd.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
+    model.soft_targets.alpha_t.assign(0.8)
+    model.soft_targets.bank.write(np.arange(N), np.full((N, C), 1.0 / C))
     logs = model.evaluate({"image": X}, Y, batch_size=N, return_dict=True, verbose=0)
     logits, feats = exits_numpy(model, X)
     ref = np_byot(logits, feats, np.eye(C)[Y], 0.1)["ce_loss"].mean()
@@ -252,7 +252,7 @@ def test_two_replica_training_fills_the_bank_from_both_replicas():
     assert logs["mutual_feature_loss"][-1] > 0
     # The final exit is the backbone's head (no batch norm): its train-mode output is per sample.
     p = softmax(model.backbone(X, training=True)["logits"])
-    copies = model.pskd.bank.predictions.value.values
+    copies = model.soft_targets.bank.predictions.value.values
     assert len(copies) == 2
     for copy in copies:
         np.testing.assert_allclose(copy.numpy(), p, atol=1e-5)
@@ -278,30 +278,20 @@ def test_harness_pskd_byot_dmfl_and_save_keeps_bank_and_weights(tmp_path):
         },
     )
     config = model.get_config()
-    assert {
-        k: config[k]
-        for k in (
-            "pskd_alpha",
-            "num_train_examples",
-            "bank_dtype",
-            "mutual_feature_weight",
-            "exit_losses",
-        )
-    } == {
-        "pskd_alpha": 0.8,
-        "num_train_examples": N,
-        "bank_dtype": "float32",
+    assert {k: config[k] for k in ("mutual_feature_weight", "exit_losses")} == {
         "mutual_feature_weight": 1.0,
         "exit_losses": True,
     }
-    model.mutual_feature_weight.assign(0.25)  # e.g. set by a schedule
+    layer = config["soft_targets"]["config"]
+    assert (layer["alpha"], layer["num_examples"], layer["bank_dtype"]) == (0.8, N, "float32")
+    model.term_weights["mutual_feature_loss"].assign(0.25)  # e.g. set by a schedule
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras")
-    assert float(loaded.mutual_feature_weight.numpy()) == pytest.approx(0.25)
+    assert float(loaded.term_weights["mutual_feature_loss"].numpy()) == pytest.approx(0.25)
     assert loaded.get_config()["mutual_feature_weight"] == 1.0
-    written = np.asarray(model.pskd.bank.predictions)
+    written = np.asarray(model.soft_targets.bank.predictions)
     assert (written.sum(axis=1) > 0).all()
-    np.testing.assert_array_equal(loaded.pskd.bank.predictions, written)
+    np.testing.assert_array_equal(loaded.soft_targets.bank.predictions, written)
 
 
 def test_harness_dmfl_without_exit_losses_float16_bank():
@@ -346,7 +336,7 @@ def test_pskd_without_index_or_with_a_small_bank():
     with pytest.raises(ValueError, match="with_index=True"):
         model.fit(tf.data.Dataset.from_tensor_slices(({"image": X}, Y)).batch(8), verbose=0)
     with pytest.raises(ValueError, match="with_index=True"):  # inside the step (generators)
-        model.compute_loss_terms(X, tf.one_hot(Y, C), training=True, index=None)
+        model.train_step((tf.constant(X), tf.constant(Y)))
     small = paper_model(pskd_alpha=0.8, num_train_examples=N - 4)
     small.compile(optimizer="sgd")
     with pytest.raises(ValueError, match="num_train_examples"):
@@ -405,7 +395,7 @@ def test_total_loss_equals_the_papers_equations(alpha, lam):
     feats = [np.abs(rng.normal(size=(b, d))) * 3 for _ in range(4)]
     y_soft = rng.dirichlet(np.ones(C), size=b)
     r = recipes.load(f"{REPO / 'recipes' / 'pskd' / 'resnet18_cifar100.py'}:pskd_byot_dmfl")
-    args = dict(r.method_args)
+    args = {**r.method_args, "num_train_examples": N}  # the runner sizes the bank from the data
     if alpha is not None:
         args.update(alpha=alpha, feature_weight=lam, final_ce_weight=1 + (1 - alpha))
     model = MultiExitDistiller(backbone(num_stages=4), **args)
@@ -469,11 +459,16 @@ def test_table1_recipes_express_all_eight_combinations(file):
     techniques in the row's name."""
     for row in ROWS:
         r = recipes.load(f"{REPO / 'recipes' / 'pskd' / file}:{row}")
-        model = recipes.method_class(r.method)(backbone(num_stages=4), **dict(r.method_args))
+        # The bank size comes from the data (train.build_model); recipes do not hard-code it.
+        assert "num_train_examples" not in r.method_args, row
+        args = dict(r.method_args)
+        if "pskd_alpha" in args:
+            args["num_train_examples"] = N
+        model = recipes.method_class(r.method)(backbone(num_stages=4), **args)
         names = set(model.term_names)
-        assert (getattr(model, "pskd", None) is not None) == ("pskd" in row), row
+        assert (model.soft_targets is not None) == ("pskd" in row), row
         assert r.data.with_index == ("pskd" in row), row
-        byot = "kl_loss" in names and float(model.alpha.numpy()) > 0
+        byot = "kl_loss" in names and model.alpha > 0
         assert byot == ("byot" in row), row
         assert ("mutual_feature_loss" in names) == ("dmfl" in row), row
         if "byot" in row or "dmfl" in row:
@@ -484,7 +479,7 @@ def test_table1_recipes_express_all_eight_combinations(file):
         if "byot" in row or "dmfl" in row:
             assert model.exit_head == EXIT_HEADS[file], row
         if "byot" in row:
-            assert (model.alpha_value, model.feature_weight_value) == (0.1, 1e-6), row
+            assert (model.alpha, model.feature_weight) == (0.1, 1e-6), row
             assert (model.reduction, model.temperature, model.kl_scale) == ("sum", 3.0, "t2"), row
             assert model.final_ce_weight == pytest.approx(1 + (1 - 0.1)), row
         elif "dmfl" in row:  # L = L_CE + L_DMFL: no L_Self-KD, the final CE weighs 1
@@ -495,9 +490,11 @@ def test_ablation_recipes_place_the_exits():
     path = REPO / "recipes" / "pskd" / "resnet18_cifar100_ablation.py"
     for arg, exits in [("blocks_123", 3), ("blocks_23", 2), ("blocks_3", 1)]:
         r = recipes.load(f"{path}:{arg}")
-        model = MultiExitDistiller(backbone(num_stages=4), **dict(r.method_args))
+        model = MultiExitDistiller(
+            backbone(num_stages=4), **{**r.method_args, "num_train_examples": N}
+        )
         assert model.num_exits == exits + 1, arg
-        assert model.pskd is not None and "mutual_feature_loss" in model.term_names, arg
+        assert model.soft_targets is not None and "mutual_feature_loss" in model.term_names, arg
         assert model.exit_head == "bottleneck", arg
         assert (model.reduction, model.temperature, model.kl_scale) == ("sum", 3.0, "t2"), arg
         assert model.final_ce_weight == pytest.approx(1.9), arg

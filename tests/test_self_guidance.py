@@ -251,7 +251,8 @@ def test_teacher_ce_weight_zero_sends_no_gradient_into_the_teacher_pass():
         grads = tape.gradient(ce_teacher, backbone.trainable_variables)
         has_gradient = any(g is not None and np.any(g.numpy()) for g in grads)
         assert has_gradient == expect_gradient
-        assert model.term_weight("ce_teacher_loss") == weight
+        assert float(model.term_weight("ce_teacher_loss")) == weight
+        assert model.loss_weights["ce_teacher_loss"] == weight
 
 
 def test_bad_arguments_raise_value_errors_naming_them():

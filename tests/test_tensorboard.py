@@ -168,13 +168,13 @@ def test_event_files_hold_terms_accuracies_schedules_and_images(multi_exit_run):
         "epoch_exit2_accuracy",
         "epoch_ensemble_accuracy",
         "epoch_learning_rate",
-        "epoch_alpha",
-        "epoch_feature_weight",
+        "epoch_kl_loss_weight",
+        "epoch_feature_loss_weight",
     }
     assert expected <= tags
     # DistillationAnnealing(last_epochs=1) over 2 epochs: configured value, then 0.
-    assert _scalar(tr, "epoch_alpha") == [0.5, 0.0]
-    assert _scalar(tr, "epoch_feature_weight") == pytest.approx([0.02, 0.0])
+    assert _scalar(tr, "epoch_kl_loss_weight") == [0.5, 0.0]
+    assert _scalar(tr, "epoch_feature_loss_weight") == pytest.approx([0.02, 0.0])
     # Cosine decay over 2 epochs x 2 steps, logged after each epoch's steps: lr(step 2), lr(4).
     lr = _scalar(tr, "epoch_learning_rate")
     assert lr == pytest.approx([0.05 * 0.5 * (1 + np.cos(np.pi * s / 4)) for s in (2, 4)])
@@ -246,7 +246,7 @@ def test_tensorboard_serves_the_scalars(multi_exit_run):
         while time.monotonic() < deadline and body is None:
             try:
                 with urllib.request.urlopen(
-                    f"{base}/scalars?run=train&tag=epoch_alpha", timeout=5
+                    f"{base}/scalars?run=train&tag=epoch_kl_loss_weight", timeout=5
                 ) as r:
                     body = json.loads(r.read())
             except OSError:

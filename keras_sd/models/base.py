@@ -2,8 +2,10 @@
 
 `SelfDistillationModel` owns `train_step` and `test_step`. A method subclass supplies only
 `compute_loss_terms(images, targets, training, index)`, returning its named outputs (logits) and its
-named loss terms (one value per sample, or a scalar batch statistic), plus the weight of each term.
-The core reduces every term over the batch, scales for the replica count, sums with the weights,
+named loss terms (one value per sample, or a scalar batch statistic), and declares the weight of
+each term to this constructor (``loss_weights``). The core keeps every weight in a non-trainable
+variable named after its term (``kl_loss_weight``), so one callback schedules any term of any
+method; it reduces every term over the batch, scales for the replica count, sums with the weights,
 applies gradients and keeps one `keras.metrics.Mean` per term, plus top-1 / top-5 accuracy of every
 output, so TensorBoard shows each term with no extra code.
 """
@@ -18,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_sd import _keras_compat, losses
+from keras_sd import _keras_compat, losses, pskd
 
 OUTPUT = "output"  # name of the single output of single-output models
 
@@ -54,10 +56,18 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
 
     The steps are overridden, not `compute_loss`, because methods run their own forward passes.
 
-    Subclasses implement `compute_loss_terms` and pass the names of their loss terms and outputs
-    to this constructor. Inputs are image batches, or dicts ``{"image": ..., "index": ...}`` when
-    the data pipeline carries per-sample indices (PS-KD). Labels are sparse integers ``[batch]``
-    (or ``[batch, 1]``), or one-hot / soft targets ``[batch, num_classes]``.
+    Subclasses implement `compute_loss_terms` and pass their loss terms with their weights and
+    the names of their outputs to this constructor. Inputs are image batches, or dicts
+    ``{"image": ..., "index": ...}`` when the data pipeline carries per-sample indices (PS-KD).
+    Labels are sparse integers ``[batch]`` (or ``[batch, 1]``), or one-hot / soft targets
+    ``[batch, num_classes]``.
+
+    Target transform: with ``soft_targets`` (a `keras_sd.pskd.ProgressiveSelfKD`) every method
+    trains against PS-KD's progressive targets. The step replaces the training targets by
+    ``soft_targets.transform(targets, index)`` before the method's terms, and after the gradient
+    update writes the primary output's softmax into the layer's bank
+    (``soft_targets.update(index, logits)``); `fit` adds the ``alpha_t`` schedule. Evaluation
+    uses the one-hot targets. The model then needs the sample index (``needs_sample_index``).
 
     Distribution: each per-sample term is averaged over the replica's batch and divided by the
     number of replicas (Keras 3's convention for `keras.losses.Loss`), so the gradients that
@@ -69,36 +79,65 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
     what PyTorch's ``SGD(weight_decay=...)`` does, which all the papers' code uses (Keras'
     optimizer ``weight_decay`` is decoupled, as in AdamW, and would not reproduce them).
 
+    Loss weights: ``loss_weights`` maps each term the subclass returns to its configured weight
+    (kept as given in ``self.loss_weights``). The live weight of term ``t`` is the non-trainable
+    float32 variable ``self.term_weights[t]``, named ``f"{t}_weight"``: a callback assigns it
+    (`keras_sd.callbacks.DistillationAnnealing`) and the compiled step reads the new value without
+    retracing; checkpoints keep it.
+
     Args:
         backbone: a functional model following the keras_sd backbone contract.
-        term_names: names of the loss terms the subclass returns (each gets a Mean tracker).
-        output_names: names of the outputs whose accuracy is tracked; the first one is primary.
+        loss_weights: term name -> weight >= 0, in the order the terms are logged (each term gets
+            a Mean tracker and a weight variable). Default: ``{"ce_loss": 1.0}``.
+        tracked_outputs: names of the outputs whose accuracy is tracked; the first one is primary.
         weight_decay: coupled L2 coefficient, >= 0.
+        soft_targets: a `keras_sd.pskd.ProgressiveSelfKD` (PS-KD targets), or None.
+        pskd_alpha, num_train_examples, bank_dtype: shorthand for ``soft_targets=
+            ProgressiveSelfKD(pskd_alpha, num_train_examples, bank_dtype=bank_dtype)`` (the
+            recipes' spelling; `get_config` stores ``soft_targets``).
+        term_names: deprecated spelling of ``loss_weights`` with every weight 1.
     """
 
     def __init__(
         self,
         backbone: keras.Model,
         *,
-        term_names: Sequence[str] = ("ce_loss",),
-        output_names: Sequence[str] = (OUTPUT,),
+        loss_weights: Mapping[str, float] | None = None,
+        tracked_outputs: Sequence[str] = (OUTPUT,),
         weight_decay: float = 0.0,
+        soft_targets: pskd.ProgressiveSelfKD | None = None,
+        pskd_alpha: float | None = None,
+        num_train_examples: int | None = None,
+        bank_dtype: str = "float32",
+        term_names: Sequence[str] | None = None,
         **kwargs,
     ):
         check_backbone(backbone)
+        soft_targets = _soft_targets(soft_targets, pskd_alpha, num_train_examples, bank_dtype)
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_classes = backbone_num_classes(backbone)
         self.weight_decay = losses.check_weight(weight_decay, "weight_decay")
-        self.term_names = tuple(term_names)
-        self.output_names_ = tuple(output_names)
+        self.loss_weights = _check_loss_weights(loss_weights, term_names)
+        self.term_names = tuple(self.loss_weights)
+        self.tracked_outputs = tuple(tracked_outputs)
+        # One non-trainable variable per term, named after it: what schedules assign.
+        self.term_weights = {
+            name: keras.Variable(
+                weight, dtype="float32", trainable=False, autocast=False, name=f"{name}_weight"
+            )
+            for name, weight in self.loss_weights.items()
+        }
+        if soft_targets is not None:
+            soft_targets.build((None, self.num_classes))  # checks a given width
+        self.soft_targets = soft_targets
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.term_trackers = {n: keras.metrics.Mean(name=n) for n in self.term_names}
         if self.weight_decay > 0:
             self.term_trackers["weight_decay_loss"] = keras.metrics.Mean(name="weight_decay_loss")
         k = min(5, self.num_classes)
         self.accuracy_trackers = {}
-        for name in self.output_names_:
+        for name in self.tracked_outputs:
             prefix = "" if name == OUTPUT else f"{name}_"
             self.accuracy_trackers[name] = (
                 keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
@@ -122,11 +161,16 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         raise NotImplementedError
 
     def term_weight(self, name: str):
-        """Weight of loss term ``name`` in the total (a float or a non-trainable variable)."""
-        return 1.0
+        """The live weight of loss term ``name``: its float32 variable ``term_weights[name]``."""
+        return ops.convert_to_tensor(self.term_weights[name])
 
     def after_train_step(self, images, targets, outputs, index) -> None:
-        """Hook run after the gradient update (e.g. the PS-KD prediction bank write)."""
+        """Hook run after the gradient update (and after the ``soft_targets`` bank write)."""
+
+    @property
+    def needs_sample_index(self) -> bool:
+        """Whether training inputs must carry ``"index"`` (PS-KD's per-sample bank)."""
+        return self.soft_targets is not None
 
     # ------------------------------------------------------------------ inputs
     @staticmethod
@@ -165,6 +209,12 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
             )
 
     def fit(self, x=None, y=None, *args, **kwargs):
+        if self.soft_targets is not None:
+            # Prepends the alpha_t schedule, checks the index statically, names bank errors.
+            return pskd.fit_with_pskd(self, self._checked_fit, x, y, *args, **kwargs)
+        return self._checked_fit(x, y, *args, **kwargs)
+
+    def _checked_fit(self, x=None, y=None, *args, **kwargs):
         self.check_label_array(y)
         return super().fit(x, y, *args, **kwargs)
 
@@ -221,7 +271,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
     def _weighted_total(self, reduced):
         total = ops.zeros((), "float32")
         for name, value in reduced.items():
-            total = total + ops.cast(self.term_weight(name), "float32") * value
+            total = total + self.term_weight(name) * value
         return total
 
     def _weight_decay_loss(self):
@@ -239,7 +289,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
             top5.update_state(targets, logits)
         # Keras' public hook updates the metrics passed to `compile` (on the primary output) and
         # returns every result in `self.metrics`.
-        logs = self.compute_metrics(x, y, outputs[self.output_names_[0]])
+        logs = self.compute_metrics(x, y, outputs[self.tracked_outputs[0]])
         if _keras_compat.in_multi_worker_mode(tf.distribute.get_strategy()):
             # Keras 3.15's TF trainer reduces step outputs under MultiWorkerMirroredStrategy with
             # `strategy.reduce("MEAN", v, axis=0)` (trainer.reduce_per_replica), which rejects
@@ -258,6 +308,8 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         targets = self.labels_to_targets(y)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
+            if self.soft_targets is not None:
+                targets = self.soft_targets.transform(targets, index)
             outputs, terms = self.compute_loss_terms(images, targets, training=True, index=index)
             reduced = self._reduce_terms(terms)
             total = self._weighted_total(reduced)
@@ -272,6 +324,8 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
+        if self.soft_targets is not None:
+            self.soft_targets.update(index, outputs[self.tracked_outputs[0]])
         self.after_train_step(images, targets, outputs, index)
         return self._update_metrics(x, y, total, reduced, outputs, targets)
 
@@ -296,6 +350,11 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         return {
             "backbone": keras.saving.serialize_keras_object(self.backbone),
             "weight_decay": self.weight_decay,
+            "soft_targets": (
+                None
+                if self.soft_targets is None
+                else keras.saving.serialize_keras_object(self.soft_targets)
+            ),
             "name": self.name,
         }
 
@@ -303,80 +362,68 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
     def from_config(cls, config):
         config = copy.deepcopy(config)  # Keras' functional from_config consumes nested dicts
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("soft_targets"), dict):
+            config["soft_targets"] = keras.saving.deserialize_keras_object(config["soft_targets"])
         return cls(**config)
+
+
+def _soft_targets(soft_targets, pskd_alpha, num_train_examples, bank_dtype):
+    """The `ProgressiveSelfKD` from ``soft_targets`` or the ``pskd_alpha`` shorthand, or None."""
+    pskd.check_bank_dtype(bank_dtype)
+    if pskd_alpha is not None:
+        if soft_targets is not None:
+            raise ValueError(
+                "Pass `soft_targets` or its shorthand `pskd_alpha` (with `num_train_examples`), "
+                f"not both; got pskd_alpha={pskd_alpha!r} and soft_targets={soft_targets!r}."
+            )
+        return pskd.ProgressiveSelfKD(
+            pskd.check_alpha(pskd_alpha),
+            pskd.check_num_examples(num_train_examples),
+            bank_dtype=bank_dtype,
+        )
+    if soft_targets is not None and not isinstance(soft_targets, pskd.ProgressiveSelfKD):
+        raise ValueError(
+            "`soft_targets` must be a keras_sd.pskd.ProgressiveSelfKD or None, got "
+            f"{type(soft_targets).__name__}."
+        )
+    return soft_targets
+
+
+def _check_loss_weights(loss_weights, term_names) -> dict[str, float]:
+    """``{term: float weight >= 0}`` from ``loss_weights`` (or the deprecated ``term_names``)."""
+    if loss_weights is not None and term_names is not None:
+        raise ValueError(
+            f"Pass `loss_weights` (term -> weight) or the deprecated `term_names`, not both; got "
+            f"loss_weights={loss_weights!r} and term_names={term_names!r}."
+        )
+    if loss_weights is None:
+        loss_weights = dict.fromkeys(term_names or ("ce_loss",), 1.0)
+    if not isinstance(loss_weights, Mapping) or not loss_weights:
+        raise ValueError(
+            f"`loss_weights` must be a non-empty dict of term name -> weight, got {loss_weights!r}."
+        )
+    checked = {}
+    for name, weight in loss_weights.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"`loss_weights` keys must be term names (str), got {name!r}.")
+        checked[name] = losses.check_weight(weight, f"loss_weights[{name!r}]")
+    return checked
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
 class Baseline(SelfDistillationModel):
     """Plain cross-entropy training of a backbone: the reference every method is compared with.
 
-    With ``pskd_alpha`` set it is PS-KD alone: the cross-entropy target of a training sample is
-    ``(1 - alpha_t) * y + alpha_t * P_prev(x)``, where ``P_prev(x)`` is this model's softmax for
-    that sample from the previous epoch (train mode, T = 1), kept in a per-sample prediction bank
-    (`keras_sd.pskd.ProgressiveSelfKD`) that is read before and written after every step.
-    ``alpha_t = alpha_T * t / T`` is set by `keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds
-    when the callbacks have none. Inputs must carry the sample index
-    (``keras_sd.data.load(..., with_index=True)``). Evaluation uses plain one-hot targets.
+    PS-KD alone is this model with ``soft_targets=keras_sd.pskd.ProgressiveSelfKD(...)`` (or the
+    shorthand ``pskd_alpha=0.8, num_train_examples=N``), as for every method.
 
-    Args:
-        backbone: a keras_sd backbone.
-        weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
-        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (0.8 in the papers); None turns PS-KD off.
-        num_train_examples: training-set size (bank rows); required with ``pskd_alpha``.
-        bank_dtype: ``"float32"`` or ``"float16"`` storage of the prediction bank.
-
-    Reference (PS-KD): Kim et al., "Self-Knowledge Distillation with Progressive Refinement of
-    Targets", ICCV 2021.
+    Example:
+        >>> from keras_sd import backbones
+        >>> model = Baseline(backbones.get("resnet20", input_shape=(8, 8, 1), num_classes=10))
+        >>> model.term_names
+        ('ce_loss',)
     """
 
-    def __init__(
-        self,
-        backbone: keras.Model,
-        *,
-        weight_decay: float = 0.0,
-        pskd_alpha: float | None = None,
-        num_train_examples: int | None = None,
-        bank_dtype: str = "float32",
-        **kwargs,
-    ):
-        super().__init__(backbone, weight_decay=weight_decay, **kwargs)
-        from keras_sd import pskd  # local import keeps the PS-KD option inside this class
-
-        self.pskd_alpha = None if pskd_alpha is None else pskd.check_alpha(pskd_alpha)
-        self.num_train_examples = num_train_examples
-        self.bank_dtype = pskd.check_bank_dtype(bank_dtype)
-        self.pskd = None
-        if self.pskd_alpha is not None:
-            self.pskd = pskd.ProgressiveSelfKD(
-                self.pskd_alpha,
-                pskd.check_num_examples(num_train_examples),
-                self.num_classes,
-                self.bank_dtype,
-                name="pskd",
-            )
-
     def compute_loss_terms(self, images, targets, training, index=None):
-        if training and self.pskd is not None:
-            targets = self.pskd.soft_targets(targets, index)
         logits = self.backbone(images, training=training)["logits"]
         return {OUTPUT: logits}, {"ce_loss": losses.soft_target_cross_entropy(targets, logits)}
-
-    def after_train_step(self, images, targets, outputs, index) -> None:
-        if self.pskd is not None:
-            self.pskd.update(index, outputs[OUTPUT])
-
-    def fit(self, *args, **kwargs):
-        if self.pskd is None:
-            return super().fit(*args, **kwargs)
-        from keras_sd import pskd
-
-        return pskd.fit_with_pskd(self, super().fit, *args, **kwargs)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            pskd_alpha=self.pskd_alpha,
-            num_train_examples=self.num_train_examples,
-            bank_dtype=self.bank_dtype,
-        )
-        return config

@@ -54,8 +54,10 @@ class MultiExitDistiller(SelfDistillationModel):
     alpha`` factors included), ``kl_loss`` (weight ``alpha``), ``feature_loss`` (weight
     ``feature_weight``) and, when on, ``teacher_kl_loss`` (weight ``alpha``) and
     ``mutual_feature_loss`` (`keras_sd.losses.mutual_feature_kl`, weight
-    ``mutual_feature_weight``). The weights live in non-trainable variables (``model.alpha``,
-    ...) that callbacks set without retracing. Outputs: ``exit1`` .. ``exitK`` and ``ensemble``
+    ``mutual_feature_weight``). Each term's weight lives in the non-trainable variable
+    ``model.term_weights[term]`` (``kl_loss_weight``, ...) that callbacks set without retracing;
+    the shallow exits' ``1 - alpha`` factors read the ``kl_loss`` weight (the final exit's, with a
+    teacher, the ``teacher_kl_loss`` weight), so annealing a KL weight to 0 restores full CE. Outputs: ``exit1`` .. ``exitK`` and ``ensemble``
     (log of the mean softmax); ``exitK`` is primary, so ``model(x)`` runs the backbone alone.
     Each option's paper meaning and the PS-KD / DMFL combinations of Chottananurak et al.:
     docs/methods/multi_exit.md and docs/methods/pskd.md.
@@ -82,9 +84,9 @@ class MultiExitDistiller(SelfDistillationModel):
         teacher: optional frozen `keras.Model` returning logits (or a dict with ``"logits"``):
             conventional KD on the final exit, whose cross-entropy then weighs ``1 - alpha``.
         weight_decay: coupled L2 coefficient (PyTorch SGD style), >= 0.
-        pskd_alpha: PS-KD's ``alpha_T`` in [0, 1] (soft targets on every exit); None: off.
-        num_train_examples: training-set size (PS-KD bank rows); required with ``pskd_alpha``.
-        bank_dtype: ``"float32"`` or ``"float16"`` storage of the PS-KD bank.
+        soft_targets: PS-KD (`keras_sd.pskd.ProgressiveSelfKD`, or the shorthand ``pskd_alpha``,
+            ``num_train_examples``, ``bank_dtype``; see `SelfDistillationModel`): the same soft
+            target on every exit; the bank holds the final exit's softmax.
         mutual_feature_weight: weight of the deep mutual feature loss, >= 0 (0: off).
         exit_losses: False drops every loss on the shallow exits' outputs (``ce_loss`` is the
             final exit's alone); they then only feed the mutual feature loss.
@@ -117,9 +119,6 @@ class MultiExitDistiller(SelfDistillationModel):
         attention: bool = True,
         teacher: keras.Model | None = None,
         weight_decay: float = 0.0,
-        pskd_alpha: float | None = None,
-        num_train_examples: int | None = None,
-        bank_dtype: str = "float32",
         mutual_feature_weight: float = 0.0,
         exit_losses: bool = True,
         exit_head: str = "attention",
@@ -129,14 +128,8 @@ class MultiExitDistiller(SelfDistillationModel):
         token_pooling: str = "mean",
         **kwargs,
     ):
-        from keras_sd import pskd  # local import, as in Baseline
-
         graph = ExitGraph(backbone, exits)  # checks the backbone contract and the exit points
         alpha = _check_alpha(alpha)
-        pskd_alpha = None if pskd_alpha is None else pskd.check_alpha(pskd_alpha)
-        bank_dtype = pskd.check_bank_dtype(bank_dtype)
-        if pskd_alpha is not None:
-            pskd.check_num_examples(num_train_examples)
         mutual_feature_weight = losses.check_weight(mutual_feature_weight, "mutual_feature_weight")
         feature_weight = losses.check_weight(feature_weight, "feature_weight")
         final_ce_weight = losses.check_weight(final_ce_weight, "final_ce_weight")
@@ -148,16 +141,18 @@ class MultiExitDistiller(SelfDistillationModel):
         _check_teacher(teacher, backbone)
         hinted = _resolve_hint_exits(hint_exits, graph.num_exits)
         names = [f"exit{i}" for i in range(1, graph.num_exits + 1)]
-        term_names = ["ce_loss", "kl_loss", "feature_loss"] if exit_losses else ["ce_loss"]
+        loss_weights = {"ce_loss": 1.0}
+        if exit_losses:
+            loss_weights.update(kl_loss=alpha, feature_loss=feature_weight)
         if teacher is not None:
-            term_names.append("teacher_kl_loss")
+            loss_weights["teacher_kl_loss"] = alpha
         if mutual_feature_weight > 0:
-            term_names.append("mutual_feature_loss")
+            loss_weights["mutual_feature_loss"] = mutual_feature_weight
         super().__init__(
             backbone,
-            term_names=term_names,
+            loss_weights=loss_weights,
             # The first output is the primary one (compiled metrics): the final exit.
-            output_names=[names[-1], *names[:-1], ENSEMBLE],
+            tracked_outputs=[names[-1], *names[:-1], ENSEMBLE],
             weight_decay=weight_decay,
             **kwargs,
         )
@@ -165,9 +160,10 @@ class MultiExitDistiller(SelfDistillationModel):
         # models share are saved once.
         self.exit_graph = graph
         self.exits = graph.exits
-        self.alpha_value = alpha
-        self.feature_weight_value = feature_weight
+        self.alpha = alpha
+        self.feature_weight = feature_weight
         self.temperature = temperature
+        # Not `self.path`: that is Keras' read-only layer path.
         self.distillation_path = path
         self.reduction = reduction
         self.kl_scale = kl_scale
@@ -178,27 +174,11 @@ class MultiExitDistiller(SelfDistillationModel):
         self.final_ce_weight = final_ce_weight
         self.token_pooling = token_pooling
         self.exit_heads = _exit_heads(graph, exit_head, self.num_classes, attention, token_pooling)
-        self.alpha = _weight_variable(alpha, "alpha")
-        self.feature_weight = _weight_variable(feature_weight, "feature_weight")
         self.teacher = teacher
         if teacher is not None:
             teacher.trainable = False
         self.exit_losses = exit_losses
-        self.mutual_feature_weight_value = mutual_feature_weight
-        # Only when on, so models without DMFL keep exactly their previous weights list.
-        self.mutual_feature_weight = None
-        if mutual_feature_weight > 0:
-            self.mutual_feature_weight = _weight_variable(
-                mutual_feature_weight, "mutual_feature_weight"
-            )
-        self.pskd_alpha = pskd_alpha
-        self.num_train_examples = num_train_examples
-        self.bank_dtype = bank_dtype
-        self.pskd = None
-        if pskd_alpha is not None:
-            self.pskd = pskd.ProgressiveSelfKD(
-                pskd_alpha, num_train_examples, self.num_classes, bank_dtype, name="pskd"
-            )
+        self.mutual_feature_weight = mutual_feature_weight
         self.feature_hint = feature_hint
         self.hint_exits = list(hint_exits) if not isinstance(hint_exits, str) else hint_exits
         self.hinted_exits = hinted  # 0-based indices of the shallow exits with a feature hint
@@ -283,16 +263,15 @@ class MultiExitDistiller(SelfDistillationModel):
         return ref_logits, ref_features
 
     def compute_loss_terms(self, images, targets, training, index=None):
-        if training and self.pskd is not None:
-            # PS-KD: the same progressive soft target for every exit (Chottananurak et al. eq. 2).
-            targets = self.pskd.soft_targets(targets, index)
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
         # "mean" averages the losses of the K exits; without exit losses only one exit has any.
         norm = float(k) if (self.reduction == "mean" and self.exit_losses) else 1.0
-        alpha = ops.cast(self.alpha, "float32")
-        # `final_ce_weight`: 1 (TPAMI), 1 + (1 - alpha) for Chottananurak et al.'s eq. 2 + L_CE.
-        final_ce_weight = self.final_ce_weight * (1.0 if self.teacher is None else 1.0 - alpha)
+        # `final_ce_weight`: 1 (TPAMI), 1 + (1 - alpha) for Chottananurak et al.'s eq. 2 + L_CE;
+        # times 1 - alpha with a teacher, alpha being the (scheduled) weight of its KL.
+        final_ce_weight = self.final_ce_weight
+        if self.teacher is not None:
+            final_ce_weight = final_ce_weight * (1.0 - self.term_weight("teacher_kl_loss"))
         ce_total = final_ce_weight * losses.soft_target_cross_entropy(targets, logits[-1])
         if self.exit_losses:
             kl_total = ops.zeros_like(ce_total)
@@ -300,6 +279,9 @@ class MultiExitDistiller(SelfDistillationModel):
             batch_hint = self.feature_hint == "adapted_l2_batch"
             feature_total = ops.zeros((), "float32") if batch_hint else ops.zeros_like(ce_total)
             ensemble = None
+            # alpha of TPAMI eq. 3 is the (scheduled) weight of the KL term: annealing it to 0
+            # also gives the shallow exits' cross-entropy its full weight.
+            alpha = self.term_weight("kl_loss")
             if self.distillation_path == "ensemble":  # one reference shared by every shallow exit
                 ensemble = self._ensemble_reference(logits, features)
             for i in range(k - 1):
@@ -325,7 +307,7 @@ class MultiExitDistiller(SelfDistillationModel):
             terms["teacher_kl_loss"] = (
                 losses.softened_kl(teacher_out, logits[-1], self.temperature, self.kl_scale) / norm
             )
-        if self.mutual_feature_weight is not None:
+        if "mutual_feature_loss" in self.term_weights:
             terms["mutual_feature_loss"] = losses.mutual_feature_kl(features)
         outputs = dict(zip(self.exit_names, logits))
         outputs[ENSEMBLE] = losses.log_mean_softmax(logits)
@@ -338,34 +320,13 @@ class MultiExitDistiller(SelfDistillationModel):
         adapter = self.feature_adapters[self.hinted_exits.index(i)]
         return losses.batch_feature_distance(ref_features, adapter(features))
 
-    def term_weight(self, name: str):
-        if name in ("kl_loss", "teacher_kl_loss"):
-            return self.alpha
-        if name == "feature_loss":
-            return self.feature_weight
-        if name == "mutual_feature_loss":
-            return self.mutual_feature_weight
-        return 1.0
-
-    def after_train_step(self, images, targets, outputs, index) -> None:
-        if self.pskd is not None:
-            # The bank holds the model's own prediction: the final exit's (train-mode) softmax.
-            self.pskd.update(index, outputs[self.exit_names[-1]])
-
-    def fit(self, *args, **kwargs):
-        if self.pskd is None:
-            return super().fit(*args, **kwargs)
-        from keras_sd import pskd
-
-        return pskd.fit_with_pskd(self, super().fit, *args, **kwargs)
-
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
         return {
             **super().get_config(),
             "exits": copy.deepcopy(self.exits),
-            "alpha": self.alpha_value,
-            "feature_weight": self.feature_weight_value,
+            "alpha": self.alpha,
+            "feature_weight": self.feature_weight,
             "temperature": self.temperature,
             "path": self.distillation_path,
             "reduction": self.reduction,
@@ -374,10 +335,7 @@ class MultiExitDistiller(SelfDistillationModel):
             "teacher": (
                 None if self.teacher is None else keras.saving.serialize_keras_object(self.teacher)
             ),
-            "pskd_alpha": self.pskd_alpha,
-            "num_train_examples": self.num_train_examples,
-            "bank_dtype": self.bank_dtype,
-            "mutual_feature_weight": self.mutual_feature_weight_value,
+            "mutual_feature_weight": self.mutual_feature_weight,
             "exit_losses": self.exit_losses,
             "exit_head": self.exit_head,
             "final_ce_weight": self.final_ce_weight,
@@ -391,8 +349,9 @@ class MultiExitDistiller(SelfDistillationModel):
         # Not via super().from_config: its deepcopy would copy the live teacher model.
         config = copy.deepcopy(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
-        if config.get("teacher") is not None:
-            config["teacher"] = keras.saving.deserialize_keras_object(config["teacher"])
+        for key in ("teacher", "soft_targets"):
+            if isinstance(config.get(key), dict):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         return cls(**config)
 
 
@@ -416,11 +375,6 @@ def _exit_heads(
         )
         for i, point in enumerate(graph.exit_points)
     ]
-
-
-def _weight_variable(value: float, name: str) -> keras.Variable:
-    """A non-trainable loss-weight variable: callbacks assign it without retracing the step."""
-    return keras.Variable(value, dtype="float32", trainable=False, name=name)
 
 
 def _check_options(path, reduction, feature_hint, attention, exit_losses) -> None:

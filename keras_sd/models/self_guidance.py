@@ -150,8 +150,12 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         losses.check_kl_scale(kl_scale)
         super().__init__(
             backbone,
-            term_names=("ce_student_loss", "ce_teacher_loss", "kl_loss"),
-            output_names=(OUTPUT, STUDENT),
+            loss_weights={
+                "ce_student_loss": 1.0,
+                "ce_teacher_loss": teacher_ce_weight,
+                "kl_loss": kd_weight,
+            },
+            tracked_outputs=(OUTPUT, STUDENT),
             weight_decay=weight_decay,
             **kwargs,
         )
@@ -193,13 +197,6 @@ class SelfGuidanceDistiller(SelfDistillationModel):
             )
 
     # ------------------------------------------------------------------ method
-    def term_weight(self, name: str):
-        return {
-            "ce_student_loss": 1.0,
-            "ce_teacher_loss": self.teacher_ce_weight,
-            "kl_loss": self.kd_weight,
-        }[name]
-
     def distillation_loss(self, teacher_logits, student_logits):
         """Per-sample ``KL(p_T^tau || p_S^tau)`` (times tau^2 for ``"t2"``); the teacher side is
         stop-gradiented unless ``teacher_gradient``."""

@@ -62,7 +62,8 @@ class TwoViewDistiller(SelfDistillationModel):
 
     The ablations of the paper's Table 6 are configurations: two branches only
     (``kl_weight=0, mmd_weight=0``), MMD only (``kl_weight=0``), KL only (``mmd_weight=0``) and
-    both (the defaults). Terms with weight 0 are still computed and logged.
+    both (the defaults). Terms with weight 0 are still computed and logged. Each weight lives in
+    the variable ``term_weights[term]`` (e.g. ``kl_loss_weight``), so a callback can schedule it.
 
     Args:
         backbone: A keras_sd contract backbone (``{"stages", "features", "logits"}``).
@@ -127,8 +128,7 @@ class TwoViewDistiller(SelfDistillationModel):
             )
         super().__init__(
             backbone,
-            term_names=("ce_loss", "kl_loss", "mmd_loss"),
-            output_names=(OUTPUT,),
+            loss_weights={"ce_loss": 1.0, "kl_loss": kl_weight, "mmd_loss": mmd_weight},
             weight_decay=weight_decay,
             **kwargs,
         )
@@ -161,9 +161,6 @@ class TwoViewDistiller(SelfDistillationModel):
         self.distortion = layer
 
     # ------------------------------------------------------------------ method
-    def term_weight(self, name: str):
-        return {"ce_loss": 1.0, "kl_loss": self.kl_weight, "mmd_loss": self.mmd_weight}[name]
-
     def make_views(self, images):
         """Two independently distorted copies ``(x_a, x_b)`` of ``images`` (training mode)."""
         return self.distortion(images, training=True), self.distortion(images, training=True)

@@ -19,8 +19,9 @@ Schedule: the paper gives Nesterov SGD, learning rate 0.1, momentum 0.9, weight 
 CIFAR statistics where the paper uses ImageNet mean/std.
 
 Method arguments: PS-KD alpha_T = 0.8 (``pskd_alpha``; alpha_t = alpha_T * t / T, set each epoch by
-`keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds), a 50000-row prediction bank
-(``num_train_examples``) keyed by the pipeline's sample index (``data.with_index=True``). BYOT:
+`keras_sd.pskd.PSKDAlphaScheduler`, which `fit` adds), a prediction bank with one row per training
+example (the runner sizes it from the data) keyed by the pipeline's sample index
+(``data.with_index=True``). BYOT:
 exits after every stage, alpha = 0.1, lambda (``feature_weight``) = 1e-6 (the paper's values),
 exit terms summed over the exits (eq. 2, ``reduction="sum"``), and:
 
