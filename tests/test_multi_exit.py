@@ -377,9 +377,7 @@ def test_annealing_callback_zeroes_weights_for_last_epochs_without_retracing():
         X, Y, batch_size=8, epochs=4, verbose=0, callbacks=[DistillationAnnealing(last_epochs=2)]
     ).history
     np.testing.assert_allclose(history["kl_loss_weight"], [0.6, 0.6, 0.0, 0.0], rtol=1e-6)
-    np.testing.assert_allclose(
-        history["feature_loss_weight"], [0.04, 0.04, 0.0, 0.0], rtol=1e-6
-    )
+    np.testing.assert_allclose(history["feature_loss_weight"], [0.04, 0.04, 0.0, 0.0], rtol=1e-6)
     assert CountingDistiller.traces == 1
     # The compiled step used the new values: with both weights 0 the loss is the CE part alone.
     loss, ce = np.array(history["loss"]), np.array(history["ce_loss"])

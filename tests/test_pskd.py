@@ -110,7 +110,9 @@ def test_no_gradient_into_the_bank():
     x, y = data()
     model = pskd_model()
     model.soft_targets.alpha_t.assign(0.8)
-    model.soft_targets.bank.write(np.arange(N), softmax(np.random.default_rng(0).normal(size=(N, C))))
+    model.soft_targets.bank.write(
+        np.arange(N), softmax(np.random.default_rng(0).normal(size=(N, C)))
+    )
     bank = model.soft_targets.bank.predictions
     assert all(v is not bank for v in model.trainable_variables)
     with tf.GradientTape() as tape:
@@ -193,7 +195,9 @@ def test_save_load_weights_keeps_bank_and_alpha(tmp_path):
     clone = pskd_model()
     clone({"image": x[:1]})
     clone.load_weights(path)
-    np.testing.assert_array_equal(clone.soft_targets.bank.predictions, model.soft_targets.bank.predictions)
+    np.testing.assert_array_equal(
+        clone.soft_targets.bank.predictions, model.soft_targets.bank.predictions
+    )
     assert float(clone.soft_targets.alpha_t) == pytest.approx(0.8)
 
 
