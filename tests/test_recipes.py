@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from keras_sd import recipes, train
+from keras_sd import paper_args, recipes, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPE_FILES = recipes.all_recipe_files(REPO / "recipes")
@@ -168,3 +168,50 @@ def test_cli_train_resume_evaluate_and_errors(tmp_path):
 def test_help_on_every_verb(verb):
     res = _cli(verb, "--help")
     assert res.returncode == 0 and "usage: keras-sd" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "build, match",
+    [
+        (
+            lambda: paper_args.tpami_row("resnet18", "cifar10", tpami="1 / 2"),
+            "`dataset`.*'cifar10'",
+        ),
+        (
+            lambda: paper_args.ddgsd_cifar_row(
+                "resnet32", "cifar100", "vgg", error="1", baseline_error="2"
+            ),
+            "`family`.*'vgg'",
+        ),
+        (
+            lambda: paper_args.ddgsd_cifar_row(
+                "resnet32", "svhn", "resnet", error="1", baseline_error="2"
+            ),
+            "`dataset`.*'svhn'",
+        ),
+    ],
+)
+def test_row_builders_reject_unknown_choices(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_row_builder_rows_differ_only_where_the_paper_does():
+    """Two TPAMI rows from one builder: same schedule and method, their own backbone and numbers;
+    the authors'-code rows exist only with an ICCV number (the code trains on CIFAR only)."""
+    get18, variants18, _, pub18 = paper_args.tpami_row(
+        "resnet18", "cifar100", tpami="79.01 / 1 / 2 / 3 / 4 / 5", iccv="77.09 / 1 / 2 / 3 / 4 / 5"
+    )
+    get_mb, variants_mb, _, pub_mb = paper_args.tpami_row(
+        "mobilenet_v2", "cifar100", tpami="65.49 / 1 / 2 / 3 / 4 / 5"
+    )
+    a, b = get18(None), get_mb(None)
+    assert (a.backbone, b.backbone) == ("resnet18", "mobilenet_v2")
+    assert a.replace(backbone="x") == b.replace(backbone="x")
+    assert "authors_code" in variants18 and "authors_code" not in variants_mb
+    assert (
+        pub18["baseline"] == "TPAMI baseline 79.01" and pub_mb["baseline"] == "TPAMI baseline 65.49"
+    )
+    code = get18("authors_code")
+    assert (code.epochs, code.callbacks, code.method_args["alpha"]) == (250, {}, 0.3)
+    assert get18("authors_code_baseline") == recipes.baseline(code)

@@ -1,43 +1,17 @@
 """Multi-exit self-distillation (BYOT / TPAMI): ResNet101 on ImageNet-2012 (ILSVRC2012 validation set).
 
-Papers: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks", TPAMI;
-Zhang et al., "Be Your Own Teacher", ICCV 2019.
 Row: ResNet101, TPAMI Table 2.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-    TPAMI: 77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87
-Schedule, augmentation and method: as recipes/multi_exit/resnet50_imagenet.py, whose docstring
-gives the sources (`keras_sd.schedules.IMAGENET_RESNET`, 100 epochs; the standard "imagenet"
-augmentation, since keras_sd has no ImageNet AutoAugment policy; `keras_sd.paper_args.TPAMI`).
-``:baseline`` trains the backbone alone; the authors' released code has no ImageNet row to copy.
+TPAMI 77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87.
+Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet50_imagenet.py.
 
-Commands:
-    keras-sd train recipes/multi_exit/resnet101_imagenet.py
-    keras-sd train recipes/multi_exit/resnet101_imagenet.py:baseline
-    keras-sd train recipes/multi_exit/resnet101_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train multi_exit/resnet101_imagenet  (or :baseline, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "TPAMI: 77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "baseline": "TPAMI baseline 77.03",
-}
-VARIANTS = {
-    None: {},
-}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="multi_exit",
-        backbone="resnet101",
-        backbone_args={"variant": "imagenet"},
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks=paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="imagenet", batch_size=256, augment="imagenet"),
-        optimizer=schedules.IMAGENET_RESNET,
-        epochs=100,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "resnet101",
+    "imagenet",
+    tpami="77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87",
+)

@@ -1,54 +1,20 @@
 """Multi-exit self-distillation (BYOT / TPAMI): ResNet152 on CIFAR-100.
 
-Papers: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks", TPAMI;
-Zhang et al., "Be Your Own Teacher", ICCV 2019.
 Row: ResNet152, TPAMI Table 1 and ICCV Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-    TPAMI: 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41
-    ICCV:  79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29
-Schedule, augmentation (AutoAugment + Cutout on every row, ``:baseline`` included) and method: as
-recipes/multi_exit/resnet18_cifar100.py, whose docstring gives the sources
-(`keras_sd.schedules.TPAMI_CIFAR`, `keras_sd.paper_args.TPAMI`). ``:baseline`` trains the backbone
-alone. ``:authors_code`` runs the authors' released code (``train.py --model=resnet152``) as
-described there; ``:authors_code_baseline`` is the backbone alone on its data and schedule.
+TPAMI 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41;
+ICCV 79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29 (the nearest to ``:authors_code``).
+Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet18_cifar100.py.
+``:authors_code`` is the authors' released code, ``train.py --model=resnet152``.
 
-Commands:
-    keras-sd train recipes/multi_exit/resnet152_cifar100.py
-    keras-sd train recipes/multi_exit/resnet152_cifar100.py:baseline
-    keras-sd train recipes/multi_exit/resnet152_cifar100.py:authors_code
-    keras-sd train recipes/multi_exit/resnet152_cifar100.py:authors_code_baseline
-    keras-sd train recipes/multi_exit/resnet152_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train multi_exit/resnet152_cifar100  (or :baseline, :authors_code, :authors_code_baseline, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, baseline, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "TPAMI: 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "baseline": "TPAMI baseline 82.92",
-    "authors_code": "none for exactly this configuration; nearest: ICCV Table 1 79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "authors_code_baseline": "none for exactly this configuration; nearest: ICCV Table 1 baseline 79.21",
-}
-VARIANTS = {
-    None: {},
-    "authors_code": paper_args.BYOT_CODE,
-    "authors_code_baseline": None,  # see get_config
-}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    if arg == "authors_code_baseline":  # the backbone alone on the code's data and schedule
-        return baseline(get_config("authors_code"))
-    authors = arg == "authors_code"
-    return Recipe(
-        method="multi_exit",
-        backbone="resnet152",
-        backbone_args={"variant": "cifar"},
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks={} if authors else paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=schedules.BYOT_CODE if authors else schedules.TPAMI_CIFAR,
-        epochs=schedules.BYOT_CODE_EPOCHS if authors else 300,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "resnet152",
+    "cifar100",
+    tpami="82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41",
+    iccv="79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29",
+)

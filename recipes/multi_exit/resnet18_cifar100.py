@@ -51,67 +51,24 @@ the deepest path is used throughout; which label is right cannot be told from th
 Table 3 'KD + Ours' (82.23 with a ResNet50 teacher) needs a trained teacher model: pass
 one in Python as MultiExitDistiller(..., teacher=keras.models.load_model(...)).
 
-Commands:
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:baseline
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:authors_code
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:authors_code_baseline
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:deepest
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:ensemble
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:transitive
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:dense
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:no_distillation
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:no_attention
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:kl_only
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:l2_only
-    keras-sd train recipes/multi_exit/resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train multi_exit/resnet18_cifar100  (or :baseline, :authors_code, :authors_code_baseline, :deepest, :ensemble, :transitive, :dense, :no_distillation, :no_attention, :kl_only, :l2_only, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, baseline, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "TPAMI: 79.01 / 76.31 / 79.32 / 81.24 / 81.76 / 82.64 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "baseline": "TPAMI baseline 79.01",
-    "authors_code": "none for exactly this configuration; nearest: ICCV Table 1 77.09 / 67.85 / 74.57 / 78.23 / 78.64 / 79.67 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "authors_code_baseline": "none for exactly this configuration; nearest: ICCV Table 1 baseline 77.09",
-    "deepest": "Table 7 'Best Teacher Distillation' (read as the deepest path): 76.22 / 79.81 / 81.93 / 81.29 / ensemble 82.32",
-    "ensemble": "Table 7 'Ensemble Teacher Distillation': 76.50 / 78.90 / 82.01 / 81.86 / ensemble 83.33",
-    "transitive": "Table 7 'Transitive Distillation': 76.31 / 79.32 / 81.24 / 81.76 / ensemble 82.64",
-    "dense": "Table 7 'Densely Connected Distillation': 77.52 / 79.98 / 81.32 / 81.37 / ensemble 82.42",
-    "no_distillation": "Table 7 'No Distillation' (exits trained by CE only, deep supervision): 75.85 / 78.73 / 81.27 / 81.26 / ensemble 82.65",
-    "no_attention": "Table 8 'No Attention': 74.83 / 78.08 / 81.04 / 81.44 / ensemble 82.20",
-    "kl_only": "Table 10, L_KL only: deepest exit 81.58",
-    "l2_only": "Table 10, L2 only: deepest exit 80.37 (alpha = 0 also gives the exits full CE weight)",
-}
-VARIANTS = {
-    None: {},
-    "authors_code": paper_args.BYOT_CODE,
-    "authors_code_baseline": None,  # see get_config
-    "deepest": {"path": "deepest"},
-    "ensemble": {"path": "ensemble"},
-    "transitive": {"path": "transitive"},
-    "dense": {"path": "dense"},
-    "no_distillation": {"alpha": 0.0, "feature_weight": 0.0},
-    "no_attention": {"attention": False},
-    "kl_only": {"feature_weight": 0.0},
-    "l2_only": {"alpha": 0.0},
-}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    if arg == "authors_code_baseline":  # the backbone alone on the code's data and schedule
-        return baseline(get_config("authors_code"))
-    authors = arg == "authors_code"
-    return Recipe(
-        method="multi_exit",
-        backbone="resnet18",
-        backbone_args={"variant": "cifar"},
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks={} if authors else paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=schedules.BYOT_CODE if authors else schedules.TPAMI_CIFAR,
-        epochs=schedules.BYOT_CODE_EPOCHS if authors else 300,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "resnet18",
+    "cifar100",
+    tpami="79.01 / 76.31 / 79.32 / 81.24 / 81.76 / 82.64",
+    iccv="77.09 / 67.85 / 74.57 / 78.23 / 78.64 / 79.67",
+    ablations={
+        "deepest": "Table 7 'Best Teacher Distillation' (read as the deepest path): 76.22 / 79.81 / 81.93 / 81.29 / ensemble 82.32",
+        "ensemble": "Table 7 'Ensemble Teacher Distillation': 76.50 / 78.90 / 82.01 / 81.86 / ensemble 83.33",
+        "transitive": "Table 7 'Transitive Distillation': 76.31 / 79.32 / 81.24 / 81.76 / ensemble 82.64",
+        "dense": "Table 7 'Densely Connected Distillation': 77.52 / 79.98 / 81.32 / 81.37 / ensemble 82.42",
+        "no_distillation": "Table 7 'No Distillation' (exits trained by CE only, deep supervision): 75.85 / 78.73 / 81.27 / 81.26 / ensemble 82.65",
+        "no_attention": "Table 8 'No Attention': 74.83 / 78.08 / 81.04 / 81.44 / ensemble 82.20",
+        "kl_only": "Table 10, L_KL only: deepest exit 81.58",
+        "l2_only": "Table 10, L2 only: deepest exit 80.37 (alpha = 0 also gives the exits full CE weight)",
+    },
+)

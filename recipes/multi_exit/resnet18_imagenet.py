@@ -11,34 +11,13 @@ gives the sources (`keras_sd.schedules.IMAGENET_RESNET`, 100 epochs; the standar
 augmentation, since keras_sd has no ImageNet AutoAugment policy; `keras_sd.paper_args.TPAMI`).
 ``:baseline`` trains the backbone alone; the authors' released code has no ImageNet row to copy.
 
-Commands:
-    keras-sd train recipes/multi_exit/resnet18_imagenet.py
-    keras-sd train recipes/multi_exit/resnet18_imagenet.py:baseline
-    keras-sd train recipes/multi_exit/resnet18_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train multi_exit/resnet18_imagenet  (or :baseline, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "TPAMI: 69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "baseline": "TPAMI baseline 69.21",
-}
-VARIANTS = {
-    None: {},
-}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="multi_exit",
-        backbone="resnet18",
-        backbone_args={"variant": "imagenet"},
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks=paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="imagenet", batch_size=256, augment="imagenet"),
-        optimizer=schedules.IMAGENET_RESNET,
-        epochs=100,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "resnet18",
+    "imagenet",
+    tpami="69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63",
+)

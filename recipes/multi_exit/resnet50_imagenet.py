@@ -21,34 +21,13 @@ row here (see recipes/multi_exit/resnet18_cifar100.py): the authors' released co
 only, not ImageNet. The former ``:iccv`` variant, which mixed the code's weights with TPAMI's
 schedule, annealing and squared per-sample hint, is removed.
 
-Commands:
-    keras-sd train recipes/multi_exit/resnet50_imagenet.py
-    keras-sd train recipes/multi_exit/resnet50_imagenet.py:baseline
-    keras-sd train recipes/multi_exit/resnet50_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train multi_exit/resnet50_imagenet  (or :baseline, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "TPAMI: 76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28 (baseline / exit1 / exit2 / exit3 / exit4 / ensemble)",
-    "baseline": "TPAMI baseline 76.30",
-}
-VARIANTS = {
-    None: {},
-}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="multi_exit",
-        backbone="resnet50",
-        backbone_args={"variant": "imagenet"},
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks=paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="imagenet", batch_size=256, augment="imagenet"),
-        optimizer=schedules.IMAGENET_RESNET,
-        epochs=100,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "resnet50",
+    "imagenet",
+    tpami="76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28",
+)

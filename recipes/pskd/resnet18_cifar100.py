@@ -49,48 +49,24 @@ and the baseline use ``method="baseline"`` (the bare backbone); rows with BYOT o
 ``method="multi_exit"`` (PS-KD there: soft targets on every exit, the bank holds the final exit's
 softmax).
 
-Commands:
-    keras-sd train recipes/pskd/resnet18_cifar100.py:baseline
-    keras-sd train recipes/pskd/resnet18_cifar100.py:byot
-    keras-sd train recipes/pskd/resnet18_cifar100.py:dmfl
-    keras-sd train recipes/pskd/resnet18_cifar100.py:pskd
-    keras-sd train recipes/pskd/resnet18_cifar100.py:pskd_byot
-    keras-sd train recipes/pskd/resnet18_cifar100.py:pskd_dmfl
-    keras-sd train recipes/pskd/resnet18_cifar100.py:dmfl_byot
-    keras-sd train recipes/pskd/resnet18_cifar100.py:pskd_byot_dmfl
-    keras-sd train recipes/pskd/resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
+Command: keras-sd train pskd/resnet18_cifar100:ROW  (ROW: one of the ``:args`` above; ``:smoke`` trains PS-KD alone)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
 DEFAULT_ARG = "pskd"  # PS-KD alone
-PUBLISHED = {
-    "pskd": "Table 1 row 4, top-1/top-5 err %, NLL, ECE %, AURC: 19.94 / 4.79 / 0.79 / 4.21 / 50.44",
-    "baseline": "Table 1 row 1, top-1/top-5 err %, NLL, ECE %, AURC: 21.41 / 5.57 / 0.87 / 5.14 / 56.92",
-    "byot": "Table 1 row 2, top-1/top-5 err %, NLL, ECE %, AURC: 21.89 / 5.64 / 1.00 / 11.24 / 53.79",
-    "dmfl": "Table 1 row 3, top-1/top-5 err %, NLL, ECE %, AURC: 21.61 / 5.45 / 0.87 / 5.31 / 57.13",
-    "pskd_byot": "Table 1 row 5, top-1/top-5 err %, NLL, ECE %, AURC: 20.67 / 4.66 / 0.78 / 7.42 / 50.91",
-    "pskd_dmfl": "Table 1 row 6, top-1/top-5 err %, NLL, ECE %, AURC: 20.02 / 4.73 / 0.80 / 4.52 / 50.55",
-    "dmfl_byot": "Table 1 row 7, top-1/top-5 err %, NLL, ECE %, AURC: 21.18 / 5.47 / 1.02 / 11.74 / 54.89",
-    "pskd_byot_dmfl": "Table 1 row 8, top-1/top-5 err %, NLL, ECE %, AURC: 20.03 / 4.16 / 0.72 / 4.15 / 49.86",
-}
 # Exits of the unofficial BYOT code (parameter counts of the paper's Table 1 caption).
-VARIANTS = paper_args.pskd_rows(exit_head="bottleneck")  # arg -> (method, method_args)
-BASELINE = {}
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    method, method_args = variant(arg, VARIANTS)
-    return Recipe(
-        method=method,
-        backbone="resnet18",
-        backbone_args={"variant": "cifar"},
-        method_args=dict(method_args),
-        data=DataConfig(
-            name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
-        ),
-        optimizer=schedules.PSKD_CIFAR,
-        epochs=300,
-        paper=paper_args.PSKD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.pskd_cifar100_row(
+    "resnet18",
+    exit_head="bottleneck",
+    published={
+        "pskd": (4, "19.94 / 4.79 / 0.79 / 4.21 / 50.44"),
+        "baseline": (1, "21.41 / 5.57 / 0.87 / 5.14 / 56.92"),
+        "byot": (2, "21.89 / 5.64 / 1.00 / 11.24 / 53.79"),
+        "dmfl": (3, "21.61 / 5.45 / 0.87 / 5.31 / 57.13"),
+        "pskd_byot": (5, "20.67 / 4.66 / 0.78 / 7.42 / 50.91"),
+        "pskd_dmfl": (6, "20.02 / 4.73 / 0.80 / 4.52 / 50.55"),
+        "dmfl_byot": (7, "21.18 / 5.47 / 1.02 / 11.74 / 54.89"),
+        "pskd_byot_dmfl": (8, "20.03 / 4.16 / 0.72 / 4.15 / 49.86"),
+    },
+)

@@ -17,48 +17,24 @@ Schedule, data and method arguments: as recipes/pskd/resnet18_cifar100.py, whose
 their sources and the reasons for the values the paper leaves out (`keras_sd.schedules.PSKD_CIFAR`,
 `keras_sd.paper_args.pskd_rows`).
 
-Commands:
-    keras-sd train recipes/pskd/resnet50_cifar100.py:baseline
-    keras-sd train recipes/pskd/resnet50_cifar100.py:byot
-    keras-sd train recipes/pskd/resnet50_cifar100.py:dmfl
-    keras-sd train recipes/pskd/resnet50_cifar100.py:pskd
-    keras-sd train recipes/pskd/resnet50_cifar100.py:pskd_byot
-    keras-sd train recipes/pskd/resnet50_cifar100.py:pskd_dmfl
-    keras-sd train recipes/pskd/resnet50_cifar100.py:dmfl_byot
-    keras-sd train recipes/pskd/resnet50_cifar100.py:pskd_byot_dmfl
-    keras-sd train recipes/pskd/resnet50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
+Command: keras-sd train pskd/resnet50_cifar100:ROW  (ROW: one of the ``:args`` above; ``:smoke`` trains PS-KD alone)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
 DEFAULT_ARG = "pskd"  # PS-KD alone
-PUBLISHED = {
-    "pskd": "Table 1 row 12, top-1/top-5 err %, NLL, ECE %, AURC: 20.19 / 4.50 / 0.77 / 4.03 / 50.76",
-    "baseline": "Table 1 row 9, top-1/top-5 err %, NLL, ECE %, AURC: 21.96 / 5.21 / 0.89 / 8.75 / 57.24",
-    "byot": "Table 1 row 10, top-1/top-5 err %, NLL, ECE %, AURC: 19.03 / 4.38 / 0.94 / 11.51 / 48.32",
-    "dmfl": "Table 1 row 11, top-1/top-5 err %, NLL, ECE %, AURC: 20.13 / 4.96 / 0.85 / 8.63 / 51.20",
-    "pskd_byot": "Table 1 row 13, top-1/top-5 err %, NLL, ECE %, AURC: 17.92 / 3.94 / 0.75 / 8.96 / 46.76",
-    "pskd_dmfl": "Table 1 row 14, top-1/top-5 err %, NLL, ECE %, AURC: 19.12 / 4.43 / 0.73 / 3.51 / 47.57",
-    "dmfl_byot": "Table 1 row 15, top-1/top-5 err %, NLL, ECE %, AURC: 19.70 / 4.77 / 0.87 / 9.79 / 48.58",
-    "pskd_byot_dmfl": "Table 1 row 16, top-1/top-5 err %, NLL, ECE %, AURC: 17.52 / 3.75 / 0.71 / 10.00 / 46.25",
-}
 # Exits of the unofficial BYOT code (parameter counts of the paper's Table 1 caption).
-VARIANTS = paper_args.pskd_rows(exit_head="bottleneck")  # arg -> (method, method_args)
-BASELINE = {}
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    method, method_args = variant(arg, VARIANTS)
-    return Recipe(
-        method=method,
-        backbone="resnet50",
-        backbone_args={"variant": "cifar"},
-        method_args=dict(method_args),
-        data=DataConfig(
-            name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
-        ),
-        optimizer=schedules.PSKD_CIFAR,
-        epochs=300,
-        paper=paper_args.PSKD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.pskd_cifar100_row(
+    "resnet50",
+    exit_head="bottleneck",
+    published={
+        "pskd": (12, "20.19 / 4.50 / 0.77 / 4.03 / 50.76"),
+        "baseline": (9, "21.96 / 5.21 / 0.89 / 8.75 / 57.24"),
+        "byot": (10, "19.03 / 4.38 / 0.94 / 11.51 / 48.32"),
+        "dmfl": (11, "20.13 / 4.96 / 0.85 / 8.63 / 51.20"),
+        "pskd_byot": (13, "17.92 / 3.94 / 0.75 / 8.96 / 46.76"),
+        "pskd_dmfl": (14, "19.12 / 4.43 / 0.73 / 3.51 / 47.57"),
+        "dmfl_byot": (15, "19.70 / 4.77 / 0.87 / 9.79 / 48.58"),
+        "pskd_byot_dmfl": (16, "17.52 / 3.75 / 0.71 / 10.00 / 46.25"),
+    },
+)

@@ -26,49 +26,25 @@ their sources and the reasons for the values the paper leaves out (`keras_sd.sch
   attention exits and 49.90M with the bottleneck exits (tests/test_pskd_byot.py). Use
   ``--set method_args.exit_head=bottleneck`` for the other reading.
 
-Commands:
-    keras-sd train recipes/pskd/resnext50_cifar100.py:baseline
-    keras-sd train recipes/pskd/resnext50_cifar100.py:byot
-    keras-sd train recipes/pskd/resnext50_cifar100.py:dmfl
-    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd
-    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_byot
-    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_dmfl
-    keras-sd train recipes/pskd/resnext50_cifar100.py:dmfl_byot
-    keras-sd train recipes/pskd/resnext50_cifar100.py:pskd_byot_dmfl
-    keras-sd train recipes/pskd/resnext50_cifar100.py:smoke   # digits, 2 epochs, CPU minutes (PS-KD alone)
+Command: keras-sd train pskd/resnext50_cifar100:ROW  (ROW: one of the ``:args`` above; ``:smoke`` trains PS-KD alone)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
 DEFAULT_ARG = "pskd"  # PS-KD alone
-PUBLISHED = {
-    "pskd": "Table 1 row 20, top-1/top-5 err %, NLL, ECE %, AURC: 18.79 / 4.20 / 0.74 / 4.85 / 48.52",
-    "baseline": "Table 1 row 17, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.48 / 0.81 / 7.49 / 48.13",
-    "byot": "Table 1 row 18, top-1/top-5 err %, NLL, ECE %, AURC: 19.09 / 4.54 / 0.84 / 9.62 / 46.66",
-    "dmfl": "Table 1 row 19, top-1/top-5 err %, NLL, ECE %, AURC: 19.41 / 4.43 / 0.82 / 7.45 / 47.72",
-    "pskd_byot": "Table 1 row 21, top-1/top-5 err %, NLL, ECE %, AURC: 18.36 / 4.34 / 0.80 / 9.99 / 46.50",
-    "pskd_dmfl": "Table 1 row 22, top-1/top-5 err %, NLL, ECE %, AURC: 19.25 / 4.14 / 0.75 / 5.18 / 47.46",
-    "dmfl_byot": "Table 1 row 23, top-1/top-5 err %, NLL, ECE %, AURC: 19.30 / 4.23 / 0.88 / 9.86 / 47.98",
-    "pskd_byot_dmfl": "Table 1 row 24, top-1/top-5 err %, NLL, ECE %, AURC: 18.27 / 4.11 / 0.72 / 10.32 / 45.71",
-}
 # TPAMI's attention exits: with them a CIFAR ResNeXt-50 has the paper's 37.9M parameters (the
 # bottleneck exits of its ResNet networks would give 49.9M).
-VARIANTS = paper_args.pskd_rows(exit_head="attention")  # arg -> (method, method_args)
-BASELINE = {}
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    method, method_args = variant(arg, VARIANTS)
-    return Recipe(
-        method=method,
-        backbone="resnext50",
-        backbone_args={"variant": "cifar"},
-        method_args=dict(method_args),
-        data=DataConfig(
-            name="cifar100", batch_size=128, augment="cifar", with_index="pskd_alpha" in method_args
-        ),
-        optimizer=schedules.PSKD_CIFAR,
-        epochs=300,
-        paper=paper_args.PSKD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.pskd_cifar100_row(
+    "resnext50",
+    exit_head="attention",
+    published={
+        "pskd": (20, "18.79 / 4.20 / 0.74 / 4.85 / 48.52"),
+        "baseline": (17, "19.25 / 4.48 / 0.81 / 7.49 / 48.13"),
+        "byot": (18, "19.09 / 4.54 / 0.84 / 9.62 / 46.66"),
+        "dmfl": (19, "19.41 / 4.43 / 0.82 / 7.45 / 47.72"),
+        "pskd_byot": (21, "18.36 / 4.34 / 0.80 / 9.99 / 46.50"),
+        "pskd_dmfl": (22, "19.25 / 4.14 / 0.75 / 5.18 / 47.46"),
+        "dmfl_byot": (23, "19.30 / 4.23 / 0.88 / 9.86 / 47.98"),
+        "pskd_byot_dmfl": (24, "18.27 / 4.11 / 0.72 / 10.32 / 45.71"),
+    },
+)

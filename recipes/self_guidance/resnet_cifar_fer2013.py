@@ -28,34 +28,15 @@ Commands:
     keras-sd train recipes/self_guidance/resnet_cifar_fer2013.py:resnet32,smoke   # CPU, digits
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe
+from keras_sd import paper_args
 
-DATA_NAME = "folder:data/fer2013"  # override with --set data.name=folder:/your/path
-DEPTHS = {"resnet32": 32, "resnet50": 50, "resnet110": 110}
-PUBLISHED = {
-    "resnet32": (32.85, 31.33),
-    "resnet50": (31.83, 30.38),
-    "resnet110": (32.35, 30.48),
-}  # (baseline, Self-Guidance) error %
 ARGS = ["resnet32", "resnet110,baseline"]
-
-
-def get_config(arg=None):
-    words = [w for w in (arg or "resnet32").split(",") if w]
-    nets = [w for w in words if w in DEPTHS]
-    if len(nets) != 1 or any(w not in DEPTHS and w != "baseline" for w in words):
-        raise ValueError(
-            f"recipe argument {arg!r}: expected one of {sorted(DEPTHS)}, optionally with "
-            "',baseline'."
-        )
-    net, baseline = nets[0], "baseline" in words
-    return Recipe(
-        name=f"self_guidance/{net}_fer2013{'_baseline' if baseline else ''}",
-        **paper_args.self_guidance_row(DEPTHS[net], "baseline" if baseline else "self_guidance"),
-        data=DataConfig(name=DATA_NAME, batch_size=128, augment="cifar"),
-        optimizer=schedules.SELF_GUIDANCE,
-        epochs=300,
-        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 3",
-        published=f"top-1 error {PUBLISHED[net][0 if baseline else 1]:.2f}%",
-    )
+get_config = paper_args.self_guidance_faces(
+    "fer2013",
+    "folder:data/fer2013",  # override with --set data.name=folder:/your/path
+    {  # (baseline, Self-Guidance) top-1 error %
+        "resnet32": (32.85, 31.33),
+        "resnet50": (31.83, 30.38),
+        "resnet110": (32.35, 30.48),
+    },
+)

@@ -27,34 +27,15 @@ Commands:
     keras-sd train recipes/self_guidance/resnet_cifar_raf.py:resnet32,smoke   # CPU, digits
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe
+from keras_sd import paper_args
 
-DATA_NAME = "folder:data/raf"  # override with --set data.name=folder:/your/path
-DEPTHS = {"resnet32": 32, "resnet50": 50, "resnet110": 110}
-PUBLISHED = {
-    "resnet32": (18.55, 17.80),
-    "resnet50": (17.67, 16.43),
-    "resnet110": (19.62, 16.53),
-}  # (baseline, Self-Guidance) error %
 ARGS = ["resnet50"]
-
-
-def get_config(arg=None):
-    words = [w for w in (arg or "resnet32").split(",") if w]
-    nets = [w for w in words if w in DEPTHS]
-    if len(nets) != 1 or any(w not in DEPTHS and w != "baseline" for w in words):
-        raise ValueError(
-            f"recipe argument {arg!r}: expected one of {sorted(DEPTHS)}, optionally with "
-            "',baseline'."
-        )
-    net, baseline = nets[0], "baseline" in words
-    return Recipe(
-        name=f"self_guidance/{net}_raf{'_baseline' if baseline else ''}",
-        **paper_args.self_guidance_row(DEPTHS[net], "baseline" if baseline else "self_guidance"),
-        data=DataConfig(name=DATA_NAME, batch_size=128, augment="cifar"),
-        optimizer=schedules.SELF_GUIDANCE,
-        epochs=300,
-        paper=f"{paper_args.SELF_GUIDANCE_PAPER}, Table 3",
-        published=f"top-1 error {PUBLISHED[net][0 if baseline else 1]:.2f}%",
-    )
+get_config = paper_args.self_guidance_faces(
+    "raf",
+    "folder:data/raf",  # override with --set data.name=folder:/your/path
+    {  # (baseline, Self-Guidance) top-1 error %
+        "resnet32": (18.55, 17.80),
+        "resnet50": (17.67, 16.43),
+        "resnet110": (19.62, 16.53),
+    },
+)

@@ -1,45 +1,17 @@
 """Two-view self-distillation (DDGSD): ResNet-110 (1.7M) on CIFAR-100.
 
-Paper: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural Networks", AAAI 2019.
 Row: ResNet-110 (1.7M) on CIFAR-100, Table 3 (baseline also Table 2).
 Published top-1 test error (single run, Caffe): baseline 26.79 %, self-distillation 25.04 %.
+Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 3 on CIFAR-100, the paper's ResNet schedule
+(batch 64, 200 epochs). Sources: `keras_sd.schedules.DDGSD_RESNET_CIFAR`,
+recipes/two_view/resnet32_cifar100.py.
+The Table 6 ablations (published for CIFAR-100 ResNet-32 and WRN-16-8 only) run here too.
 
-Schedule (paper, Implementation Details, following Zhang et al. 2018b): batch 64, SGD with Nesterov
-momentum 0.9, weight decay 1e-4, learning rate 0.1 multiplied by 0.1 every 60 epochs, 200 epochs.
-
-Method: T = 3 (the paper's value for CIFAR-100) and the settings of `keras_sd.paper_args.DDGSD`
-(lambda = 1, mu = 5e-4, no T^2 factor, both views in one batch-norm batch); the model distorts each
-batch twice inside its train step (pad 4, random crop, flip), and ``:baseline`` takes the same
-distortion from the data pipeline. recipes/two_view/resnet32_cifar100.py and
-docs/methods/two_view.md give the reasons.
-
-The ``:two_branch``, ``:mmd_only`` and ``:kl_only`` variants (the paper's Table 6 ablations) work
-here too; the paper reports them for ResNet-32 and WRN-16-8 on CIFAR-100 only.
-
-Commands:
-    keras-sd train recipes/two_view/resnet110_cifar100.py
-    keras-sd train recipes/two_view/resnet110_cifar100.py:baseline
-    keras-sd train recipes/two_view/resnet110_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train two_view/resnet110_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "top-1 error 25.04 % (self-distillation)",
-    "baseline": "top-1 error 26.79 % (baseline)",
-}
-VARIANTS = paper_args.DDGSD_ABLATIONS
-BASELINE = paper_args.DDGSD_CIFAR_BASELINE  # the model distorts in its step
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="two_view",
-        backbone="resnet110",
-        method_args={"temperature": 3.0, **paper_args.DDGSD, **variant(arg, VARIANTS)},
-        data=DataConfig(name="cifar100", batch_size=64, augment="none"),
-        optimizer=schedules.DDGSD_RESNET_CIFAR,
-        epochs=200,
-        paper=paper_args.DDGSD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.ddgsd_cifar_row(
+    "resnet110", "cifar100", "resnet", error="25.04", baseline_error="26.79"
+)

@@ -24,10 +24,7 @@ inside the train step with the same op. Evaluation (both rows): the centre 224 w
 image leaves only the flip; add ``--set method_args.distortion=None`` for the digits' own
 default.
 
-Commands:
-    keras-sd train recipes/two_view/resnet18_imagenet.py
-    keras-sd train recipes/two_view/resnet18_imagenet.py:baseline
-    keras-sd train recipes/two_view/resnet18_imagenet.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train two_view/resnet18_imagenet  (or :baseline, :smoke)
 """
 
 from keras_sd import paper_args, schedules

@@ -21,36 +21,16 @@ Table 6 ablations (CIFAR-100 error %): baseline 31.01, two branches with CE only
 Table 5 (mu sweep, error %): mu = 0: 29.06, 1e-4: 28.79, 5e-4: 28.22, 1e-3: 28.81, 5e-3: 28.88,
 1e-2: 28.54; run one with ``--set method_args.mmd_weight=1e-3``.
 
-Commands:
-    keras-sd train recipes/two_view/resnet32_cifar100.py
-    keras-sd train recipes/two_view/resnet32_cifar100.py:baseline
-    keras-sd train recipes/two_view/resnet32_cifar100.py:two_branch
-    keras-sd train recipes/two_view/resnet32_cifar100.py:mmd_only
-    keras-sd train recipes/two_view/resnet32_cifar100.py:kl_only
-    keras-sd train recipes/two_view/resnet32_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train two_view/resnet32_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "top-1 error 28.22 % (self-distillation)",
-    "baseline": "top-1 error 31.01 % (baseline)",
-    "two_branch": "top-1 error 31.32 % (Table 6, two branches only)",
-    "mmd_only": "top-1 error 30.62 % (Table 6, MMD only)",
-    "kl_only": "top-1 error 29.06 % (Table 6, KL only)",
-}
-VARIANTS = paper_args.DDGSD_ABLATIONS
-BASELINE = paper_args.DDGSD_CIFAR_BASELINE  # the model distorts in its step
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="two_view",
-        backbone="resnet32",
-        method_args={"temperature": 3.0, **paper_args.DDGSD, **variant(arg, VARIANTS)},
-        data=DataConfig(name="cifar100", batch_size=64, augment="none"),
-        optimizer=schedules.DDGSD_RESNET_CIFAR,
-        epochs=200,
-        paper=paper_args.DDGSD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.ddgsd_cifar_row(
+    "resnet32",
+    "cifar100",
+    "resnet",
+    error="28.22",
+    baseline_error="31.01",
+    table6={"two_branch": "31.32", "mmd_only": "30.62", "kl_only": "29.06"},
+)

@@ -1,46 +1,17 @@
 """Two-view self-distillation (DDGSD): WRN-16-8 (11.0M) on CIFAR-10.
 
-Paper: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural Networks", AAAI 2019.
 Row: WRN-16-8 (11.0M) on CIFAR-10, Tables 2 and 3.
 Published top-1 test error (single run, Caffe): baseline 4.27 %, self-distillation 3.92 %.
+Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 2 on CIFAR-10, the paper's WRN schedule
+(batch 128, 200 epochs). Sources: `keras_sd.schedules.DDGSD_WRN_CIFAR`,
+recipes/two_view/resnet32_cifar100.py.
+The Table 6 ablations (published for CIFAR-100 ResNet-32 and WRN-16-8 only) run here too.
 
-Schedule (paper, Implementation Details, after Zagoruyko & Komodakis 2016): batch 128, SGD with
-Nesterov momentum 0.9, weight decay 5e-4, learning rate 0.1 multiplied by 0.2 at epochs 60, 120 and
-180, 200 epochs.
-
-Method: T = 2 (the paper's value for CIFAR-10) and the settings of `keras_sd.paper_args.DDGSD`
-(lambda = 1, mu = 5e-4, no T^2 factor, both views in one batch-norm batch); the model distorts each
-batch twice inside its train step (pad 4, random crop, flip), and ``:baseline`` takes the same
-distortion from the data pipeline. recipes/two_view/resnet32_cifar100.py and
-docs/methods/two_view.md give the reasons.
-
-The ``:two_branch``, ``:mmd_only`` and ``:kl_only`` variants (the paper's Table 6 ablations) work
-here too; the paper reports them for ResNet-32 and WRN-16-8 on CIFAR-100 only.
-
-Commands:
-    keras-sd train recipes/two_view/wrn16_8_cifar10.py
-    keras-sd train recipes/two_view/wrn16_8_cifar10.py:baseline
-    keras-sd train recipes/two_view/wrn16_8_cifar10.py:smoke   # digits, 2 epochs, CPU minutes
+Command: keras-sd train two_view/wrn16_8_cifar10  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "top-1 error 3.92 % (self-distillation)",
-    "baseline": "top-1 error 4.27 % (baseline)",
-}
-VARIANTS = paper_args.DDGSD_ABLATIONS
-BASELINE = paper_args.DDGSD_CIFAR_BASELINE  # the model distorts in its step
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="two_view",
-        backbone="wrn16_8",
-        method_args={"temperature": 2.0, **paper_args.DDGSD, **variant(arg, VARIANTS)},
-        data=DataConfig(name="cifar10", batch_size=128, augment="none"),
-        optimizer=schedules.DDGSD_WRN_CIFAR,
-        epochs=200,
-        paper=paper_args.DDGSD_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.ddgsd_cifar_row(
+    "wrn16_8", "cifar10", "wrn", error="3.92", baseline_error="4.27"
+)
