@@ -623,3 +623,49 @@ def test_cli_thresholds_bad_run_dir(tmp_path, capsys):
     run = _fake_run(tmp_path, plain)
     assert cli.main(["thresholds", str(run), "--beta", "1"]) == 2
     assert "without exits" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- timing
+def test_time_rounds_alternates_functions_round_by_round():
+    from keras_sd.inference.search import time_rounds
+
+    calls = []
+
+    def fn(name):
+        def run(batch):
+            calls.append((name, int(batch.shape[0])))
+            return np.zeros(1)
+
+        return run
+
+    images = np.zeros((5, H, W, C), "float32")
+    seconds = time_rounds({"plain": fn("plain"), "early": fn("early")}, images, 2, 3)
+    assert {k: len(v) for k, v in seconds.items()} == {"plain": 3, "early": 3}
+    assert all(t > 0 for v in seconds.values() for t in v)
+    warm_up = [("plain", 2), ("plain", 2), ("plain", 1), ("early", 2), ("early", 2), ("early", 1)]
+    one_round = warm_up  # each round: every batch of plain, then every batch of early exit
+    assert calls == warm_up + one_round * 3
+    with pytest.raises(ValueError, match="`rounds` must be an int >= 1, got 0"):
+        time_rounds({"plain": fn("plain")}, images, 2, 0)
+    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1, got 0"):
+        time_rounds({"plain": fn("plain")}, images, 0, 1)
+
+
+def test_measure_acceleration_is_the_median_of_per_round_ratios(model, images, monkeypatch):
+    from keras_sd.inference import search as search_mod
+
+    # Round 3 of the early exit was hit by a load spike, round 5 ran unusually fast: the best of
+    # each side (1.0 / 0.25 = 4x) would mix rounds; the median of the per-round ratios is 2x.
+    plain = [1.0, 1.2, 1.0, 0.8, 1.0]
+    early = [0.5, 0.6, 10.0, 0.4, 0.25]
+    seen = {}
+
+    def fake(fns, imgs, batch_size, rounds):
+        seen.update(names=list(fns), n=len(imgs), batch_size=batch_size, rounds=rounds)
+        return {"backbone": plain, "early_exit": early}
+
+    monkeypatch.setattr(search_mod, "time_rounds", fake)
+    value = search_mod.measure_acceleration(model, [0.5] * 3, images, batch_size=8, rounds=5)
+    assert value == pytest.approx(float(np.median(np.divide(plain, early))))
+    assert value == pytest.approx(2.0)
+    assert seen == {"names": ["backbone", "early_exit"], "n": 40, "batch_size": 8, "rounds": 5}

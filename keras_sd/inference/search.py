@@ -5,7 +5,8 @@ The network runs once over the held-out samples (`collect_exit_probabilities`); 
 threshold vector is then scored in NumPy from those cached per-exit probabilities (Algorithm 1
 replayed per sample: accuracy, MAC acceleration, share of samples per exit), so a search of
 thousands of candidates takes seconds. Only the final trade-off table is timed on the real
-early-exit graph (measured acceleration).
+early-exit graph (measured acceleration: `measure_acceleration`, the median over alternating
+plain-backbone / early-exit rounds).
 
 Fitness (TPAMI eq. 7): ``acceleration + beta * (accuracy - baseline_accuracy)`` with the
 acceleration counted in MACs (`keras_sd.inference.count_macs`) and both accuracies in
@@ -21,7 +22,7 @@ TPAMI, section 3.3, Algorithm 2, eq. 7, Tables 5-6.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,7 +173,9 @@ class ThresholdSearchResult:
         fitness: their fitness (eq. 7).
         accuracy: their accuracy (%) on the search samples.
         mac_acceleration: backbone MACs / average MACs spent.
-        measured_acceleration: wall-clock backbone time / early-exit time (None if not timed).
+        measured_acceleration: measured speedup over the plain backbone (`measure_acceleration`:
+            compiled tf.function graphs at the search's batch size, median of alternating
+            rounds); None if not timed.
         shares: share of samples answered by each exit, then the ensemble.
         baseline_accuracy: the accuracy fitness compares with (%).
         final_exit_accuracy: accuracy of the final exit alone (%).
@@ -289,22 +292,38 @@ def _pareto(candidates: np.ndarray, sim: dict, report: MacReport, rows: int) -> 
     return front
 
 
-def time_predictions(fn, images: np.ndarray, batch_size: int, repeats: int = 3) -> float:
-    """Best wall-clock seconds of ``repeats`` passes of ``fn`` over ``images`` in batches, after
-    one warm-up pass (which also traces a ``tf.function``)."""
+MEASURE_ROUNDS = 5  # timed rounds of `measure_acceleration` (median of the per-round ratios)
+MEASURE_RUNTIME = "tf-graph"  # what `measure_acceleration` times: compiled tf.function graphs
+
+
+def time_rounds(
+    fns: dict[str, Callable], images: np.ndarray, batch_size: int, rounds: int
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each function in ``fns`` over ``images`` in batches of
+    ``batch_size``, one entry per round.
+
+    One warm-up pass of each function over every batch (which also traces a ``tf.function``),
+    then ``rounds`` rounds that each run every function once, in the order of ``fns`` (plain,
+    early exit, plain, early exit, ...), so a load change on a shared CPU hits all of them alike
+    instead of one function's whole measurement.
+    """
     import tensorflow as tf
 
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    rounds = _check_int(rounds, "rounds", 1)
     batches = [tf.constant(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
-    for b in batches[:2]:
-        _block(fn(b))
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for fn in fns.values():
         for b in batches:
-            out = fn(b)
-        _block(out)
-        best = min(best, time.perf_counter() - start)
-    return float(best)
+            _block(fn(b))
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for b in batches:
+                out = fn(b)
+            _block(out)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
 
 
 def plain_backbone_function(model, frozen: bool = False):
@@ -327,23 +346,30 @@ def measure_acceleration(
     images: np.ndarray,
     *,
     batch_size: int = 256,
-    repeats: int = 3,
-    plain_seconds: float | None = None,
+    rounds: int = MEASURE_ROUNDS,
 ) -> float:
-    """Wall-clock time of the plain backbone over ``images`` divided by that of the compiled
-    early-exit graph (best of ``repeats`` timed passes each, after a warm-up pass).
+    """Measured speedup of the compiled early-exit graph over the compiled plain backbone
+    (runtime ``MEASURE_RUNTIME``, "tf-graph"): the median over ``rounds`` alternating rounds
+    (plain backbone, early exit, plain backbone, early exit, ...; `time_rounds`) of
+    ``plain seconds / early-exit seconds`` over ``images`` in batches of ``batch_size``.
 
-    ``plain_seconds`` reuses a backbone time measured before on the same images and batch size.
+    Both functions are timed in the same round, so the ratio of each round compares them under the
+    same machine load, and the median discards rounds a load spike hit.
     """
     images = np.asarray(images, dtype="float32")
     if images.ndim == 0 or len(images) == 0:
         raise ValueError("`images` is empty; nothing to time.")
-    early = EarlyExitModel(model, thresholds).serving_function()
-    if plain_seconds is None:
-        plain_seconds = time_predictions(
-            plain_backbone_function(model), images, batch_size, repeats
-        )
-    return plain_seconds / time_predictions(early, images, batch_size, repeats)
+    seconds = time_rounds(
+        {
+            "backbone": plain_backbone_function(model),
+            "early_exit": EarlyExitModel(model, thresholds).serving_function(),
+        },
+        images,
+        batch_size,
+        rounds,
+    )
+    ratios = np.asarray(seconds["backbone"]) / np.asarray(seconds["early_exit"])
+    return float(np.median(ratios))
 
 
 def _block(out) -> Any:
@@ -355,9 +381,6 @@ def _block(out) -> Any:
 
 def _table(candidates, sim, fitness, report, rows, cached, model, measure, batch_size):
     table = []
-    plain = None
-    if measure and cached.images is not None:
-        plain = time_predictions(plain_backbone_function(model), cached.images, batch_size)
     for j in _pareto(candidates, sim, report, rows):
         row = {
             "thresholds": [float(t) for t in candidates[j]],
@@ -369,10 +392,10 @@ def _table(candidates, sim, fitness, report, rows, cached, model, measure, batch
         }
         if measure and cached.images is not None:
             row["measured_acceleration"] = measure_acceleration(
-                model, candidates[j], cached.images, batch_size=batch_size, plain_seconds=plain
+                model, candidates[j], cached.images, batch_size=batch_size
             )
         table.append(row)
-    return table, plain
+    return table
 
 
 def _result(
@@ -462,7 +485,8 @@ def search_thresholds(
         macs: a precomputed `MacReport` (skips counting).
         table_rows: maximum rows of the trade-off table.
         measure: time the best thresholds and the table's rows on the real early-exit graph
-            against the plain backbone, on the images kept in the cached probabilities.
+            against the plain backbone (`measure_acceleration`), on the images kept in the
+            cached probabilities.
         batch_size: batch size of the forward pass and of the timing.
         progress: show a tqdm progress bar.
 
@@ -546,14 +570,10 @@ def search_thresholds(
     all_genes = np.unique(np.concatenate([best_genes[None], *seen_genes]), axis=0)
     candidates, sim, fitness = score(all_genes)
     best = int(np.flatnonzero(np.all(all_genes == best_genes, axis=1))[0])
-    table, plain = _table(
-        candidates, sim, fitness, report, table_rows, cached, model, measure, batch_size
-    )
+    table = _table(candidates, sim, fitness, report, table_rows, cached, model, measure, batch_size)
     meas = None
     if measure and cached.images is not None:
-        meas = measure_acceleration(
-            model, candidates[best], cached.images, batch_size=batch_size, plain_seconds=plain
-        )
+        meas = measure_acceleration(model, candidates[best], cached.images, batch_size=batch_size)
     return _result(
         best, candidates, sim, fitness, report, baseline, final_acc, beta, table, history, meas
     )
