@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -669,3 +670,139 @@ def test_measure_acceleration_is_the_median_of_per_round_ratios(model, images, m
     assert value == pytest.approx(float(np.median(np.divide(plain, early))))
     assert value == pytest.approx(2.0)
     assert seen == {"names": ["backbone", "early_exit"], "n": 40, "batch_size": 8, "rounds": 5}
+
+
+# ---------------------------------------------------------------------------- search / report
+def _algorithm1_by_hand(probs, labels, thresholds, path_macs):
+    """Per-sample loop of Algorithm 1: (accuracy %, average MACs, answering exit per sample)."""
+    k, n = probs.shape[0], probs.shape[1]
+    correct, macs, exits = 0, 0.0, []
+    for s in range(n):
+        answer = k
+        for i in range(k):
+            if probs[i, s].max() > thresholds[i]:
+                answer = i
+                break
+        pred = probs[answer, s].argmax() if answer < k else probs[:, s].mean(0).argmax()
+        correct += int(pred == labels[s])
+        macs += path_macs[answer]
+        exits.append(answer)
+    return 100.0 * correct / n, macs / n, exits
+
+
+def test_split_search_report_is_a_seeded_partition():
+    from keras_sd.inference import split_search_report
+
+    a = split_search_report(1001, seed=3)
+    assert len(a.search) == 500 and len(a.report) == 501  # floor(1001 * 0.5) search samples
+    assert not set(a.search) & set(a.report)  # disjoint
+    np.testing.assert_array_equal(np.sort(np.r_[a.search, a.report]), np.arange(1001))  # covers
+    assert list(a.search) == sorted(a.search) and list(a.report) == sorted(a.report)
+    # The documented rule: the first floor(n * fraction) of default_rng(seed).permutation(n).
+    order = np.random.default_rng(3).permutation(1001)
+    np.testing.assert_array_equal(a.search, np.sort(order[:500]))
+    again = split_search_report(1001, seed=3)
+    np.testing.assert_array_equal(again.search, a.search)
+    np.testing.assert_array_equal(again.report, a.report)
+    other = split_search_report(1001, seed=4)
+    assert set(other.search) != set(a.search)
+    quarter = split_search_report(100, search_fraction=0.25, seed=0, source="validation")
+    assert (len(quarter.search), len(quarter.report)) == (25, 75)
+    info = quarter.describe()
+    assert info["source"] == "validation" and info["seed"] == 0
+    assert info["search_images"] == 25 and info["report_images"] == 75
+    assert info["search_fraction"] == 0.25
+    assert "search sees only these" in info["search"] and "75 images" in info["report"]
+    json.dumps(info)
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, 1.5, -0.1, float("nan"), "half", True, None])
+def test_split_search_report_bad_fraction(fraction):
+    from keras_sd.inference import split_search_report
+
+    with pytest.raises(
+        ValueError,
+        match=r"`search_fraction` must be a number strictly between 0 and 1, got "
+        + re.escape(repr(fraction)),
+    ):
+        split_search_report(100, search_fraction=fraction)
+
+
+def test_split_search_report_too_few_samples_and_bad_seed():
+    from keras_sd.inference import split_search_report
+
+    with pytest.raises(
+        ValueError, match=r"`num_samples` = 1 cannot be split .* 0 search and 1 report"
+    ):
+        split_search_report(1)
+    with pytest.raises(ValueError, match=r"`num_samples` = 3 cannot be split .*0\.2.* 0 search"):
+        split_search_report(3, search_fraction=0.2)
+    with pytest.raises(ValueError, match=r"`num_samples` = 4 cannot be split .* 4 search and 0"):
+        split_search_report(4, search_fraction=1 - 1e-12)
+    assert (len(split_search_report(4, search_fraction=0.99).report)) == 1
+    with pytest.raises(ValueError, match=r"`num_samples` must be an int >= 2, got 10\.0"):
+        split_search_report(10.0)
+    with pytest.raises(ValueError, match=r"`seed` must be an int, got 'a'"):
+        split_search_report(10, seed="a")
+    assert len(split_search_report(2).search) == 1
+
+
+def test_rescore_scores_the_same_thresholds_on_other_samples(model):
+    from keras_sd.inference import rescore, split_search_report
+
+    data = _synthetic(n=1200)
+    report_macs = MacReport(100, (40, 30, 30), (5, 5), (45, 80, 110), 110)
+    split = split_search_report(data.num_samples, seed=1)
+    search, held = data.take(split.search), data.take(split.report)
+    np.testing.assert_array_equal(search.probs, data.probs[:, split.search])
+    np.testing.assert_array_equal(held.labels, data.labels[split.report])
+    kw = dict(beta=0.5, macs=report_macs, measure=False)
+    result = search_thresholds(model, search, generations=10, population=20, progress=False, **kw)
+    scored = rescore(result, held)
+    acc, macs, exits = _algorithm1_by_hand(
+        held.probs, held.labels, result.thresholds, report_macs.path_macs
+    )
+    final = 100.0 * np.mean(held.probs[-1].argmax(-1) == held.labels)
+    assert scored.thresholds == result.thresholds
+    assert scored.accuracy == pytest.approx(acc, abs=1e-9)
+    assert scored.mac_acceleration == pytest.approx(100.0 / macs)
+    assert scored.shares == pytest.approx([exits.count(j) / len(exits) for j in range(4)])
+    assert scored.final_exit_accuracy == pytest.approx(final)
+    assert scored.fitness == pytest.approx(100.0 / macs + 0.5 * (acc - final))
+    assert scored.accuracy != pytest.approx(result.accuracy)  # other samples, other figure
+    assert [r["thresholds"] for r in scored.table] == [r["thresholds"] for r in result.table]
+    for row, old in zip(scored.table, result.table):
+        acc_r, macs_r, _ = _algorithm1_by_hand(
+            held.probs, held.labels, row["thresholds"], report_macs.path_macs
+        )
+        assert row["accuracy"] == pytest.approx(acc_r, abs=1e-9)
+        assert row["mac_acceleration"] == pytest.approx(100.0 / macs_r)
+        assert row["search_accuracy"] == old["accuracy"]
+        assert row["search_mac_acceleration"] == old["mac_acceleration"]
+        assert row["search_fitness"] == old["fitness"] and row["search_shares"] == old["shares"]
+        assert row["measured_acceleration"] is None
+    sweep = sweep_thresholds(model, search, **kw)
+    scored_sweep = rescore(sweep, held)
+    assert len(scored_sweep.table) == 50
+    assert scored_sweep.table[10]["accuracy"] == pytest.approx(
+        _algorithm1_by_hand(held.probs, held.labels, [0.6] * 3, report_macs.path_macs)[0]
+    )
+    with pytest.raises(ValueError, match="`data` must be an ExitProbabilities"):
+        rescore(result, (held.probs, held.labels))
+    with pytest.raises(ValueError, match="`result` must be a ThresholdSearchResult"):
+        rescore(result.to_dict(), held)
+    with pytest.raises(ValueError, match="`data`: cached probabilities of 2 exits"):
+        rescore(result, ExitProbabilities(held.probs[:2], held.labels))
+
+
+def test_collect_keeps_the_images_at_keep_indices(model, images):
+    labels = np.arange(len(images)) % CLASSES
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(7)
+    got = collect_exit_probabilities(model, ds, keep_indices=[1, 6, 7, 8, 39])
+    np.testing.assert_array_equal(got.images, images[[1, 6, 7, 8, 39]])
+    assert got.num_samples == 40
+    for bad in ([3, 3], [5, 2], [-1, 2], [0.5, 1.5]):
+        with pytest.raises(ValueError, match=r"`keep_indices` must be strictly increasing"):
+            collect_exit_probabilities(model, ds, keep_indices=bad)
+    with pytest.raises(ValueError, match=r"`keep_indices` reaches position 40, .* only 40"):
+        collect_exit_probabilities(model, ds, keep_indices=[2, 40])
