@@ -568,42 +568,111 @@ def _fake_run(tmp_path, model_obj):
     return run
 
 
-def test_cli_thresholds_writes_json_plot_and_tensorboard(tmp_path, capsys):
-    from keras_sd import cli
+def test_cli_thresholds_searches_on_one_half_and_reports_on_the_other(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_sd import cli, tensorboard
+    from keras_sd import data as data_lib
+    from keras_sd.inference import run as run_mod
+    from keras_sd.inference.litert import read_thresholds_file
 
     keras.utils.set_random_seed(0)
     model_obj = MultiExitDistiller(three_stage_backbone(input_shape=(8, 8, 1), num_classes=10))
     run = _fake_run(tmp_path, model_obj)
-    code = cli.main(
-        [
-            "thresholds",
-            str(run),
-            "--beta",
-            "0.5",
-            "--generations",
-            "3",
-            "--population",
-            "6",
-            "--measure-images",
-            "16",
-        ]
-    )
+    seen = {}  # what the search and the sweep were given
+
+    def spy(name, fn):
+        def wrapped(model, data, **kwargs):
+            seen[name] = data
+            return fn(model, data, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(run_mod, "search_thresholds", spy("search", search_thresholds))
+    monkeypatch.setattr(run_mod, "sweep_thresholds", spy("sweep", sweep_thresholds))
+    argv = ["thresholds", str(run), "--beta", "0.5", "--generations", "3", "--population", "6"]
+    code = cli.main([*argv, "--measure-images", "16", "--split-seed", "1"])
     assert code == 0
     payload = json.loads((run / "thresholds.json").read_text())
-    assert payload["split"] == "test" and payload["beta"] == 0.5
-    assert len(payload["thresholds"]) == 3 and payload["exit_names"] == ["exit1", "exit2", "exit3"]
-    assert sum(payload["images_per_exit"]) == payload["num_samples"] > 0
-    assert payload["measured_acceleration"] > 0 and payload["measured_on_images"] == 16
-    assert len(payload["sweep"]["table"]) == 50
-    # The reported accuracy is that of the early-exit model with the chosen thresholds.
-    from keras_sd import data as data_lib
 
+    # The test split and the halves, computed independently of keras_sd.inference.
     test = data_lib.load("digits", batch_size=32, augment="none", seed=0).test
     x = np.concatenate([np.asarray(a) for a, _ in test])
     y = np.concatenate([np.asarray(b) for _, b in test])
+    n = len(y)
+    order = np.random.default_rng(1).permutation(n)
+    search_idx, report_idx = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
     loaded = keras.models.load_model(run / "model.keras")
-    pred = EarlyExitModel(loaded, payload["thresholds"]).predict_early_exit(x)["prediction"]
-    assert payload["accuracy"] == pytest.approx(100 * np.mean(pred == y), abs=1e-9)
+    out = loaded.call_exits(x, training=False)
+    probs = np.stack([_softmax(out[name]) for name in loaded.exit_names])
+
+    # The search and the sweep saw exactly the search half, nothing of the report half.
+    for name in ("search", "sweep"):
+        np.testing.assert_array_equal(seen[name].labels, y[search_idx])
+        np.testing.assert_allclose(seen[name].probs, probs[:, search_idx], atol=1e-5)
+    split = payload["split"]
+    assert split["source"] == "test" and split["seed"] == 1 and split["search_fraction"] == 0.5
+    assert (split["search_images"], split["report_images"]) == (n // 2, n - n // 2)
+    assert (payload["search_images"], payload["report_images"]) == (n // 2, n - n // 2)
+    assert "search sees only these" in split["search"] and "reported" in split["report"]
+
+    # Reported figures: the chosen thresholds on the report half, by the early-exit graph.
+    early = EarlyExitModel(loaded, payload["thresholds"])
+    pred = early.predict_early_exit(x[report_idx])["prediction"]
+    assert payload["accuracy"] == pytest.approx(100 * np.mean(pred == y[report_idx]), abs=1e-9)
+    pred_s = early.predict_early_exit(x[search_idx])["prediction"]
+    assert payload["search_accuracy"] == pytest.approx(
+        100 * np.mean(pred_s == y[search_idx]), abs=1e-9
+    )
+    path_macs = count_macs(loaded).path_macs
+    backbone = count_macs(loaded).backbone
+    acc, macs, exits = _algorithm1_by_hand(
+        probs[:, report_idx], y[report_idx], payload["thresholds"], path_macs
+    )
+    assert payload["mac_acceleration"] == pytest.approx(backbone / macs)
+    assert payload["images_per_exit"] == [exits.count(j) for j in range(4)]
+    assert sum(payload["images_per_exit"]) == n - n // 2
+    assert payload["final_exit_accuracy"] == pytest.approx(
+        100 * np.mean(probs[-1, report_idx].argmax(-1) == y[report_idx])
+    )
+    assert payload["table"]
+    for row in payload["table"]:
+        acc, macs, _ = _algorithm1_by_hand(
+            probs[:, report_idx], y[report_idx], row["thresholds"], path_macs
+        )
+        assert row["accuracy"] == pytest.approx(acc, abs=1e-9)
+        assert row["mac_acceleration"] == pytest.approx(backbone / macs)
+        acc_s, macs_s, _ = _algorithm1_by_hand(
+            probs[:, search_idx], y[search_idx], row["thresholds"], path_macs
+        )
+        assert row["search_accuracy"] == pytest.approx(acc_s, abs=1e-9)
+        assert row["search_mac_acceleration"] == pytest.approx(backbone / macs_s)
+    # Measured speedup: named by runtime and batch size, on report-half images.
+    key = "measured_speedup_tf_graph_batch256"
+    assert payload["measurement"]["field"] == key
+    assert payload["measurement"]["runtime"] == "tf-graph"
+    assert payload["measurement"]["batch_size"] == 256 and payload["measurement"]["rounds"] == 5
+    assert payload["measurement"]["part"] == "report" and payload["measurement"]["images"] == 16
+    assert payload[key] > 0 and all(r[key] > 0 for r in payload["table"])
+    assert payload["sweep"][key] > 0 and payload["measured_on_images"] == 16
+    assert "measured_acceleration" not in payload and "measured_acceleration" not in str(
+        payload["table"]
+    )
+    assert len(payload["sweep"]["table"]) == 50
+    sweep_row = payload["sweep"]["table"][0]  # shared threshold 0.50, re-scored
+    assert sweep_row["accuracy"] == pytest.approx(
+        _algorithm1_by_hand(probs[:, report_idx], y[report_idx], [0.5] * 3, path_macs)[0]
+    )
+    printed = capsys.readouterr().out
+    assert f"searched on {n // 2} images of the test split (seed 1)" in printed
+    assert f"the other {n - n // 2} (report half)" in printed
+    assert "tf-graph b256" in printed and "search acc %" in printed
+    assert "tf-graph batch 256, median of 5 alternating rounds on 16 images" in printed
+
+    # Readers of thresholds.json: the LiteRT export and the TensorBoard plot.
+    assert read_thresholds_file(run / "thresholds.json", 3) == payload["thresholds"]
+    points = tensorboard.early_exit_points(payload)
+    assert points["chosen"] == (payload["mac_acceleration"], payload["accuracy"])
     png = (run / "thresholds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     events = list((run / "logs" / "thresholds").glob("events.out.tfevents.*"))
@@ -612,6 +681,17 @@ def test_cli_thresholds_writes_json_plot_and_tensorboard(tmp_path, capsys):
         v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value
     }
     assert "early_exit/beta_0.5" in tags
+
+
+def test_run_threshold_search_bad_arguments(tmp_path):
+    from keras_sd.inference.run import run_threshold_search
+
+    with pytest.raises(ValueError, match=r"`split_seed` must be an int, got 'a'"):
+        run_threshold_search(tmp_path, beta=1.0, split_seed="a")
+    with pytest.raises(ValueError, match=r"`measure_images` must be an int >= 1, got 0"):
+        run_threshold_search(tmp_path, beta=1.0, measure_images=0)
+    with pytest.raises(ValueError, match=r"`batch_size` must be an int >= 1, got 0"):
+        run_threshold_search(tmp_path, beta=1.0, batch_size=0)
 
 
 def test_cli_thresholds_bad_run_dir(tmp_path, capsys):
