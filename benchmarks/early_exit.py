@@ -7,7 +7,8 @@ lowest-seed model the study saved (the first harness's models under the system t
 the study's short-schedule run directories) is used; if there is none, this script runs the
 study's short-schedule multi_exit row for seed 0 first (never in the repo).
 
-Thresholds: the 10,000 test images are split in two seeded halves. The genetic search
+Thresholds: the 10,000 test images are split in two seeded halves
+(`keras_sd.inference.split_search_report`, as `keras-sd thresholds` does). The genetic search
 (`keras_sd.inference.search_thresholds`) and the shared-threshold sweep run on the first half
 ("search"); among all candidate thresholds, the fastest by MACs that loses at most 0.5 points of
 accuracy against the final exit on the search half is picked; every reported accuracy and
@@ -50,9 +51,9 @@ import cifar10_study as study  # noqa: E402
 from keras_sd import data, inference  # noqa: E402
 from keras_sd.inference.run import plot_tradeoff  # noqa: E402
 from keras_sd.inference.search import (  # noqa: E402
-    ThresholdSearchResult,
     plain_backbone_function,
     simulate,
+    time_rounds,
 )
 from keras_sd.train import write_json_atomic  # noqa: E402
 
@@ -112,23 +113,10 @@ def test_arrays(folder: pathlib.Path):
 def throughput(fns: dict, images: np.ndarray, batch_size: int) -> dict:
     """Images per second of each compiled function over ``images`` in batches of
     ``batch_size``: one warm-up pass, then ROUNDS rounds that time every function in turn (so
-    load changes on the shared CPU hit both alike); the best round of each is kept."""
-    import tensorflow as tf
-
-    batches = [tf.constant(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
-    for fn in fns.values():
-        for b in batches:
-            np.asarray(keras.tree.flatten(fn(b))[0])
-    best = dict.fromkeys(fns, np.inf)
-    for _ in range(ROUNDS):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            for b in batches:
-                out = fn(b)
-            for v in keras.tree.flatten(out):
-                np.asarray(v)
-            best[name] = min(best[name], time.perf_counter() - start)
-    return {name: len(images) / seconds for name, seconds in best.items()}
+    load changes on the shared CPU hit both alike; `keras_sd.inference.search.time_rounds`); the
+    best round of each is kept."""
+    seconds = time_rounds(fns, images, batch_size, ROUNDS)
+    return {name: len(images) / min(s) for name, s in seconds.items()}
 
 
 LITERT_IMAGES = 500  # images timed one at a time in LiteRT
@@ -214,36 +202,6 @@ def component_latency(model, images: np.ndarray) -> dict:
     return out
 
 
-def reevaluate(result: ThresholdSearchResult, cached, macs) -> ThresholdSearchResult:
-    """The same candidate thresholds scored on other samples (for the plot of the report half)."""
-    rows = []
-    for r in result.table:
-        sim = simulate(cached.probs, cached.labels, np.asarray(r["thresholds"]), macs.path_macs)
-        rows.append(
-            {
-                **r,
-                "accuracy": float(sim["accuracy"][0]),
-                "mac_acceleration": float(macs.backbone / sim["macs"][0]),
-                "shares": [float(v) for v in sim["shares"][0]],
-            }
-        )
-    best = simulate(cached.probs, cached.labels, np.asarray(result.thresholds), macs.path_macs)
-    final = 100.0 * float((cached.probs[-1].argmax(-1) == cached.labels).mean())
-    return ThresholdSearchResult(
-        thresholds=result.thresholds,
-        fitness=result.fitness,
-        accuracy=float(best["accuracy"][0]),
-        mac_acceleration=float(macs.backbone / best["macs"][0]),
-        measured_acceleration=None,
-        shares=[float(v) for v in best["shares"][0]],
-        baseline_accuracy=final,
-        final_exit_accuracy=final,
-        beta=result.beta,
-        table=sorted(rows, key=lambda r: r["mac_acceleration"]),
-        macs=macs,
-    )
-
-
 def benchmark(
     model_path: pathlib.Path,
     generations: int,
@@ -256,8 +214,8 @@ def benchmark(
     x, y = test_arrays(folder)
     if limit:  # quick check of the script only; reported figures use every test image
         x, y = x[:limit], y[:limit]
-    order = np.random.default_rng(SEED).permutation(len(x))
-    search_idx, report_idx = np.sort(order[: len(x) // 2]), np.sort(order[len(x) // 2 :])
+    split = inference.split_search_report(len(x), seed=SEED)
+    search_idx, report_idx = split.search, split.report
     search = inference.collect_exit_probabilities(
         model, (x[search_idx], y[search_idx]), keep_images=0
     )
@@ -328,8 +286,8 @@ def benchmark(
     agree = float(np.mean(served["exit"] == sim_r["exit"][0]))
 
     plot_tradeoff(
-        reevaluate(ga_runs[1.0], report, macs),
-        reevaluate(sweep, report, macs),
+        inference.rescore(ga_runs[1.0], report),
+        inference.rescore(sweep, report),
         list(model.exit_names),
         PLOT if write_plot and not limit else None,
         title="Multi-exit ResNet-20, CIFAR-10 study model: report half of the test split "

@@ -410,6 +410,18 @@ def cli_cases(tmp_path, write=True):
             "beta",
             None,
         ),
+        (
+            "thresholds_split_seed_not_int",
+            ["thresholds", str(tmp_path), "--beta", "1", "--split-seed", "half"],
+            "split-seed",
+            None,
+        ),
+        (
+            "thresholds_measure_images_zero",
+            ["thresholds", str(tmp_path), "--beta", "1", "--measure-images", "0"],
+            "`measure_images` must be an int >= 1, got 0",
+            None,
+        ),
         ("tune_missing_recipe", ["tune", str(tmp_path / "missing.py")], "missing.py", None),
         ("tune_bad_search", ["tune", DIGITS_RECIPE, "--search", "=1:2"], "search", None),
         ("tune_bad_tuner", ["tune", DIGITS_RECIPE, "--tuner", "grid"], "tuner", None),

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -567,42 +568,111 @@ def _fake_run(tmp_path, model_obj):
     return run
 
 
-def test_cli_thresholds_writes_json_plot_and_tensorboard(tmp_path, capsys):
-    from keras_sd import cli
+def test_cli_thresholds_searches_on_one_half_and_reports_on_the_other(
+    tmp_path, capsys, monkeypatch
+):
+    from keras_sd import cli, tensorboard
+    from keras_sd import data as data_lib
+    from keras_sd.inference import run as run_mod
+    from keras_sd.inference.litert import read_thresholds_file
 
     keras.utils.set_random_seed(0)
     model_obj = MultiExitDistiller(three_stage_backbone(input_shape=(8, 8, 1), num_classes=10))
     run = _fake_run(tmp_path, model_obj)
-    code = cli.main(
-        [
-            "thresholds",
-            str(run),
-            "--beta",
-            "0.5",
-            "--generations",
-            "3",
-            "--population",
-            "6",
-            "--measure-images",
-            "16",
-        ]
-    )
+    seen = {}  # what the search and the sweep were given
+
+    def spy(name, fn):
+        def wrapped(model, data, **kwargs):
+            seen[name] = data
+            return fn(model, data, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(run_mod, "search_thresholds", spy("search", search_thresholds))
+    monkeypatch.setattr(run_mod, "sweep_thresholds", spy("sweep", sweep_thresholds))
+    argv = ["thresholds", str(run), "--beta", "0.5", "--generations", "3", "--population", "6"]
+    code = cli.main([*argv, "--measure-images", "16", "--split-seed", "1"])
     assert code == 0
     payload = json.loads((run / "thresholds.json").read_text())
-    assert payload["split"] == "test" and payload["beta"] == 0.5
-    assert len(payload["thresholds"]) == 3 and payload["exit_names"] == ["exit1", "exit2", "exit3"]
-    assert sum(payload["images_per_exit"]) == payload["num_samples"] > 0
-    assert payload["measured_acceleration"] > 0 and payload["measured_on_images"] == 16
-    assert len(payload["sweep"]["table"]) == 50
-    # The reported accuracy is that of the early-exit model with the chosen thresholds.
-    from keras_sd import data as data_lib
 
+    # The test split and the halves, computed independently of keras_sd.inference.
     test = data_lib.load("digits", batch_size=32, augment="none", seed=0).test
     x = np.concatenate([np.asarray(a) for a, _ in test])
     y = np.concatenate([np.asarray(b) for _, b in test])
+    n = len(y)
+    order = np.random.default_rng(1).permutation(n)
+    search_idx, report_idx = np.sort(order[: n // 2]), np.sort(order[n // 2 :])
     loaded = keras.models.load_model(run / "model.keras")
-    pred = EarlyExitModel(loaded, payload["thresholds"]).predict_early_exit(x)["prediction"]
-    assert payload["accuracy"] == pytest.approx(100 * np.mean(pred == y), abs=1e-9)
+    out = loaded.call_exits(x, training=False)
+    probs = np.stack([_softmax(out[name]) for name in loaded.exit_names])
+
+    # The search and the sweep saw exactly the search half, nothing of the report half.
+    for name in ("search", "sweep"):
+        np.testing.assert_array_equal(seen[name].labels, y[search_idx])
+        np.testing.assert_allclose(seen[name].probs, probs[:, search_idx], atol=1e-5)
+    split = payload["split"]
+    assert split["source"] == "test" and split["seed"] == 1 and split["search_fraction"] == 0.5
+    assert (split["search_images"], split["report_images"]) == (n // 2, n - n // 2)
+    assert (payload["search_images"], payload["report_images"]) == (n // 2, n - n // 2)
+    assert "search sees only these" in split["search"] and "reported" in split["report"]
+
+    # Reported figures: the chosen thresholds on the report half, by the early-exit graph.
+    early = EarlyExitModel(loaded, payload["thresholds"])
+    pred = early.predict_early_exit(x[report_idx])["prediction"]
+    assert payload["accuracy"] == pytest.approx(100 * np.mean(pred == y[report_idx]), abs=1e-9)
+    pred_s = early.predict_early_exit(x[search_idx])["prediction"]
+    assert payload["search_accuracy"] == pytest.approx(
+        100 * np.mean(pred_s == y[search_idx]), abs=1e-9
+    )
+    path_macs = count_macs(loaded).path_macs
+    backbone = count_macs(loaded).backbone
+    acc, macs, exits = _algorithm1_by_hand(
+        probs[:, report_idx], y[report_idx], payload["thresholds"], path_macs
+    )
+    assert payload["mac_acceleration"] == pytest.approx(backbone / macs)
+    assert payload["images_per_exit"] == [exits.count(j) for j in range(4)]
+    assert sum(payload["images_per_exit"]) == n - n // 2
+    assert payload["final_exit_accuracy"] == pytest.approx(
+        100 * np.mean(probs[-1, report_idx].argmax(-1) == y[report_idx])
+    )
+    assert payload["table"]
+    for row in payload["table"]:
+        acc, macs, _ = _algorithm1_by_hand(
+            probs[:, report_idx], y[report_idx], row["thresholds"], path_macs
+        )
+        assert row["accuracy"] == pytest.approx(acc, abs=1e-9)
+        assert row["mac_acceleration"] == pytest.approx(backbone / macs)
+        acc_s, macs_s, _ = _algorithm1_by_hand(
+            probs[:, search_idx], y[search_idx], row["thresholds"], path_macs
+        )
+        assert row["search_accuracy"] == pytest.approx(acc_s, abs=1e-9)
+        assert row["search_mac_acceleration"] == pytest.approx(backbone / macs_s)
+    # Measured speedup: named by runtime and batch size, on report-half images.
+    key = "measured_speedup_tf_graph_batch256"
+    assert payload["measurement"]["field"] == key
+    assert payload["measurement"]["runtime"] == "tf-graph"
+    assert payload["measurement"]["batch_size"] == 256 and payload["measurement"]["rounds"] == 5
+    assert payload["measurement"]["part"] == "report" and payload["measurement"]["images"] == 16
+    assert payload[key] > 0 and all(r[key] > 0 for r in payload["table"])
+    assert payload["sweep"][key] > 0 and payload["measured_on_images"] == 16
+    assert "measured_acceleration" not in payload and "measured_acceleration" not in str(
+        payload["table"]
+    )
+    assert len(payload["sweep"]["table"]) == 50
+    sweep_row = payload["sweep"]["table"][0]  # shared threshold 0.50, re-scored
+    assert sweep_row["accuracy"] == pytest.approx(
+        _algorithm1_by_hand(probs[:, report_idx], y[report_idx], [0.5] * 3, path_macs)[0]
+    )
+    printed = capsys.readouterr().out
+    assert f"searched on {n // 2} images of the test split (seed 1)" in printed
+    assert f"the other {n - n // 2} (report half)" in printed
+    assert "tf-graph b256" in printed and "search acc %" in printed
+    assert "tf-graph batch 256, median of 5 alternating rounds on 16 images" in printed
+
+    # Readers of thresholds.json: the LiteRT export and the TensorBoard plot.
+    assert read_thresholds_file(run / "thresholds.json", 3) == payload["thresholds"]
+    points = tensorboard.early_exit_points(payload)
+    assert points["chosen"] == (payload["mac_acceleration"], payload["accuracy"])
     png = (run / "thresholds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     events = list((run / "logs" / "thresholds").glob("events.out.tfevents.*"))
@@ -611,6 +681,17 @@ def test_cli_thresholds_writes_json_plot_and_tensorboard(tmp_path, capsys):
         v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value
     }
     assert "early_exit/beta_0.5" in tags
+
+
+def test_run_threshold_search_bad_arguments(tmp_path):
+    from keras_sd.inference.run import run_threshold_search
+
+    with pytest.raises(ValueError, match=r"`split_seed` must be an int, got 'a'"):
+        run_threshold_search(tmp_path, beta=1.0, split_seed="a")
+    with pytest.raises(ValueError, match=r"`measure_images` must be an int >= 1, got 0"):
+        run_threshold_search(tmp_path, beta=1.0, measure_images=0)
+    with pytest.raises(ValueError, match=r"`batch_size` must be an int >= 1, got 0"):
+        run_threshold_search(tmp_path, beta=1.0, batch_size=0)
 
 
 def test_cli_thresholds_bad_run_dir(tmp_path, capsys):
@@ -623,3 +704,185 @@ def test_cli_thresholds_bad_run_dir(tmp_path, capsys):
     run = _fake_run(tmp_path, plain)
     assert cli.main(["thresholds", str(run), "--beta", "1"]) == 2
     assert "without exits" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- timing
+def test_time_rounds_alternates_functions_round_by_round():
+    from keras_sd.inference.search import time_rounds
+
+    calls = []
+
+    def fn(name):
+        def run(batch):
+            calls.append((name, int(batch.shape[0])))
+            return np.zeros(1)
+
+        return run
+
+    images = np.zeros((5, H, W, C), "float32")
+    seconds = time_rounds({"plain": fn("plain"), "early": fn("early")}, images, 2, 3)
+    assert {k: len(v) for k, v in seconds.items()} == {"plain": 3, "early": 3}
+    assert all(t > 0 for v in seconds.values() for t in v)
+    warm_up = [("plain", 2), ("plain", 2), ("plain", 1), ("early", 2), ("early", 2), ("early", 1)]
+    one_round = warm_up  # each round: every batch of plain, then every batch of early exit
+    assert calls == warm_up + one_round * 3
+    with pytest.raises(ValueError, match="`rounds` must be an int >= 1, got 0"):
+        time_rounds({"plain": fn("plain")}, images, 2, 0)
+    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1, got 0"):
+        time_rounds({"plain": fn("plain")}, images, 0, 1)
+
+
+def test_measure_acceleration_is_the_median_of_per_round_ratios(model, images, monkeypatch):
+    from keras_sd.inference import search as search_mod
+
+    # Round 3 of the early exit was hit by a load spike, round 5 ran unusually fast: the best of
+    # each side (1.0 / 0.25 = 4x) would mix rounds; the median of the per-round ratios is 2x.
+    plain = [1.0, 1.2, 1.0, 0.8, 1.0]
+    early = [0.5, 0.6, 10.0, 0.4, 0.25]
+    seen = {}
+
+    def fake(fns, imgs, batch_size, rounds):
+        seen.update(names=list(fns), n=len(imgs), batch_size=batch_size, rounds=rounds)
+        return {"backbone": plain, "early_exit": early}
+
+    monkeypatch.setattr(search_mod, "time_rounds", fake)
+    value = search_mod.measure_acceleration(model, [0.5] * 3, images, batch_size=8, rounds=5)
+    assert value == pytest.approx(float(np.median(np.divide(plain, early))))
+    assert value == pytest.approx(2.0)
+    assert seen == {"names": ["backbone", "early_exit"], "n": 40, "batch_size": 8, "rounds": 5}
+
+
+# ---------------------------------------------------------------------------- search / report
+def _algorithm1_by_hand(probs, labels, thresholds, path_macs):
+    """Per-sample loop of Algorithm 1: (accuracy %, average MACs, answering exit per sample)."""
+    k, n = probs.shape[0], probs.shape[1]
+    correct, macs, exits = 0, 0.0, []
+    for s in range(n):
+        answer = k
+        for i in range(k):
+            if probs[i, s].max() > thresholds[i]:
+                answer = i
+                break
+        pred = probs[answer, s].argmax() if answer < k else probs[:, s].mean(0).argmax()
+        correct += int(pred == labels[s])
+        macs += path_macs[answer]
+        exits.append(answer)
+    return 100.0 * correct / n, macs / n, exits
+
+
+def test_split_search_report_is_a_seeded_partition():
+    from keras_sd.inference import split_search_report
+
+    a = split_search_report(1001, seed=3)
+    assert len(a.search) == 500 and len(a.report) == 501  # floor(1001 * 0.5) search samples
+    assert not set(a.search) & set(a.report)  # disjoint
+    np.testing.assert_array_equal(np.sort(np.r_[a.search, a.report]), np.arange(1001))  # covers
+    assert list(a.search) == sorted(a.search) and list(a.report) == sorted(a.report)
+    # The documented rule: the first floor(n * fraction) of default_rng(seed).permutation(n).
+    order = np.random.default_rng(3).permutation(1001)
+    np.testing.assert_array_equal(a.search, np.sort(order[:500]))
+    again = split_search_report(1001, seed=3)
+    np.testing.assert_array_equal(again.search, a.search)
+    np.testing.assert_array_equal(again.report, a.report)
+    other = split_search_report(1001, seed=4)
+    assert set(other.search) != set(a.search)
+    quarter = split_search_report(100, search_fraction=0.25, seed=0, source="validation")
+    assert (len(quarter.search), len(quarter.report)) == (25, 75)
+    info = quarter.describe()
+    assert info["source"] == "validation" and info["seed"] == 0
+    assert info["search_images"] == 25 and info["report_images"] == 75
+    assert info["search_fraction"] == 0.25
+    assert "search sees only these" in info["search"] and "75 images" in info["report"]
+    json.dumps(info)
+
+
+@pytest.mark.parametrize("fraction", [0, 0.0, 1, 1.0, 1.5, -0.1, float("nan"), "half", True, None])
+def test_split_search_report_bad_fraction(fraction):
+    from keras_sd.inference import split_search_report
+
+    with pytest.raises(
+        ValueError,
+        match=r"`search_fraction` must be a number strictly between 0 and 1, got "
+        + re.escape(repr(fraction)),
+    ):
+        split_search_report(100, search_fraction=fraction)
+
+
+def test_split_search_report_too_few_samples_and_bad_seed():
+    from keras_sd.inference import split_search_report
+
+    with pytest.raises(
+        ValueError, match=r"`num_samples` = 1 cannot be split .* 0 search and 1 report"
+    ):
+        split_search_report(1)
+    with pytest.raises(ValueError, match=r"`num_samples` = 3 cannot be split .*0\.2.* 0 search"):
+        split_search_report(3, search_fraction=0.2)
+    with pytest.raises(ValueError, match=r"`num_samples` = 4 cannot be split .* 4 search and 0"):
+        split_search_report(4, search_fraction=1 - 1e-12)
+    assert (len(split_search_report(4, search_fraction=0.99).report)) == 1
+    with pytest.raises(ValueError, match=r"`num_samples` must be an int >= 2, got 10\.0"):
+        split_search_report(10.0)
+    with pytest.raises(ValueError, match=r"`seed` must be an int, got 'a'"):
+        split_search_report(10, seed="a")
+    assert len(split_search_report(2).search) == 1
+
+
+def test_rescore_scores_the_same_thresholds_on_other_samples(model):
+    from keras_sd.inference import rescore, split_search_report
+
+    data = _synthetic(n=1200)
+    report_macs = MacReport(100, (40, 30, 30), (5, 5), (45, 80, 110), 110)
+    split = split_search_report(data.num_samples, seed=1)
+    search, held = data.take(split.search), data.take(split.report)
+    np.testing.assert_array_equal(search.probs, data.probs[:, split.search])
+    np.testing.assert_array_equal(held.labels, data.labels[split.report])
+    kw = dict(beta=0.5, macs=report_macs, measure=False)
+    result = search_thresholds(model, search, generations=10, population=20, progress=False, **kw)
+    scored = rescore(result, held)
+    acc, macs, exits = _algorithm1_by_hand(
+        held.probs, held.labels, result.thresholds, report_macs.path_macs
+    )
+    final = 100.0 * np.mean(held.probs[-1].argmax(-1) == held.labels)
+    assert scored.thresholds == result.thresholds
+    assert scored.accuracy == pytest.approx(acc, abs=1e-9)
+    assert scored.mac_acceleration == pytest.approx(100.0 / macs)
+    assert scored.shares == pytest.approx([exits.count(j) / len(exits) for j in range(4)])
+    assert scored.final_exit_accuracy == pytest.approx(final)
+    assert scored.fitness == pytest.approx(100.0 / macs + 0.5 * (acc - final))
+    assert scored.accuracy != pytest.approx(result.accuracy)  # other samples, other figure
+    assert [r["thresholds"] for r in scored.table] == [r["thresholds"] for r in result.table]
+    for row, old in zip(scored.table, result.table):
+        acc_r, macs_r, _ = _algorithm1_by_hand(
+            held.probs, held.labels, row["thresholds"], report_macs.path_macs
+        )
+        assert row["accuracy"] == pytest.approx(acc_r, abs=1e-9)
+        assert row["mac_acceleration"] == pytest.approx(100.0 / macs_r)
+        assert row["search_accuracy"] == old["accuracy"]
+        assert row["search_mac_acceleration"] == old["mac_acceleration"]
+        assert row["search_fitness"] == old["fitness"] and row["search_shares"] == old["shares"]
+        assert row["measured_acceleration"] is None
+    sweep = sweep_thresholds(model, search, **kw)
+    scored_sweep = rescore(sweep, held)
+    assert len(scored_sweep.table) == 50
+    assert scored_sweep.table[10]["accuracy"] == pytest.approx(
+        _algorithm1_by_hand(held.probs, held.labels, [0.6] * 3, report_macs.path_macs)[0]
+    )
+    with pytest.raises(ValueError, match="`data` must be an ExitProbabilities"):
+        rescore(result, (held.probs, held.labels))
+    with pytest.raises(ValueError, match="`result` must be a ThresholdSearchResult"):
+        rescore(result.to_dict(), held)
+    with pytest.raises(ValueError, match="`data`: cached probabilities of 2 exits"):
+        rescore(result, ExitProbabilities(held.probs[:2], held.labels))
+
+
+def test_collect_keeps_the_images_at_keep_indices(model, images):
+    labels = np.arange(len(images)) % CLASSES
+    ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(7)
+    got = collect_exit_probabilities(model, ds, keep_indices=[1, 6, 7, 8, 39])
+    np.testing.assert_array_equal(got.images, images[[1, 6, 7, 8, 39]])
+    assert got.num_samples == 40
+    for bad in ([3, 3], [5, 2], [-1, 2], [0.5, 1.5]):
+        with pytest.raises(ValueError, match=r"`keep_indices` must be strictly increasing"):
+            collect_exit_probabilities(model, ds, keep_indices=bad)
+    with pytest.raises(ValueError, match=r"`keep_indices` reaches position 40, .* only 40"):
+        collect_exit_probabilities(model, ds, keep_indices=[2, 40])

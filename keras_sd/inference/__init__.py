@@ -18,13 +18,16 @@ from keras_sd.inference.macs import MacReport, count_macs, layer_macs
 from keras_sd.inference.search import (
     SWEEP_VALUES,
     ExitProbabilities,
+    SearchReportSplit,
     ThresholdSearchResult,
     collect_exit_probabilities,
     decode,
     encode,
     measure_acceleration,
+    rescore,
     search_thresholds,
     simulate,
+    split_search_report,
     sweep_thresholds,
 )
 from keras_sd.litert_runtime import LiteRTEarlyExit  # the TensorFlow-free LiteRT runtime
@@ -35,6 +38,7 @@ __all__ = [
     "ExitProbabilities",
     "LiteRTEarlyExit",
     "MacReport",
+    "SearchReportSplit",
     "ThresholdSearchResult",
     "check_multi_exit",
     "check_thresholds",
@@ -46,7 +50,9 @@ __all__ = [
     "freeze_function",
     "layer_macs",
     "measure_acceleration",
+    "rescore",
     "search_thresholds",
     "simulate",
+    "split_search_report",
     "sweep_thresholds",
 ]

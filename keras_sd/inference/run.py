@@ -1,16 +1,29 @@
 """`keras-sd thresholds RUN_DIR`: threshold search on a finished multi-exit run (and `export_run`,
 `keras-sd export RUN_DIR --litert`: its LiteRT early-exit artefact).
 
-The held-out split is the run's **test** split (the only held-out split a `keras-sd train` run
-has: it trains on the whole training split). The thresholds are therefore tuned on the data
-their accuracy is reported on; for an unbiased figure, search on a part of the test split and
-report on the rest, as benchmarks/early_exit.py does.
+Thresholds are chosen on data the report never sees. A `keras-sd train` run trains on its whole
+training split, so its only held-out data is the test split: it is partitioned by a seed
+(`keras_sd.inference.split_search_report`, ``--split-seed``) into a **search half**, the only
+samples the genetic search and the shared-threshold sweep see, and a **report half**, on which
+every reported figure is computed: accuracy, MAC acceleration and measured speedup of the chosen
+thresholds and of each row of the trade-off table (rows re-scored with
+`keras_sd.inference.rescore`; their search-half figures are kept as ``search_*`` fields).
+`held_out_parts` is the one place that decides which samples are which.
+
+The measured speedup is that of the compiled early-exit graph over the compiled plain backbone
+(runtime "tf-graph") at the search's batch size, on report-half images: the median over
+alternating timed rounds (plain backbone, early exit, plain backbone, ...;
+`keras_sd.inference.measure_acceleration`). Its field and column name the runtime and the batch
+size (``measured_speedup_tf_graph_batch256``).
 
 Writes to RUN_DIR:
-    thresholds.json            best thresholds, their accuracy / MAC and measured acceleration,
-                               share of images per exit, the trade-off table and the sweep
-    thresholds.png             accuracy vs acceleration (GA front and shared-threshold sweep) and,
-                               as TPAMI Fig. 8, images classified per exit against the threshold
+    thresholds.json            which samples are which (``split``: seed, counts), the best
+                               thresholds, their report-half accuracy / MAC acceleration /
+                               measured speedup and search-half figures, images per exit, the
+                               trade-off table and the sweep
+    thresholds.png             report half: accuracy vs acceleration (GA front and
+                               shared-threshold sweep) and, as TPAMI Fig. 8, images classified
+                               per exit against the threshold
     logs/thresholds/           the same plot as a TensorBoard image
 
 Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks",
@@ -28,13 +41,21 @@ import numpy as np
 
 from keras_sd.inference.early_exit import check_multi_exit
 from keras_sd.inference.search import (
+    MEASURE_ROUNDS,
+    MEASURE_RUNTIME,
     SWEEP_VALUES,
+    ExitProbabilities,
     ThresholdSearchResult,
+    _check_int,
     collect_exit_probabilities,
+    measure_acceleration,
+    rescore,
     search_thresholds,
-    simulate,
+    split_search_report,
     sweep_thresholds,
 )
+
+SEARCH_FRACTION = 0.5  # share of the test split the search sees when no training data is held out
 
 
 def plot_tradeoff(
@@ -59,12 +80,13 @@ def plot_tradeoff(
     import matplotlib.pyplot as plt
 
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
-    rows = result.table
+    # By acceleration: rows re-scored on other samples (`rescore`) need not stay in order.
+    rows = sorted(result.table, key=lambda r: r["mac_acceleration"])
     ax.plot(
         [r["mac_acceleration"] for r in rows],
         [r["accuracy"] for r in rows],
         "o-",
-        label="GA trade-off (Pareto front)",
+        label="GA trade-off (Pareto front of the samples searched on)",
     )
     ax.plot(
         [r["mac_acceleration"] for r in sweep.table],
@@ -127,6 +149,53 @@ def log_png_to_tensorboard(png: bytes, logdir: str | os.PathLike, name: str) -> 
     writer.close()
 
 
+def measured_speedup_field(batch_size: int) -> str:
+    """Name of the measured-speedup field / column: runtime and batch size, e.g.
+    ``measured_speedup_tf_graph_batch256``."""
+    return f"measured_speedup_{MEASURE_RUNTIME.replace('-', '_')}_batch{batch_size}"
+
+
+def held_out_parts(
+    model,
+    bundle,
+    *,
+    split_seed: int,
+    keep_images: int,
+    batch_size: int,
+) -> tuple[ExitProbabilities, ExitProbabilities, dict[str, Any]]:
+    """``(search, report, description)``: cached exit probabilities of the samples the threshold
+    search may see, of the samples every figure is reported on, and which is which.
+
+    A `keras-sd train` run trains on its whole training split, so both parts come from the test
+    split: a seeded ``SEARCH_FRACTION`` of it (`split_search_report`, seed ``split_seed``) for
+    the search and the rest for the report. The network runs once over the test split; the
+    report part keeps its first ``keep_images`` images (``report.images``) for timing. A run
+    that held part of its training data out would return that part as ``search`` and the whole
+    test split as ``report``: callers only see the two parts and the description.
+    """
+    split = split_search_report(
+        bundle.info.num_test, search_fraction=SEARCH_FRACTION, seed=split_seed, source="test"
+    )
+    cached = collect_exit_probabilities(
+        model, bundle.test, batch_size=batch_size, keep_indices=split.report[:keep_images]
+    )
+    if cached.num_samples != bundle.info.num_test:
+        raise ValueError(
+            f"`bundle`: the test pipeline yielded {cached.num_samples} samples but its DataInfo "
+            f"says num_test={bundle.info.num_test}; expected one sample per test example."
+        )
+    report = cached.take(split.report)
+    report = ExitProbabilities(report.probs, report.labels, images=cached.images)
+    return cached.take(split.search), report, split.describe()
+
+
+def _reported_rows(rows: list[dict], key: str) -> list[dict]:
+    """Table rows as thresholds.json holds them: the measured speedup under its named field."""
+    return [
+        {k: v for k, v in r.items() if k != "measured_acceleration"} | {key: None} for r in rows
+    ]
+
+
 def run_threshold_search(
     run_dir: str | os.PathLike,
     *,
@@ -134,65 +203,137 @@ def run_threshold_search(
     generations: int = 60,
     population: int = 64,
     seed: int = 0,
+    split_seed: int = 0,
     measure: bool = True,
     measure_images: int = 2048,
     batch_size: int = 256,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Loads RUN_DIR's model and test split, searches thresholds, writes the files (see the
-    module docstring) and returns the content of thresholds.json."""
+    """Loads RUN_DIR's model and test split, searches thresholds on the search half, reports on
+    the other half, writes the files (see the module docstring) and returns the content of
+    thresholds.json.
+
+    Args:
+        run_dir: a finished ``keras-sd train`` run of the multi_exit method.
+        beta: fitness weight of accuracy (eq. 7).
+        generations, population, seed: the genetic search's.
+        split_seed: seed of the search / report partition of the test split.
+        measure: time the early-exit graph against the plain backbone on report-half images.
+        measure_images: how many report-half images to time on (>= 1).
+        batch_size: batch size of the forward pass and of the timing.
+        progress: show the GA's progress bar.
+    """
 
     from keras_sd.train import load_run, write_json_atomic
 
+    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)):
+        raise ValueError(f"`split_seed` must be an int, got {split_seed!r}.")
+    if measure:
+        measure_images = _check_int(measure_images, "measure_images", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
     run = pathlib.Path(run_dir)
     recipe, model, bundle = load_run(run)
     check_multi_exit(model, f"model in {run / 'model.keras'}")
-    cached = collect_exit_probabilities(
-        model, bundle.test, keep_images=measure_images if measure else 0
+    search, report, split = held_out_parts(
+        model,
+        bundle,
+        split_seed=split_seed,
+        keep_images=measure_images if measure else 0,
+        batch_size=batch_size,
     )
-    common = dict(beta=beta, measure=measure, batch_size=batch_size)
+    common = dict(beta=beta, measure=False, batch_size=batch_size)
     result = search_thresholds(
         model,
-        cached,
+        search,
         generations=generations,
         population=population,
         seed=seed,
         progress=progress,
         **common,
     )
-    sweep = sweep_thresholds(model, cached, macs=result.macs, **common)
+    sweep = sweep_thresholds(model, search, macs=result.macs, **common)
+    reported, reported_sweep = rescore(result, report), rescore(sweep, report)
+    key = measured_speedup_field(batch_size)
+    rows = _reported_rows(reported.table, key)
+    chosen = sweep_best = None
+    if measure:
+
+        def timed(thresholds):
+            return measure_acceleration(
+                model, thresholds, report.images, batch_size=batch_size, rounds=MEASURE_ROUNDS
+            )
+
+        chosen = timed(reported.thresholds)
+        for row in rows:
+            row[key] = timed(row["thresholds"])
+        sweep_best = timed(reported_sweep.thresholds)
     names = list(model.exit_names)
+    n_search, n_report = split["search_images"], split["report_images"]
     png = plot_tradeoff(
-        result,
-        sweep,
+        reported,
+        reported_sweep,
         names,
         run / "thresholds.png",
-        title=f"{recipe.name}: early exit on the test split ({cached.num_samples} images)",
-        num_samples=cached.num_samples,
+        title=f"{recipe.name}: early exit on the report half of the test split ({n_report} "
+        f"images); thresholds searched on the other {n_search} (split seed {split_seed})",
+        num_samples=n_report,
     )
     log_png_to_tensorboard(png, run / "logs" / "thresholds", f"early_exit/beta_{beta:g}")
-    best = simulate(
-        cached.probs, cached.labels, np.asarray(result.thresholds), result.macs.path_macs
-    )
+    macs = result.to_dict()["macs"]
     payload = {
         "recipe": recipe.name,
-        "split": "test",
-        "num_samples": cached.num_samples,
+        "split": split,
+        "search_images": n_search,
+        "report_images": n_report,
         "exit_names": names,
         "generations": generations,
         "population": population,
         "seed": seed,
-        **result.to_dict(),
-        "images_per_exit": [int(round(s * cached.num_samples)) for s in best["shares"][0]],
-        "measured_on_images": None if cached.images is None else int(len(cached.images)),
+        "beta": result.beta,
+        "thresholds": reported.thresholds,
+        # Report half: the figures of the chosen thresholds on samples the search never saw.
+        "accuracy": reported.accuracy,
+        "mac_acceleration": reported.mac_acceleration,
+        key: chosen,
+        "shares": reported.shares,
+        "images_per_exit": [int(round(v * n_report)) for v in reported.shares],
+        "fitness": reported.fitness,
+        "final_exit_accuracy": reported.final_exit_accuracy,
+        "baseline_accuracy": reported.baseline_accuracy,
+        # Search half: what the search saw.
+        "search_accuracy": result.accuracy,
+        "search_mac_acceleration": result.mac_acceleration,
+        "search_shares": result.shares,
+        "search_fitness": result.fitness,
+        "search_final_exit_accuracy": result.final_exit_accuracy,
+        "measurement": {
+            "field": key,
+            "runtime": MEASURE_RUNTIME,
+            "batch_size": batch_size,
+            "rounds": MEASURE_ROUNDS,
+            "statistic": "median over rounds of plain-backbone seconds / early-exit seconds; "
+            "each round times the plain backbone then the early-exit graph",
+            "images": int(len(report.images)) if measure else 0,
+            "part": "report",
+        },
+        "measured_on_images": int(len(report.images)) if measure else None,
+        "table": rows,
+        "history": result.history,
+        "macs": macs,
         "sweep": {
             "values": list(SWEEP_VALUES),
             "best_threshold": sweep.thresholds[0],
-            "fitness": sweep.fitness,
-            "accuracy": sweep.accuracy,
-            "mac_acceleration": sweep.mac_acceleration,
-            "measured_acceleration": sweep.measured_acceleration,
-            "table": sweep.table,
+            "fitness": reported_sweep.fitness,
+            "accuracy": reported_sweep.accuracy,
+            "mac_acceleration": reported_sweep.mac_acceleration,
+            key: sweep_best,
+            "search_fitness": sweep.fitness,
+            "search_accuracy": sweep.accuracy,
+            "search_mac_acceleration": sweep.mac_acceleration,
+            "table": [
+                {k: v for k, v in r.items() if k != "measured_acceleration"}
+                for r in reported_sweep.table
+            ],
         },
     }
     write_json_atomic(run / "thresholds.json", payload)
@@ -201,26 +342,42 @@ def run_threshold_search(
 
 
 def print_summary(payload: dict) -> None:
-    """Prints the chosen thresholds and the trade-off table."""
+    """Prints which split is which, the chosen thresholds and the trade-off table."""
+    split, key = payload["split"], payload["measurement"]["field"]
+    m = payload["measurement"]
     print(
-        f"\nthresholds ({payload['split']} split, {payload['num_samples']} images, "
-        f"beta={payload['beta']:g}): " + ", ".join(f"{t:.4f}" for t in payload["thresholds"])
+        f"\nthresholds (beta={payload['beta']:g}): "
+        + ", ".join(f"{t:.4f}" for t in payload["thresholds"])
     )
     print(
-        f"  accuracy {payload['accuracy']:.2f}% (final exit {payload['final_exit_accuracy']:.2f}%), "
+        f"  searched on {split['search_images']} images of the {split['source']} split "
+        f"(seed {split['seed']}); every figure below is on the other {split['report_images']} "
+        "(report half) unless marked search"
+    )
+    speed = f"{m['runtime']} batch {m['batch_size']}"
+    measured = payload[key]
+    print(
+        f"  accuracy {payload['accuracy']:.2f}% (final exit {payload['final_exit_accuracy']:.2f}%;"
+        f" search half {payload['search_accuracy']:.2f}%), "
         f"MAC acceleration {payload['mac_acceleration']:.2f}x"
         + (
-            f", measured {payload['measured_acceleration']:.2f}x"
-            if payload["measured_acceleration"]
+            f", measured speedup {measured:.2f}x ({speed}, median of {m['rounds']} alternating "
+            f"rounds on {m['images']} images)"
+            if measured is not None
             else ""
         )
     )
-    print(f"  {'acc %':>7} {'MACx':>6} {'timex':>6}  shares per exit (+ensemble)   thresholds")
+    column = f"{m['runtime']} b{m['batch_size']}"
+    print(
+        f"  {'acc %':>7} {'MACx':>6} {column:>14} {'search acc %':>12} {'search MACx':>11}"
+        "  shares per exit (+ensemble)   thresholds"
+    )
     for r in payload["table"]:
-        meas = r["measured_acceleration"]
+        meas = r[key]
         print(
             f"  {r['accuracy']:7.2f} {r['mac_acceleration']:6.2f} "
-            f"{meas if meas is None else round(meas, 2)!s:>6}  "
+            f"{'-' if meas is None else f'{meas:.2f}x':>14} "
+            f"{r['search_accuracy']:12.2f} {r['search_mac_acceleration']:11.2f}  "
             + " ".join(f"{s:.2f}" for s in r["shares"])
             + "   "
             + " ".join(f"{t:.3f}" for t in r["thresholds"])

@@ -5,7 +5,8 @@ The network runs once over the held-out samples (`collect_exit_probabilities`); 
 threshold vector is then scored in NumPy from those cached per-exit probabilities (Algorithm 1
 replayed per sample: accuracy, MAC acceleration, share of samples per exit), so a search of
 thousands of candidates takes seconds. Only the final trade-off table is timed on the real
-early-exit graph (measured acceleration).
+early-exit graph (measured acceleration: `measure_acceleration`, the median over alternating
+plain-backbone / early-exit rounds).
 
 Fitness (TPAMI eq. 7): ``acceleration + beta * (accuracy - baseline_accuracy)`` with the
 acceleration counted in MACs (`keras_sd.inference.count_macs`) and both accuracies in
@@ -21,7 +22,7 @@ TPAMI, section 3.3, Algorithm 2, eq. 7, Tables 5-6.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +62,91 @@ class ExitProbabilities:
     def num_samples(self) -> int:
         return int(self.probs.shape[1])
 
+    def take(self, indices: Sequence[int]) -> ExitProbabilities:
+        """The probabilities and labels of the samples at ``indices`` (no images)."""
+        idx = np.asarray(indices, dtype="int64")
+        return ExitProbabilities(probs=self.probs[:, idx], labels=self.labels[idx])
+
+
+@dataclass(frozen=True)
+class SearchReportSplit:
+    """Which held-out samples the threshold search sees and which the report is computed on.
+
+    Attributes:
+        search: sorted indices of the samples the search runs on.
+        report: sorted indices of the other samples, on which every reported figure is computed.
+        source: the split both parts come from (e.g. ``"test"``).
+        seed: seed of the random partition.
+        search_fraction: share of the samples in the search part.
+    """
+
+    search: np.ndarray
+    report: np.ndarray
+    source: str
+    seed: int
+    search_fraction: float
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description: which part is which, the seed and the counts."""
+        n_search, n_report = len(self.search), len(self.report)
+        return {
+            "source": self.source,
+            "partition": "seeded random permutation of the split's samples (source order)",
+            "seed": self.seed,
+            "search_fraction": self.search_fraction,
+            "search_images": n_search,
+            "report_images": n_report,
+            "search": f"{n_search} images of the {self.source} split chosen by seed {self.seed}: "
+            "the threshold search sees only these",
+            "report": f"the other {n_report} images of the {self.source} split: every reported "
+            "accuracy, MAC acceleration and measured speedup (fields without a search_ prefix)",
+        }
+
+
+def split_search_report(
+    num_samples: int, *, search_fraction: float = 0.5, seed: int = 0, source: str = "test"
+) -> SearchReportSplit:
+    """Partitions ``num_samples`` held-out samples into a seeded search part and a report part.
+
+    The first ``floor(num_samples * search_fraction)`` positions of
+    ``numpy.random.default_rng(seed).permutation(num_samples)`` are the search part, the rest the
+    report part (both sorted). The same arguments always give the same parts.
+
+    Raises:
+        ValueError: ``num_samples`` is not an int, ``search_fraction`` is not in (0, 1), ``seed``
+            is not an int, or a part would be empty.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(f"`seed` must be an int, got {seed!r}.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+        raise ValueError(f"`num_samples` must be an int >= 2, got {num_samples!r}.")
+    fraction = None
+    if not isinstance(search_fraction, bool):
+        try:
+            fraction = float(search_fraction)
+        except (TypeError, ValueError):
+            fraction = None
+    if fraction is None or not 0.0 < fraction < 1.0:
+        raise ValueError(
+            f"`search_fraction` must be a number strictly between 0 and 1, got {search_fraction!r}."
+        )
+    n = int(num_samples)
+    n_search = int(np.floor(n * fraction + 1e-9))
+    if n_search < 1 or n - n_search < 1:
+        raise ValueError(
+            f"`num_samples` = {num_samples!r} cannot be split with search_fraction={fraction:g}: "
+            f"it gives {n_search} search and {n - n_search} report samples; expected at least one "
+            "in each part (more samples or another search_fraction)."
+        )
+    order = np.random.default_rng(int(seed)).permutation(n)
+    return SearchReportSplit(
+        search=np.sort(order[:n_search]),
+        report=np.sort(order[n_search:]),
+        source=str(source),
+        seed=int(seed),
+        search_fraction=fraction,
+    )
+
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype("float64") - z.max(-1, keepdims=True)
@@ -93,7 +179,12 @@ def _iterate(data: Any, batch_size: int) -> Iterable[tuple[np.ndarray, np.ndarra
 
 
 def collect_exit_probabilities(
-    model, data: Any, *, batch_size: int = 256, keep_images: int = 2048
+    model,
+    data: Any,
+    *,
+    batch_size: int = 256,
+    keep_images: int = 2048,
+    keep_indices: Sequence[int] | None = None,
 ) -> ExitProbabilities:
     """Runs the multi-exit model once over ``data`` and caches every exit's softmax.
 
@@ -104,24 +195,47 @@ def collect_exit_probabilities(
         batch_size: batch size when ``data`` is arrays.
         keep_images: how many of the first images to keep (``ExitProbabilities.images``) for
             timing the early-exit graph later (0: none).
+        keep_indices: instead of the first ``keep_images``, keep the images at these positions
+            of ``data`` (strictly increasing), e.g. some of a report part's samples.
     """
     check_multi_exit(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
     keep_images = _check_int(keep_images, "keep_images", 0)
+    if keep_indices is None:
+        wanted = np.arange(keep_images, dtype="int64")
+    else:
+        wanted = np.asarray(keep_indices)
+        if (
+            wanted.ndim != 1
+            or (wanted.size and not np.issubdtype(wanted.dtype, np.integer))
+            or np.any(wanted < 0)
+            or np.any(np.diff(wanted) <= 0)
+        ):
+            raise ValueError(
+                "`keep_indices` must be strictly increasing non-negative ints, got "
+                f"{keep_indices!r}."
+            )
+        wanted = wanted.astype("int64")
     probs, labels, images = [], [], []
-    kept = 0
+    seen = 0
     for x, y in _iterate(data, batch_size):
         if len(x) == 0:
             continue
         out = model.call_exits(x.astype("float32"), training=False)
         probs.append(np.stack([_softmax(np.asarray(out[n])) for n in model.exit_names]))
         labels.append(y.argmax(-1) if y.ndim > 1 else y)
-        if kept < keep_images:
-            images.append(x[: keep_images - kept].astype("float32"))
-            kept += len(images[-1])
+        here = wanted[(wanted >= seen) & (wanted < seen + len(x))] - seen
+        if len(here):
+            images.append(x[here].astype("float32"))
+        seen += len(x)
     if not probs:
         raise ValueError("`data` is empty; the threshold search needs at least one sample.")
+    if keep_indices is not None and len(wanted) and wanted[-1] >= seen:
+        raise ValueError(
+            f"`keep_indices` reaches position {int(wanted[-1])}, but `data` has only {seen} "
+            "samples; expected positions of its samples."
+        )
     return ExitProbabilities(
         probs=np.concatenate(probs, axis=1),
         labels=np.concatenate(labels).astype("int64"),
@@ -170,9 +284,11 @@ class ThresholdSearchResult:
     Attributes:
         thresholds: the best thresholds (one per exit).
         fitness: their fitness (eq. 7).
-        accuracy: their accuracy (%) on the search samples.
+        accuracy: their accuracy (%) on the search samples (on other samples after `rescore`).
         mac_acceleration: backbone MACs / average MACs spent.
-        measured_acceleration: wall-clock backbone time / early-exit time (None if not timed).
+        measured_acceleration: measured speedup over the plain backbone (`measure_acceleration`:
+            compiled tf.function graphs at the search's batch size, median of alternating
+            rounds); None if not timed.
         shares: share of samples answered by each exit, then the ensemble.
         baseline_accuracy: the accuracy fitness compares with (%).
         final_exit_accuracy: accuracy of the final exit alone (%).
@@ -207,6 +323,82 @@ class ThresholdSearchResult:
             out["macs"]["heads"] = list(self.macs.heads)
             out["macs"]["exits"] = list(self.macs.exits)
         return out
+
+
+def rescore(
+    result: ThresholdSearchResult,
+    data: ExitProbabilities,
+    *,
+    baseline_accuracy: float | None = None,
+) -> ThresholdSearchResult:
+    """``result``'s thresholds (the best and every table row) scored on other samples ``data``.
+
+    Accuracy, MAC acceleration, shares and fitness (eq. 7, the same beta) are recomputed on
+    ``data``; the figures ``result`` had (on the samples it was searched on) are kept in each
+    row as ``search_accuracy``, ``search_mac_acceleration``, ``search_shares`` and
+    ``search_fitness``. The rows keep their order. Measured accelerations are dropped (None):
+    they were timed on the search samples.
+
+    Args:
+        result: a `search_thresholds` / `sweep_thresholds` result (with its ``macs``).
+        data: cached probabilities of the other samples.
+        baseline_accuracy: the fitness's baseline (%); default the final exit's accuracy on
+            ``data``.
+    """
+    if not isinstance(result, ThresholdSearchResult) or result.macs is None:
+        raise ValueError(
+            "`result` must be a ThresholdSearchResult with its MAC report (from "
+            f"search_thresholds or sweep_thresholds), got {type(result).__name__}."
+        )
+    if not isinstance(data, ExitProbabilities):
+        raise ValueError(
+            "`data` must be an ExitProbabilities (collect_exit_probabilities), got "
+            f"{type(data).__name__}."
+        )
+    if data.num_exits != len(result.thresholds):
+        raise ValueError(
+            f"`data`: cached probabilities of {data.num_exits} exits for thresholds of "
+            f"{len(result.thresholds)} exits."
+        )
+    report = result.macs
+    final_acc = 100.0 * float((data.probs[-1].argmax(-1) == data.labels).mean())
+    baseline = final_acc if baseline_accuracy is None else float(baseline_accuracy)
+    candidates = np.asarray([result.thresholds] + [r["thresholds"] for r in result.table])
+    sim = simulate(data.probs, data.labels, candidates, report.path_macs)
+    fitness = _fitness(sim, report, result.beta, baseline)
+
+    def figures(j: int) -> dict:
+        return {
+            "accuracy": float(sim["accuracy"][j]),
+            "mac_acceleration": float(report.backbone / sim["macs"][j]),
+            "measured_acceleration": None,
+            "shares": [float(v) for v in sim["shares"][j]],
+            "fitness": float(fitness[j]),
+        }
+
+    table = [
+        {
+            **r,
+            **figures(j + 1),
+            **{f"search_{k}": r[k] for k in ("accuracy", "mac_acceleration", "shares", "fitness")},
+        }
+        for j, r in enumerate(result.table)
+    ]
+    best = figures(0)
+    return ThresholdSearchResult(
+        thresholds=list(result.thresholds),
+        fitness=best["fitness"],
+        accuracy=best["accuracy"],
+        mac_acceleration=best["mac_acceleration"],
+        measured_acceleration=None,
+        shares=best["shares"],
+        baseline_accuracy=baseline,
+        final_exit_accuracy=final_acc,
+        beta=result.beta,
+        table=table,
+        history=list(result.history),
+        macs=report,
+    )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -289,22 +481,38 @@ def _pareto(candidates: np.ndarray, sim: dict, report: MacReport, rows: int) -> 
     return front
 
 
-def time_predictions(fn, images: np.ndarray, batch_size: int, repeats: int = 3) -> float:
-    """Best wall-clock seconds of ``repeats`` passes of ``fn`` over ``images`` in batches, after
-    one warm-up pass (which also traces a ``tf.function``)."""
+MEASURE_ROUNDS = 5  # timed rounds of `measure_acceleration` (median of the per-round ratios)
+MEASURE_RUNTIME = "tf-graph"  # what `measure_acceleration` times: compiled tf.function graphs
+
+
+def time_rounds(
+    fns: dict[str, Callable], images: np.ndarray, batch_size: int, rounds: int
+) -> dict[str, list[float]]:
+    """Wall-clock seconds of each function in ``fns`` over ``images`` in batches of
+    ``batch_size``, one entry per round.
+
+    One warm-up pass of each function over every batch (which also traces a ``tf.function``),
+    then ``rounds`` rounds that each run every function once, in the order of ``fns`` (plain,
+    early exit, plain, early exit, ...), so a load change on a shared CPU hits all of them alike
+    instead of one function's whole measurement.
+    """
     import tensorflow as tf
 
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    rounds = _check_int(rounds, "rounds", 1)
     batches = [tf.constant(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
-    for b in batches[:2]:
-        _block(fn(b))
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
+    for fn in fns.values():
         for b in batches:
-            out = fn(b)
-        _block(out)
-        best = min(best, time.perf_counter() - start)
-    return float(best)
+            _block(fn(b))
+    seconds: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for b in batches:
+                out = fn(b)
+            _block(out)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
 
 
 def plain_backbone_function(model, frozen: bool = False):
@@ -327,23 +535,30 @@ def measure_acceleration(
     images: np.ndarray,
     *,
     batch_size: int = 256,
-    repeats: int = 3,
-    plain_seconds: float | None = None,
+    rounds: int = MEASURE_ROUNDS,
 ) -> float:
-    """Wall-clock time of the plain backbone over ``images`` divided by that of the compiled
-    early-exit graph (best of ``repeats`` timed passes each, after a warm-up pass).
+    """Measured speedup of the compiled early-exit graph over the compiled plain backbone
+    (runtime ``MEASURE_RUNTIME``, "tf-graph"): the median over ``rounds`` alternating rounds
+    (plain backbone, early exit, plain backbone, early exit, ...; `time_rounds`) of
+    ``plain seconds / early-exit seconds`` over ``images`` in batches of ``batch_size``.
 
-    ``plain_seconds`` reuses a backbone time measured before on the same images and batch size.
+    Both functions are timed in the same round, so the ratio of each round compares them under the
+    same machine load, and the median discards rounds a load spike hit.
     """
     images = np.asarray(images, dtype="float32")
     if images.ndim == 0 or len(images) == 0:
         raise ValueError("`images` is empty; nothing to time.")
-    early = EarlyExitModel(model, thresholds).serving_function()
-    if plain_seconds is None:
-        plain_seconds = time_predictions(
-            plain_backbone_function(model), images, batch_size, repeats
-        )
-    return plain_seconds / time_predictions(early, images, batch_size, repeats)
+    seconds = time_rounds(
+        {
+            "backbone": plain_backbone_function(model),
+            "early_exit": EarlyExitModel(model, thresholds).serving_function(),
+        },
+        images,
+        batch_size,
+        rounds,
+    )
+    ratios = np.asarray(seconds["backbone"]) / np.asarray(seconds["early_exit"])
+    return float(np.median(ratios))
 
 
 def _block(out) -> Any:
@@ -355,9 +570,6 @@ def _block(out) -> Any:
 
 def _table(candidates, sim, fitness, report, rows, cached, model, measure, batch_size):
     table = []
-    plain = None
-    if measure and cached.images is not None:
-        plain = time_predictions(plain_backbone_function(model), cached.images, batch_size)
     for j in _pareto(candidates, sim, report, rows):
         row = {
             "thresholds": [float(t) for t in candidates[j]],
@@ -369,10 +581,10 @@ def _table(candidates, sim, fitness, report, rows, cached, model, measure, batch
         }
         if measure and cached.images is not None:
             row["measured_acceleration"] = measure_acceleration(
-                model, candidates[j], cached.images, batch_size=batch_size, plain_seconds=plain
+                model, candidates[j], cached.images, batch_size=batch_size
             )
         table.append(row)
-    return table, plain
+    return table
 
 
 def _result(
@@ -462,7 +674,8 @@ def search_thresholds(
         macs: a precomputed `MacReport` (skips counting).
         table_rows: maximum rows of the trade-off table.
         measure: time the best thresholds and the table's rows on the real early-exit graph
-            against the plain backbone, on the images kept in the cached probabilities.
+            against the plain backbone (`measure_acceleration`), on the images kept in the
+            cached probabilities.
         batch_size: batch size of the forward pass and of the timing.
         progress: show a tqdm progress bar.
 
@@ -546,14 +759,10 @@ def search_thresholds(
     all_genes = np.unique(np.concatenate([best_genes[None], *seen_genes]), axis=0)
     candidates, sim, fitness = score(all_genes)
     best = int(np.flatnonzero(np.all(all_genes == best_genes, axis=1))[0])
-    table, plain = _table(
-        candidates, sim, fitness, report, table_rows, cached, model, measure, batch_size
-    )
+    table = _table(candidates, sim, fitness, report, table_rows, cached, model, measure, batch_size)
     meas = None
     if measure and cached.images is not None:
-        meas = measure_acceleration(
-            model, candidates[best], cached.images, batch_size=batch_size, plain_seconds=plain
-        )
+        meas = measure_acceleration(model, candidates[best], cached.images, batch_size=batch_size)
     return _result(
         best, candidates, sim, fitness, report, baseline, final_acc, beta, table, history, meas
     )
