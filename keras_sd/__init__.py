@@ -19,7 +19,15 @@ import sys
 __version__ = "0.1.0"
 
 # Modules that import no TensorFlow (nor any of the modules below).
-_LIGHT = {"cli", "recipes", "schedules", "paper_args", "paper_recipes", "litert_runtime"}
+_LIGHT = {
+    "cli",
+    "recipes",
+    "schedules",
+    "paper_args",
+    "paper_recipes",
+    "litert_runtime",
+    "validation",
+}
 # What `import keras_sd` used to import eagerly; importing it registers every Keras class.
 _HEAVY = ("backbones", "callbacks", "data", "layers", "losses", "metrics", "pskd", "models")
 _MODELS = (

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_sd import validation
+
 # What `DistillationAnnealing` anneals when no terms are named: TPAMI's alpha (the exits' KL and,
 # with a teacher, the teacher's KL) and lambda (the feature hint), those of them the model has.
 DISTILLATION_TERMS = ("kl_loss", "teacher_kl_loss", "feature_loss")
@@ -113,8 +115,7 @@ class DistillationAnnealing(VariableSchedule):
         keras.callbacks.Callback.__init__(self)
         self.terms = _check_terms(terms)
         self.initial = {}
-        if isinstance(last_epochs, bool) or not isinstance(last_epochs, int) or last_epochs < 0:
-            raise ValueError(f"`last_epochs` must be an int >= 0, got {last_epochs!r}.")
+        last_epochs = validation.integer(last_epochs, "last_epochs", minimum=0)
         self.last_epochs = last_epochs
 
     def scheduled_terms(self) -> tuple[str, ...]:

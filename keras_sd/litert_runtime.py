@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_sd import validation
+
 FORMAT = "keras_sd.litert_early_exit"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -146,10 +148,7 @@ class LiteRTEarlyExit:
         thresholds: Sequence[float] | None = None,
         verify: bool = True,
     ):
-        if num_threads is not None and (
-            isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1
-        ):
-            raise ValueError(f"`num_threads` must be None or a positive int, got {num_threads!r}.")
+        num_threads = validation.positive_int(num_threads, "num_threads", allow_none=True)
         self.path = pathlib.Path(path)
         self.manifest = read_manifest(self.path)
         m = self.manifest
@@ -298,8 +297,7 @@ class LiteRTEarlyExit:
 
     def predict(self, images, batch_size: int = 256) -> dict[str, np.ndarray]:
         """``self(images)`` batch by batch (bounded memory for a large array)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+        batch_size = validation.positive_int(batch_size, "batch_size")
         x, _ = self._check_images(images)
         parts = [self(x[s : s + batch_size]) for s in range(0, len(x), batch_size)]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}

@@ -19,23 +19,9 @@ from typing import Any
 
 from keras import ops
 
+from keras_sd import validation
+
 KL_SCALES = ("t2", "none")
-
-
-def check_temperature(temperature: float, name: str = "temperature") -> float:
-    """Returns ``temperature`` as a float, or raises if it is not a positive number.
-
-    Example:
-        >>> check_temperature(3)
-        3.0
-    """
-    try:
-        value = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a positive number, got {temperature!r}.") from None
-    if not value > 0:
-        raise ValueError(f"`{name}` must be > 0, got {temperature!r}.")
-    return value
 
 
 def check_kl_scale(kl_scale: str) -> str:
@@ -48,22 +34,6 @@ def check_kl_scale(kl_scale: str) -> str:
     if kl_scale not in KL_SCALES:
         raise ValueError(f"`kl_scale` must be one of {KL_SCALES}, got {kl_scale!r}.")
     return kl_scale
-
-
-def check_weight(value: float, name: str) -> float:
-    """Returns a non-negative loss weight as a float, or raises naming ``name``.
-
-    Example:
-        >>> check_weight(0, "feature_weight")
-        0.0
-    """
-    try:
-        weight = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a non-negative number, got {value!r}.") from None
-    if not weight >= 0:
-        raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
-    return weight
 
 
 def _flatten(x):
@@ -120,7 +90,7 @@ def softened_kl(
         >>> ops.convert_to_numpy(softened_kl(t, s, temperature=2.0, kl_scale="t2")).round(4)
         array([0.6045], dtype=float32)
     """
-    t = check_temperature(temperature)
+    t = validation.positive(temperature, "temperature")
     check_kl_scale(kl_scale)
     kl = kl_from_logits(
         ops.cast(target_logits, "float32") / t,

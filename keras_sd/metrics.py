@@ -35,13 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import validation
+
 _EPS = 1e-12
-
-
-def _check_positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
 
 
 def _labels(y_true, num_classes: int):
@@ -104,7 +100,7 @@ class ExpectedCalibrationError(_LogitMetric):
 
     def __init__(self, num_bins: int = 10, from_logits: bool = True, name="ece", dtype=None):
         super().__init__(from_logits=from_logits, name=name, dtype=dtype)
-        self.num_bins = _check_positive_int(num_bins, "num_bins")
+        self.num_bins = validation.positive_int(num_bins, "num_bins")
         shape = (self.num_bins,)
         self.bin_count = self.add_variable(shape, "zeros", "float32", name="bin_count")
         self.bin_confidence = self.add_variable(shape, "zeros", "float32", name="bin_confidence")
@@ -171,7 +167,7 @@ class TopKError(_LogitMetric):
     """
 
     def __init__(self, k: int = 1, from_logits: bool = True, name=None, dtype=None):
-        k = _check_positive_int(k, "k")
+        k = validation.positive_int(k, "k")
         super().__init__(from_logits=from_logits, name=name or f"top{k}_error", dtype=dtype)
         self.k = k
         self.wrong = self.add_variable((), "zeros", "float32", name="wrong")
@@ -234,7 +230,7 @@ class AURC(_LogitMetric):
 
     def __init__(self, capacity: int = 50_000, from_logits: bool = True, name="aurc", dtype=None):
         super().__init__(from_logits=from_logits, name=name, dtype=dtype)
-        self.capacity = _check_positive_int(capacity, "capacity")
+        self.capacity = validation.positive_int(capacity, "capacity")
         self.replicas = int(tf.distribute.get_strategy().num_replicas_in_sync)
         shape = (self.replicas, self.capacity)
         self.confidences = self.add_variable(shape, "zeros", "float32", name="confidences")
@@ -304,7 +300,7 @@ def calibration_report(probs, labels, *, num_bins: int = 10) -> dict:
         raise ValueError(
             f"`labels` must have one entry per row of `probs` ({probs.shape[0]}), got {labels.shape[0]}."
         )
-    num_bins = _check_positive_int(num_bins, "num_bins")
+    num_bins = validation.positive_int(num_bins, "num_bins")
     n = probs.shape[0]
     true_p = probs[np.arange(n), labels]
     rank = (probs > true_p[:, None]).sum(axis=1)

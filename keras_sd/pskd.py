@@ -31,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from keras_sd import validation
+
 BANK_DTYPES = ("float32", "float16")
 # Marker in the runtime assertion message, so `fit_with_pskd` can turn it into a ValueError.
 _INDEX_ERROR = "keras_sd.pskd: sample index outside the prediction bank"
@@ -40,17 +42,6 @@ MISSING_INDEX_MESSAGE = (
 )
 
 
-def check_alpha(alpha: float, name: str = "pskd_alpha") -> float:
-    """Returns ``alpha`` as a float in [0, 1], or raises a ValueError naming ``name``."""
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a number in [0, 1], got {alpha!r}.") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1] (alpha_T of PS-KD), got {alpha!r}.")
-    return value
-
-
 def check_num_examples(value, name: str = "num_train_examples") -> int:
     """Returns a positive int, or raises a ValueError naming ``name``."""
     if value is None:
@@ -58,9 +49,7 @@ def check_num_examples(value, name: str = "num_train_examples") -> int:
             f"`{name}` is required when PS-KD is on (the prediction bank has one row per training "
             "example, e.g. 50000 for CIFAR-100); got None."
         )
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return int(value)
+    return validation.positive_int(value, name)
 
 
 def check_bank_dtype(value: str) -> str:
@@ -192,7 +181,7 @@ class ProgressiveSelfKD(keras.layers.Layer):
     ):
         kwargs.setdefault("name", "pskd")
         super().__init__(**kwargs)
-        self.alpha = check_alpha(alpha)
+        self.alpha = validation.unit_interval(alpha, "alpha")
         self.num_examples = check_num_examples(num_examples)
         self.num_classes = (
             None if num_classes is None else check_num_examples(num_classes, "num_classes")
@@ -282,13 +271,7 @@ class PSKDAlphaScheduler(keras.callbacks.Callback):
 
     def __init__(self, total_epochs: int | None = None):
         super().__init__()
-        if total_epochs is not None and (
-            isinstance(total_epochs, bool) or not isinstance(total_epochs, int) or total_epochs < 1
-        ):
-            raise ValueError(
-                f"`total_epochs` must be a positive int or None, got {total_epochs!r}."
-            )
-        self.total_epochs = total_epochs
+        self.total_epochs = validation.positive_int(total_epochs, "total_epochs", allow_none=True)
 
     def _pskd(self) -> ProgressiveSelfKD:
         layer = find_pskd(self.model)
@@ -375,7 +358,6 @@ __all__ = [
     "PSKDAlphaScheduler",
     "PredictionBank",
     "ProgressiveSelfKD",
-    "check_alpha",
     "find_pskd",
     "fit_with_pskd",
 ]

@@ -42,6 +42,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import validation
 from keras_sd.metrics import calibration_report
 from keras_sd.models.multi_exit import MultiExitDistiller
 
@@ -69,8 +70,7 @@ def reliability_bins(probs, labels, num_bins: int = 10) -> dict[str, np.ndarray]
     Returns:
         ``{"count", "confidence", "accuracy", "edges"}`` (``edges`` has ``num_bins + 1`` entries).
     """
-    if isinstance(num_bins, bool) or not isinstance(num_bins, (int, np.integer)) or num_bins < 1:
-        raise ValueError(f"`num_bins` must be a positive int, got {num_bins!r}.")
+    num_bins = validation.positive_int(num_bins, "num_bins")
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim != 2:
         raise ValueError(f"`probs` must have shape [N, num_classes], got {probs.shape}.")
@@ -211,8 +211,7 @@ def _split(x):
 
 def take_images(data, num_images: int) -> tuple[np.ndarray, np.ndarray | None]:
     """The first ``num_images`` images (and labels) of a dataset or an ``(x, y)`` tuple."""
-    if isinstance(num_images, bool) or not isinstance(num_images, int) or num_images < 1:
-        raise ValueError(f"`num_images` must be a positive int, got {num_images!r}.")
+    num_images = validation.positive_int(num_images, "num_images")
     if isinstance(data, tf.data.Dataset):
         xs, ys, n = [], [], 0
         for batch in data:
@@ -338,12 +337,8 @@ class ReliabilityDiagram(_SummaryCallback):
                 "`validation_data` must be a tf.data.Dataset or an (x, y) tuple, got "
                 f"{type(validation_data).__name__}."
             )
-        if isinstance(num_bins, bool) or not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f"`num_bins` must be a positive int, got {num_bins!r}.")
-        if max_samples is not None and (
-            isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1
-        ):
-            raise ValueError(f"`max_samples` must be a positive int or None, got {max_samples!r}.")
+        num_bins = validation.positive_int(num_bins, "num_bins")
+        max_samples = validation.positive_int(max_samples, "max_samples", allow_none=True)
         if (
             isinstance(every_n_epochs, bool)
             or not isinstance(every_n_epochs, int)

@@ -419,7 +419,7 @@ def cli_cases(tmp_path, write=True):
         (
             "thresholds_measure_images_zero",
             ["thresholds", str(tmp_path), "--beta", "1", "--measure-images", "0"],
-            "`measure_images` must be an int >= 1, got 0",
+            "`measure_images` must be a positive int, got 0",
             None,
         ),
         ("tune_missing_recipe", ["tune", str(tmp_path / "missing.py")], "missing.py", None),

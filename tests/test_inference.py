@@ -688,9 +688,9 @@ def test_run_threshold_search_bad_arguments(tmp_path):
 
     with pytest.raises(ValueError, match=r"`split_seed` must be an int, got 'a'"):
         run_threshold_search(tmp_path, beta=1.0, split_seed="a")
-    with pytest.raises(ValueError, match=r"`measure_images` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"`measure_images` must be a positive int, got 0"):
         run_threshold_search(tmp_path, beta=1.0, measure_images=0)
-    with pytest.raises(ValueError, match=r"`batch_size` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"`batch_size` must be a positive int, got 0"):
         run_threshold_search(tmp_path, beta=1.0, batch_size=0)
 
 
@@ -726,9 +726,9 @@ def test_time_rounds_alternates_functions_round_by_round():
     warm_up = [("plain", 2), ("plain", 2), ("plain", 1), ("early", 2), ("early", 2), ("early", 1)]
     one_round = warm_up  # each round: every batch of plain, then every batch of early exit
     assert calls == warm_up + one_round * 3
-    with pytest.raises(ValueError, match="`rounds` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="`rounds` must be a positive int, got 0"):
         time_rounds({"plain": fn("plain")}, images, 2, 0)
-    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="`batch_size` must be a positive int, got 0"):
         time_rounds({"plain": fn("plain")}, images, 0, 1)
 
 

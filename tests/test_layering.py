@@ -27,7 +27,16 @@ RANKS = {
     "layers": 2,
     **dict.fromkeys(["losses", "metrics", "callbacks", "pskd", "distribute"], 1),
     **dict.fromkeys(
-        ["_keras_compat", "recipes", "schedules", "paper_args", "testing", "litert_runtime"], 0
+        [
+            "_keras_compat",
+            "recipes",
+            "schedules",
+            "paper_args",
+            "testing",
+            "litert_runtime",
+            "validation",
+        ],
+        0,
     ),
 }
 

@@ -274,7 +274,7 @@ def test_bad_runtime_arguments(export, images, tmp_path):
     path, manifest = export
     with pytest.raises(ValueError, match="has no manifest.json"):
         LiteRTEarlyExit(tmp_path)
-    with pytest.raises(ValueError, match=r"`num_threads` must be None or a positive int, got 0"):
+    with pytest.raises(ValueError, match=r"`num_threads` must be a positive int or None, got 0"):
         LiteRTEarlyExit(path, num_threads=0)
     with pytest.raises(ValueError, match=r"`thresholds` must all lie in \(0, 1\]"):
         LiteRTEarlyExit(path, thresholds=[0.5, 0.0, 0.5])

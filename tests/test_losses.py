@@ -117,11 +117,6 @@ def test_bad_kl_scale():
         losses.softened_kl(np.zeros((1, 2)), np.zeros((1, 2)), 1.0, "T^2")
 
 
-def test_bad_weight():
-    with pytest.raises(ValueError, match="kl_weight"):
-        losses.check_weight(-0.1, "kl_weight")
-
-
 def test_docstring_examples():
     import doctest
 

@@ -20,7 +20,7 @@ def _run(script: str) -> subprocess.CompletedProcess:
         env=ENV,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=900,  # a guard against a hang, not a speed check (TF import takes minutes on a loaded CI box)
     )
 
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sd import _keras_compat
+from keras_sd import _keras_compat, validation
 from keras_sd.litert_runtime import check_thresholds
 from keras_sd.models.multi_exit import MultiExitDistiller
 
@@ -215,8 +215,7 @@ class EarlyExitModel(keras.Model):
     ) -> dict[str, np.ndarray]:
         """NumPy outputs (see the class docstring) for an array of images, batch by batch, with a
         compiled graph (``frozen``: see `serving_function`)."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+        batch_size = validation.positive_int(batch_size, "batch_size")
         x = np.asarray(x)
         if x.ndim == 0 or len(x) == 0:
             raise ValueError("`x` is empty; predict_early_exit needs at least one image.")

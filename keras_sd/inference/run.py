@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_sd import validation
 from keras_sd.inference.early_exit import check_multi_exit
 from keras_sd.inference.search import (
     MEASURE_ROUNDS,
@@ -46,7 +47,6 @@ from keras_sd.inference.search import (
     SWEEP_VALUES,
     ExitProbabilities,
     ThresholdSearchResult,
-    _check_int,
     collect_exit_probabilities,
     measure_acceleration,
     rescore,
@@ -226,11 +226,10 @@ def run_threshold_search(
 
     from keras_sd.train import load_run, write_json_atomic
 
-    if isinstance(split_seed, bool) or not isinstance(split_seed, (int, np.integer)):
-        raise ValueError(f"`split_seed` must be an int, got {split_seed!r}.")
+    split_seed = validation.integer(split_seed, "split_seed")
     if measure:
-        measure_images = _check_int(measure_images, "measure_images", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+        measure_images = validation.integer(measure_images, "measure_images", minimum=1)
+    batch_size = validation.integer(batch_size, "batch_size", minimum=1)
     run = pathlib.Path(run_dir)
     recipe, model, bundle = load_run(run)
     check_multi_exit(model, f"model in {run / 'model.keras'}")

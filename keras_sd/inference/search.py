@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from keras_sd import validation
 from keras_sd.inference.early_exit import (
     EarlyExitModel,
     check_multi_exit,
@@ -116,8 +117,7 @@ def split_search_report(
         ValueError: ``num_samples`` is not an int, ``search_fraction`` is not in (0, 1), ``seed``
             is not an int, or a part would be empty.
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"`seed` must be an int, got {seed!r}.")
+    seed = validation.integer(seed, "seed")
     if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
         raise ValueError(f"`num_samples` must be an int >= 2, got {num_samples!r}.")
     fraction = None
@@ -199,9 +199,8 @@ def collect_exit_probabilities(
             of ``data`` (strictly increasing), e.g. some of a report part's samples.
     """
     check_multi_exit(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-    keep_images = _check_int(keep_images, "keep_images", 0)
+    batch_size = validation.positive_int(batch_size, "batch_size")
+    keep_images = validation.integer(keep_images, "keep_images", minimum=0)
     if keep_indices is None:
         wanted = np.arange(keep_images, dtype="int64")
     else:
@@ -402,34 +401,6 @@ def rescore(
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_beta(beta) -> float:
-    if isinstance(beta, bool):
-        raise ValueError(f"`beta` must be a finite number >= 0, got {beta!r}.")
-    try:
-        value = float(beta)
-    except (TypeError, ValueError):
-        raise ValueError(f"`beta` must be a finite number >= 0, got {beta!r}.") from None
-    if not np.isfinite(value) or value < 0:
-        raise ValueError(f"`beta` must be a finite number >= 0, got {beta!r}.")
-    return value
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"`{name}` must be an int >= {minimum}, got {value!r}.")
-    return int(value)
-
-
-def _check_rate(value, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}.") from None
-    if not 0.0 <= v <= 1.0:
-        raise ValueError(f"`{name}` must be a probability in [0, 1], got {value!r}.")
-    return v
-
-
 def _prepare(model, data, batch_size, macs, baseline_accuracy, include_batchnorm):
     num_exits = check_multi_exit(model)
     cached = (
@@ -498,8 +469,8 @@ def time_rounds(
     """
     import tensorflow as tf
 
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    rounds = _check_int(rounds, "rounds", 1)
+    batch_size = validation.integer(batch_size, "batch_size", minimum=1)
+    rounds = validation.integer(rounds, "rounds", minimum=1)
     batches = [tf.constant(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
     for fn in fns.values():
         for b in batches:
@@ -685,27 +656,28 @@ def search_thresholds(
     Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural
     Networks", TPAMI, Algorithm 2 and eq. 7.
     """
-    beta = _check_beta(beta)
-    generations = _check_int(generations, "generations", 1)
-    population = _check_int(population, "population", 2)
-    bits = _check_int(bits, "bits", 1)
+    beta = validation.non_negative(beta, "beta", finite=True)
+    generations = validation.integer(generations, "generations", minimum=1)
+    population = validation.integer(population, "population", minimum=2)
+    bits = validation.integer(bits, "bits", minimum=1)
     if bits > 24:
         raise ValueError(f"`bits` must be an int in 1..24, got {bits!r}.")
-    tournament = _check_int(tournament, "tournament", 1)
-    elite = _check_int(elite, "elite", 0)
+    tournament = validation.integer(tournament, "tournament", minimum=1)
+    elite = validation.integer(elite, "elite", minimum=0)
     if elite >= population:
         raise ValueError(f"`elite` must be smaller than `population` ({population}), got {elite}.")
-    crossover_rate = _check_rate(crossover_rate, "crossover_rate")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
-    table_rows = _check_int(table_rows, "table_rows", 1)
+    crossover_rate = validation.unit_interval(crossover_rate, "crossover_rate")
+    seed = validation.integer(seed, "seed", allow_none=True)
+    table_rows = validation.integer(table_rows, "table_rows", minimum=1)
     cached, report, baseline, final_acc = _prepare(
         model, data, batch_size, macs, baseline_accuracy, include_batchnorm
     )
     k = cached.num_exits
     length = k * bits
     mutation_rate = (
-        1.0 / length if mutation_rate is None else _check_rate(mutation_rate, "mutation_rate")
+        1.0 / length
+        if mutation_rate is None
+        else validation.unit_interval(mutation_rate, "mutation_rate")
     )
     rng = np.random.default_rng(seed)
     path_macs = report.path_macs
@@ -787,8 +759,8 @@ def sweep_thresholds(
     Arguments as `search_thresholds`. Its ``table`` lists every swept value (not only the
     Pareto front), in the order of ``values``.
     """
-    beta = _check_beta(beta)
-    table_rows = _check_int(table_rows, "table_rows", 1)
+    beta = validation.non_negative(beta, "beta", finite=True)
+    table_rows = validation.integer(table_rows, "table_rows", minimum=1)
     values = list(values)
     if not values:
         raise ValueError("`values` is empty; give at least one threshold to sweep.")

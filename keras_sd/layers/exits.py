@@ -24,17 +24,13 @@ import math
 import keras
 from keras import ops
 
+from keras_sd import validation
+
 # PyTorch-style BatchNorm statistics, as in the papers' code (momentum 0.1 there == 0.9 here).
 BN_MOMENTUM = 0.9
 BN_EPSILON = 1e-5
 KERNEL_INIT = "he_normal"
 EXIT_HEADS = ("attention", "bottleneck")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
-    return value
 
 
 def _bn(name: str) -> keras.layers.BatchNormalization:
@@ -59,7 +55,7 @@ class SeparableConvBlock(keras.layers.Layer):
 
     def __init__(self, filters: int, strides: int = 2, **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int(filters, "filters")
+        self.filters = validation.positive_int(filters, "filters")
         if strides not in (1, 2):
             raise ValueError(f"`strides` must be 1 or 2, got {strides!r}.")
         self.strides = strides
@@ -150,7 +146,7 @@ def align_channels(in_channels: int, out_channels: int, num_blocks: int) -> list
     doubling per down-sampling of the official code; any other widths are interpolated
     geometrically and the last block always ends at ``out_channels``.
     """
-    _positive_int(num_blocks, "num_blocks")
+    validation.positive_int(num_blocks, "num_blocks")
     ratio = out_channels / in_channels
     chans = [max(1, round(in_channels * ratio ** (j / num_blocks))) for j in range(1, num_blocks)]
     return [*chans, out_channels]
@@ -185,9 +181,9 @@ class ExitHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        self.feature_dim = _positive_int(feature_dim, "feature_dim")
-        self.num_blocks = _positive_int(num_blocks, "num_blocks")
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+        self.num_blocks = validation.positive_int(num_blocks, "num_blocks")
         if not isinstance(attention, bool):
             raise ValueError(f"`attention` must be True or False, got {attention!r}.")
         self.attention = attention
@@ -269,9 +265,9 @@ class BottleneckExitHead(keras.layers.Layer):
 
     def __init__(self, num_classes: int, feature_dim: int, downsample: int, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        self.feature_dim = _positive_int(feature_dim, "feature_dim")
-        self.downsample = _positive_int(downsample, "downsample")
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+        self.downsample = validation.positive_int(downsample, "downsample")
 
     @property
     def bottleneck_channels(self) -> int:
@@ -335,7 +331,7 @@ def bottleneck_downsample(input_shape, final_shape, num_blocks: int) -> int:
     remaining stage, the rule `ExitHead` uses)."""
     h, final_h = input_shape[1], final_shape[1]
     if h is None or final_h is None:
-        return 2 ** _positive_int(num_blocks, "num_blocks")
+        return 2 ** validation.positive_int(num_blocks, "num_blocks")
     return max(1, int(math.floor(int(h) / int(final_h) + 0.5)))
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_sd import validation
+
 TOKEN_POOLINGS = ("mean", "class_token", "attention")
 KERNEL_INIT = "he_normal"
 LN_EPSILON = 1e-6  # the ViT's own layer-norm epsilon
@@ -114,12 +116,13 @@ class TokenExitHead(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        from keras_sd.layers.exits import _positive_int  # the exits' shared argument check
 
-        self.num_classes = _positive_int(num_classes, "num_classes")
-        self.feature_dim = _positive_int(feature_dim, "feature_dim")
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
         self.pooling = check_token_pooling(pooling, "pooling")
-        self.num_heads = None if num_heads is None else _positive_int(num_heads, "num_heads")
+        self.num_heads = (
+            None if num_heads is None else validation.positive_int(num_heads, "num_heads")
+        )
 
     def build(self, input_shape):
         shape = _check_tokens(input_shape, "TokenExitHead")

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_sd import _keras_compat, losses, pskd
+from keras_sd import _keras_compat, losses, pskd, validation
 
 OUTPUT = "output"  # name of the single output of single-output models
 
@@ -117,7 +117,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         super().__init__(**kwargs)
         self.backbone = backbone
         self.num_classes = backbone_num_classes(backbone)
-        self.weight_decay = losses.check_weight(weight_decay, "weight_decay")
+        self.weight_decay = validation.non_negative(weight_decay, "weight_decay")
         self.loss_weights = _check_loss_weights(loss_weights, term_names)
         self.term_names = tuple(self.loss_weights)
         self.tracked_outputs = tuple(tracked_outputs)
@@ -377,7 +377,7 @@ def _soft_targets(soft_targets, pskd_alpha, num_train_examples, bank_dtype):
                 f"not both; got pskd_alpha={pskd_alpha!r} and soft_targets={soft_targets!r}."
             )
         return pskd.ProgressiveSelfKD(
-            pskd.check_alpha(pskd_alpha),
+            validation.unit_interval(pskd_alpha, "pskd_alpha"),
             pskd.check_num_examples(num_train_examples),
             bank_dtype=bank_dtype,
         )
@@ -406,7 +406,7 @@ def _check_loss_weights(loss_weights, term_names) -> dict[str, float]:
     for name, weight in loss_weights.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"`loss_weights` keys must be term names (str), got {name!r}.")
-        checked[name] = losses.check_weight(weight, f"loss_weights[{name!r}]")
+        checked[name] = validation.non_negative(weight, f"loss_weights[{name!r}]")
     return checked
 
 

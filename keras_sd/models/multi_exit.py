@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_sd import losses
+from keras_sd import losses, validation
 from keras_sd.layers.exits import check_exit_head, make_exit_head
 from keras_sd.layers.tokens import check_token_pooling
 from keras_sd.losses import log_mean_softmax, mutual_feature_loss  # noqa: F401 (defined here once)
@@ -129,11 +129,13 @@ class MultiExitDistiller(SelfDistillationModel):
         **kwargs,
     ):
         graph = ExitGraph(backbone, exits)  # checks the backbone contract and the exit points
-        alpha = _check_alpha(alpha)
-        mutual_feature_weight = losses.check_weight(mutual_feature_weight, "mutual_feature_weight")
-        feature_weight = losses.check_weight(feature_weight, "feature_weight")
-        final_ce_weight = losses.check_weight(final_ce_weight, "final_ce_weight")
-        temperature = losses.check_temperature(temperature)
+        alpha = validation.unit_interval(alpha, "alpha")
+        mutual_feature_weight = validation.non_negative(
+            mutual_feature_weight, "mutual_feature_weight"
+        )
+        feature_weight = validation.non_negative(feature_weight, "feature_weight")
+        final_ce_weight = validation.non_negative(final_ce_weight, "final_ce_weight")
+        temperature = validation.positive(temperature, "temperature")
         losses.check_kl_scale(kl_scale)
         exit_head = check_exit_head(exit_head)
         token_pooling = check_token_pooling(token_pooling)
@@ -216,8 +218,7 @@ class MultiExitDistiller(SelfDistillationModel):
 
     def predict_exits(self, x, batch_size: int = 256) -> dict[str, np.ndarray]:
         """NumPy logits of every exit and the ensemble (see `call_exits`) for an array ``x``."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+        batch_size = validation.positive_int(batch_size, "batch_size")
         n = len(x)
         if n == 0:
             raise ValueError("`x` is empty; predict_exits needs at least one sample.")
@@ -413,16 +414,6 @@ def _check_teacher(teacher, backbone: keras.Model) -> None:
             f"`teacher` must predict the backbone's {classes} classes, but its logits "
             f"have {int(width)}."
         )
-
-
-def _check_alpha(alpha) -> float:
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"`alpha` must be a number in [0, 1], got {alpha!r}.") from None
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`alpha` must be in [0, 1], got {alpha!r}.")
-    return value
 
 
 def _resolve_hint_exits(hint_exits, num_exits: int) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ import math
 import keras
 from keras import ops
 
-from keras_sd import losses
+from keras_sd import losses, validation
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network
 from keras_sd.models.base import OUTPUT, SelfDistillationModel
 
@@ -139,9 +139,9 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         weight_decay: float = 0.0,
         **kwargs,
     ):
-        kd_weight = losses.check_weight(kd_weight, "kd_weight")
-        teacher_ce_weight = losses.check_weight(teacher_ce_weight, "teacher_ce_weight")
-        temperature = losses.check_temperature(temperature, "temperature")
+        kd_weight = validation.non_negative(kd_weight, "kd_weight")
+        teacher_ce_weight = validation.non_negative(teacher_ce_weight, "teacher_ce_weight")
+        temperature = validation.positive(temperature, "temperature")
         final_survival = _check_final_survival(final_survival)
         if drop_mode not in DROP_MODES:
             raise ValueError(f"`drop_mode` must be one of {DROP_MODES}, got {drop_mode!r}.")

@@ -22,7 +22,7 @@ import copy
 import keras
 from keras import ops
 
-from keras_sd import losses
+from keras_sd import losses, validation
 from keras_sd.layers.augment import (  # noqa: F401 (the constants are re-exported)
     DISTORTION_KINDS,
     PAD_CROP_PREFIXES,
@@ -108,9 +108,9 @@ class TwoViewDistiller(SelfDistillationModel):
         seed: int | None = None,
         **kwargs,
     ):
-        temperature = losses.check_temperature(temperature, "temperature")
-        kl_weight = losses.check_weight(kl_weight, "kl_weight")
-        mmd_weight = losses.check_weight(mmd_weight, "mmd_weight")
+        temperature = validation.positive(temperature, "temperature")
+        kl_weight = validation.non_negative(kl_weight, "kl_weight")
+        mmd_weight = validation.non_negative(mmd_weight, "mmd_weight")
         losses.check_kl_scale(kl_scale)
         if views not in VIEWS:
             raise ValueError(f"`views` must be one of {VIEWS}, got {views!r}.")
