@@ -215,3 +215,22 @@ def test_distortion_layer_and_config():
 def test_bad_values(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call()
+
+
+def test_two_view_model_with_the_randaugment_layer_trains_and_round_trips():
+    # The layer the runner builds for a two-view recipe with distortion "randaugment": the model
+    # passes the harness (fit, config and .keras round trips with identical predictions).
+    from tiny import tiny_backbone
+
+    from keras_sd.models.two_view import TwoViewDistiller
+    from keras_sd.testing import run_model_test
+
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    x = ((np.stack([IMG] * 4) / 255.0 - mean) / std).astype(np.float32)
+
+    def factory():
+        layer = data.distortion("randaugment", (32, 32, 3), seed=0, mean=mean, std=std)
+        return TwoViewDistiller(tiny_backbone(input_shape=(32, 32, 3)), distortion=layer)
+
+    model = run_model_test(factory, x, np.array([0, 1, 0, 1]), expected_logs=("kl_loss",))
+    assert isinstance(model.distortion, ra.CifarRandAugment)
