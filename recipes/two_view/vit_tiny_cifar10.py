@@ -47,7 +47,7 @@ PUBLISHED = {
     "baseline": "none: no paper trained this ViT-Tiny/4 with this schedule on CIFAR-10",
 }
 VARIANTS = paper_args.DDGSD_ABLATIONS
-BASELINE = {"data.augment": "randaugment"}  # the model distorts in its step; the baseline cannot
+BASELINE = {"data.augment": "randaugment"}  # the pipeline makes the baseline's one view
 SMOKE = paper_args.VIT_SMOKE
 
 
