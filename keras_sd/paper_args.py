@@ -345,3 +345,29 @@ def self_guidance_faces(
         )
 
     return get_config
+
+
+# ---------------------------------------------------------------- ViT-Tiny on CIFAR-10 (no paper row)
+DEIT_PAPER = "Touvron et al., ICML 2021 (DeiT): the training schedule and augmentation only"
+# DeiT-Tiny's dimensions (DeiT Table 1) on 4-pixel patches (64 patches + class token at 32x32),
+# with DeiT's stochastic depth 0.1 (drop path per sample; keras_sd gives the last block's survival
+# probability, 0.9, decaying linearly over the blocks as in DeiT).
+VIT_TINY_CIFAR = {
+    "patch_size": 4,
+    "num_layers": 12,
+    "num_heads": 3,
+    "hidden_dim": 192,
+    "mlp_dim": 768,
+    "stochastic_depth": 0.9,
+    "drop_mode": "per_sample",
+}
+# Smoke runs (digits, 8x8 images): a 4-block ViT of width 32, to keep the smoke test near a CNN
+# recipe's cost (the full ViT-Tiny took about 90 s to trace and take two steps on two CPU cores).
+VIT_SMOKE = {
+    "backbone_args.num_layers": 4,
+    "backbone_args.num_heads": 2,
+    "backbone_args.hidden_dim": 32,
+    "backbone_args.mlp_dim": 64,
+}
+# DeiT's batch and learning rate pair (5e-4 at batch 512), its 300 epochs and RandAugment.
+VIT_BATCH = 512

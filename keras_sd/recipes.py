@@ -5,7 +5,8 @@ the paper, the table row, the published number and the exact command. ``RECIPE:a
 to ``get_config``. The loader handles, for every recipe:
 
 * the word ``smoke`` in ``arg``: the run shrinks to minutes on two CPU cores (embedded digits data,
-  two epochs);
+  two epochs), plus the file's ``SMOKE`` overrides when it defines them (``{"a.b": v}``, e.g. a
+  smaller ViT: ``{"backbone_args.num_layers": 4}``);
 * the word ``baseline``, in files that define ``BASELINE`` (what the baseline row changes beyond
   the generic `baseline`, e.g. ``{"data.augment": "cifar"}``): the backbone alone, with
   cross-entropy, on the method row's data and schedule;
@@ -64,7 +65,8 @@ class OptimizerConfig:
     """Optimizer and learning-rate schedule.
 
     ``weight_decay`` is the papers' coupled L2 (PyTorch SGD style, applied by the model, see
-    `SelfDistillationModel`). ``milestones`` are epochs at which the learning rate is multiplied by
+    `SelfDistillationModel`) for ``"sgd"`` and ``"adam"``; for ``"adamw"`` it is AdamW's
+    decoupled decay (PyTorch ``AdamW(weight_decay=...)``), applied by the optimizer instead. ``milestones`` are epochs at which the learning rate is multiplied by
     ``gamma`` (``schedule="multistep"``); ``"cosine"`` decays to 0 over the run. Schedules advance
     per step, so resuming from a checkpoint resumes the schedule where it was.
     """
@@ -302,6 +304,8 @@ def load(spec: str, overrides: Sequence[str] = ()) -> Recipe:
         )
     if want_smoke:
         recipe = smoke(recipe)
+        for key, value in getattr(module, "SMOKE", {}).items():
+            recipe = apply_override(recipe, key, value)
     return apply_overrides(recipe, overrides)
 
 

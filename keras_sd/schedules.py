@@ -1,8 +1,10 @@
 """The papers' optimizer settings, named after the section that states them.
 
 Each is an `OptimizerConfig` for a recipe's ``optimizer=``; the recipe states its ``epochs`` (given
-next to each setting). All paper settings are SGD with momentum 0.9 from learning rate 0.1, stepped
-down at fixed epochs. ``weight_decay`` is the papers' coupled L2 (PyTorch ``SGD(weight_decay=)``).
+next to each setting). The self-distillation papers' settings are SGD with momentum 0.9 from
+learning rate 0.1, stepped down at fixed epochs, and ``weight_decay`` is their coupled L2 (PyTorch
+``SGD(weight_decay=)``); `deit_adamw` is DeiT's AdamW schedule for Vision Transformers, whose
+``weight_decay`` is AdamW's decoupled decay.
 Where a paper leaves a value out, the recipe docstrings say which value is used and why.
 """
 
@@ -67,3 +69,24 @@ DDGSD_DENSENET_CIFAR = SELF_GUIDANCE
 # Kim et al., ICCV 2021 (PS-KD), CIFAR-100, as Chottananurak et al. use it (their paper gives no
 # epochs): Nesterov, weight decay 5e-4, 300 epochs, divided by 10 at epochs 150 and 225.
 PSKD_CIFAR = multistep_sgd(nesterov=True, weight_decay=5e-4, milestones=(150, 225))
+
+# Touvron et al., "Training data-efficient image transformers & distillation through attention",
+# ICML 2021 (DeiT), Table 9 and section 6, the schedule only: AdamW (decoupled weight decay 0.05,
+# epsilon 1e-8; biases, norms, class token and position embedding undecayed), learning rate
+# 5e-4 * batch / 512, 5 warm-up epochs, cosine decay, 300 epochs. DeiT's cosine ends at 1e-5 and
+# its warm-up starts from 1e-6; keras_sd's decays to 0 and warms up from peak / warm-up steps.
+DEIT_EPOCHS = 300
+
+
+def deit_adamw(batch_size: int, warmup_epochs: int = 5) -> OptimizerConfig:
+    """DeiT's optimizer for ``batch_size``: AdamW, learning rate 5e-4 * batch_size / 512 (DeiT's
+    linear scaling), weight decay 0.05, cosine decay after ``warmup_epochs`` of linear warm-up."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    return OptimizerConfig(
+        name="adamw",
+        learning_rate=5e-4 * batch_size / 512,
+        weight_decay=0.05,
+        schedule="cosine",
+        warmup_epochs=warmup_epochs,
+    )

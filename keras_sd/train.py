@@ -111,17 +111,44 @@ def learning_rate(cfg: OptimizerConfig, epochs: int, steps_per_epoch: int):
     return WarmupSchedule(schedule, warmup, lr) if warmup > 0 else schedule
 
 
+# AdamW leaves these variables undecayed, as DeiT/timm do (every 1-D parameter: biases and norm
+# scales/offsets, plus the ViT's class token and position embedding): a regular expression for
+# `keras.optimizers.AdamW.exclude_from_weight_decay`, which the TensorFlow backend matches against
+# the tf.Variable's name: the variable's path, e.g. "block_1/ln_1/gamma:0" (on a mirrored replica
+# "block_1/ln_1/gamma/replica_1:0").
+NO_WEIGHT_DECAY = r"(^|/)(bias|gamma|beta|class_token|embeddings)([:/]|$)"
+
+
 def build_optimizer(cfg: OptimizerConfig, epochs: int, steps_per_epoch: int):
+    """The recipe's optimizer. ``"adamw"`` takes ``cfg.weight_decay`` as decoupled decay (PyTorch's
+    ``AdamW(weight_decay=...)``, epsilon 1e-8 as there) and `build_model` then adds no coupled L2;
+    ``"sgd"`` and ``"adam"`` leave weight decay to the model (coupled L2)."""
     lr = learning_rate(cfg, epochs, steps_per_epoch)
     if cfg.name == "sgd":
         return keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     if cfg.name == "adam":
         return keras.optimizers.Adam(lr)
-    return keras.optimizers.AdamW(lr)
+    optimizer = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay, epsilon=1e-8)
+    optimizer.exclude_from_weight_decay(var_names=[NO_WEIGHT_DECAY])
+    return optimizer
 
 
-def build_model(recipe: Recipe, num_classes: int, input_shape, num_train_examples=None):
-    """Backbone from the registry, wrapped in the recipe's method class."""
+def model_weight_decay(cfg: OptimizerConfig) -> float:
+    """The coupled L2 the model adds: ``cfg.weight_decay``, or 0 for AdamW, whose optimizer
+    applies it decoupled (`build_optimizer`)."""
+    return 0.0 if cfg.name == "adamw" else cfg.weight_decay
+
+
+def build_model(
+    recipe: Recipe, num_classes: int, input_shape, num_train_examples=None, *, mean=None, std=None
+):
+    """Backbone from the registry, wrapped in the recipe's method class.
+
+    ``mean`` / ``std``: the data's normalisation (`DataInfo.mean` / ``.std``). A two-view model
+    whose ``method_args.distortion`` is one of the pipeline's 8-bit kinds ("autoaugment",
+    "randaugment") needs them: its distortion layer (`keras_sd.data.distortion`) maps the
+    normalised batches back to pixel values, distorts them and normalises again.
+    """
     from keras_sd import backbones
 
     backbone = backbones.get(
@@ -132,6 +159,7 @@ def build_model(recipe: Recipe, num_classes: int, input_shape, num_train_example
     )
     cls = recipes_lib.method_class(recipe.method)
     method_args = dict(recipe.method_args)
+    method_args.update(_pixel_distortion(recipe, input_shape, mean, std))
     if method_args.get("pskd_alpha") is not None and num_train_examples is not None:
         # The prediction bank needs one row per training example: the data set decides.
         given = method_args.get("num_train_examples")
@@ -141,7 +169,27 @@ def build_model(recipe: Recipe, num_classes: int, input_shape, num_train_example
                 f"({num_train_examples}); leave it unset to size the PS-KD bank from the data."
             )
         method_args["num_train_examples"] = given or num_train_examples
-    return cls(backbone, weight_decay=recipe.optimizer.weight_decay, **method_args)
+    return cls(backbone, weight_decay=model_weight_decay(recipe.optimizer), **method_args)
+
+
+def _pixel_distortion(recipe: Recipe, input_shape, mean, std) -> dict:
+    """``{"distortion": layer}`` for a two-view recipe whose distortion acts on pixel values (the
+    layer takes the recipe's distortion ``seed``), else ``{}``."""
+    from keras_sd.data import pipeline
+
+    kind = recipe.method_args.get("distortion")
+    if recipe.method != "two_view" or kind not in pipeline.PIXEL_KINDS:
+        return {}
+    if mean is None or std is None:
+        raise ValueError(
+            f"`method_args.distortion`={kind!r} distorts 8-bit pixel values, so build_model needs "
+            f"the data's normalisation (mean=DataInfo.mean, std=DataInfo.std); got mean={mean!r}, "
+            f"std={std!r}."
+        )
+    layer = pipeline.distortion(
+        kind, tuple(input_shape), seed=recipe.method_args.get("seed"), mean=mean, std=std
+    )
+    return {"distortion": layer, "seed": None}
 
 
 def build_callbacks(recipe: Recipe) -> list:
@@ -385,7 +433,9 @@ def _fit_and_report(
     # over the whole run; entries of the epoch the kill interrupted are dropped.
     previous = [e for e in read_history(write_dir) if e["epoch"] <= resume]
     with strategy.scope():
-        model = build_model(recipe, info.num_classes, info.image_shape, info.num_train)
+        model = build_model(
+            recipe, info.num_classes, info.image_shape, info.num_train, mean=info.mean, std=info.std
+        )
         optimizer = build_optimizer(recipe.optimizer, recipe.epochs, steps)
         model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
         # BackupAndRestore needs a built model; zeros avoid touching the cached pipelines.

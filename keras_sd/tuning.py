@@ -359,7 +359,14 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             recipe = apply_hyperparameters(self.recipe, self.search, values)
             info = self.data(recipe).info
             try:
-                train_lib.build_model(recipe, info.num_classes, info.image_shape, info.num_train)
+                train_lib.build_model(
+                    recipe,
+                    info.num_classes,
+                    info.image_shape,
+                    info.num_train,
+                    mean=info.mean,
+                    std=info.std,
+                )
             except ValueError as err:
                 raise ValueError(f"`search`: the method rejects {values}: {err}") from None
 
@@ -394,7 +401,9 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         info = self.data(recipe).info
         keras.utils.set_random_seed(recipe.seed)
         steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
-        model = train_lib.build_model(recipe, info.num_classes, info.image_shape, info.num_train)
+        model = train_lib.build_model(
+            recipe, info.num_classes, info.image_shape, info.num_train, mean=info.mean, std=info.std
+        )
         optimizer = train_lib.build_optimizer(recipe.optimizer, recipe.epochs, steps)
         model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
         return model

@@ -180,3 +180,49 @@ def test_keras_hub_layer_only_rebuilds_keras_hub_classes():
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _trainable(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+
+
+def test_registry_vit_tiny_is_deit_tiny_on_4_pixel_patches():
+    net = backbones.get("hub_vit_tiny", num_classes=10, input_shape=(32, 32, 3))
+    # DeiT-Tiny by hand: patch embedding 4*4*3*192 + 192, class token 192, positions 65*192;
+    # per block 2 norms (2*192 each), q/k/v/out 4*(192*192 + 192), MLP 192*768 + 768 + 768*192
+    # + 192; the final norm 2*192; the head 192*10 + 10.
+    block = 2 * 384 + 4 * (192 * 192 + 192) + (192 * 768 + 768 + 768 * 192 + 192)
+    expected = (48 * 192 + 192) + 192 + 65 * 192 + 12 * block + 384 + (192 * 10 + 10)
+    assert _trainable(net) == expected == 5_362_762
+    assert [tuple(s.shape) for s in net.output["stages"]] == [(None, 65, 192)] * 4
+    small = backbones.get(
+        "hub_vit", num_classes=3, input_shape=(8, 8, 1), num_layers=4, hidden_dim=32, num_heads=2
+    )
+    assert [tuple(s.shape) for s in small.output["stages"]] == [(None, 5, 32)] * 4
+
+
+def test_registry_resnet18_is_keras_hubs_imagenet_resnet18():
+    net = backbones.get("hub_resnet18", num_classes=10, input_shape=(32, 32, 3))
+    # torchvision's resnet18 has 11,689,512 parameters with its 1000-class head (513,000).
+    assert _trainable(net) == 11_689_512 - 513_000 + (512 * 10 + 10)
+    shapes = [tuple(s.shape) for s in net.output["stages"]]
+    assert shapes == [(None, 8, 8, 64), (None, 4, 4, 128), (None, 2, 2, 256), (None, 1, 1, 512)]
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
+        ("hub_vit", {"patch_size": 5}, r"`patch_size`=5 must divide .* input_shape=\(32, 32, 3\)"),
+        ("hub_vit", {"hidden_dim": 32, "num_heads": 3}, r"`hidden_dim`=32 must be a multiple"),
+        ("hub_vit", {"num_layers": 0}, r"`num_layers` must be a positive int, got 0"),
+        (
+            "hub_vit_tiny",
+            {"num_layers": 4},
+            r"fixes \['num_layers'\] .* use the backbone 'hub_vit'",
+        ),
+        ("hub_resnet", {"depth": 20}, r"`depth` must be one of \[18, 34, 50, 101, 152\], got 20"),
+    ],
+)
+def test_registry_hub_builders_reject_bad_arguments(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        backbones.get(name, num_classes=10, input_shape=(32, 32, 3), **kwargs)

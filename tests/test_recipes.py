@@ -54,7 +54,8 @@ def test_smoke_variant_of_every_recipe_trains_two_steps(path):
     bundle = data.load(
         r.data.name, batch_size=16, augment="none", with_index=r.data.with_index, seed=0
     )
-    model = train.build_model(r, bundle.info.num_classes, bundle.info.image_shape)
+    info = bundle.info
+    model = train.build_model(r, info.num_classes, info.image_shape, mean=info.mean, std=info.std)
     model.compile(optimizer=train.build_optimizer(r.optimizer, 1, 2))
     logs = model.fit(
         bundle.train,
@@ -103,6 +104,79 @@ def test_learning_rate_multistep_schedule():
     lr = train.learning_rate(cfg, epochs=6, steps_per_epoch=10)
     got = [float(lr(s)) for s in (0, 19, 20, 39, 40, 59)]
     assert got == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_adamw_decay_is_decoupled_skips_biases_and_leaves_the_model_no_l2():
+    import keras
+
+    from keras_sd import schedules
+
+    cfg = schedules.deit_adamw(512)
+    assert (cfg.name, cfg.learning_rate, cfg.weight_decay, cfg.schedule, cfg.warmup_epochs) == (
+        "adamw",
+        5e-4,
+        0.05,
+        "cosine",
+        5,
+    )
+    assert schedules.deit_adamw(128).learning_rate == pytest.approx(1.25e-4)
+    opt = train.build_optimizer(cfg, epochs=10, steps_per_epoch=1)
+    kernel = keras.Variable(np.ones((2, 2), "float32"), name="kernel")
+    bias = keras.Variable(np.ones((2,), "float32"), name="bias")
+    opt.apply([np.zeros((2, 2), "float32"), np.zeros((2,), "float32")], [kernel, bias])
+    # A zero gradient moves nothing through Adam; only the decay acts, at the first warm-up
+    # step's rate 5e-4 * 1 / 5: w <- w - lr * 0.05 * w. Biases are not decayed.
+    np.testing.assert_allclose(kernel.numpy(), 1 - 1e-4 * 0.05, rtol=1e-7)
+    np.testing.assert_array_equal(bias.numpy(), 1.0)
+    # On a ViT, zero gradients change exactly the kernels: biases, norms, the class token and
+    # the position embedding are left undecayed, as in DeiT.
+    from keras_sd import backbones
+
+    vit = backbones.get("hub_vit", num_classes=3, input_shape=(8, 8, 1), num_layers=1)
+    before = [v.numpy().copy() for v in vit.trainable_variables]
+    opt = train.build_optimizer(cfg, epochs=10, steps_per_epoch=1)
+    opt.apply(
+        [np.zeros(v.shape, "float32") for v in vit.trainable_variables], vit.trainable_variables
+    )
+    decayed = {
+        v.path.split("/")[-1]
+        for v, b in zip(vit.trainable_variables, before)
+        if not np.array_equal(v.numpy(), b)
+    }
+    assert decayed == {"kernel"}
+    assert train.model_weight_decay(cfg) == 0.0
+    sgd = recipes.OptimizerConfig(weight_decay=5e-4)
+    assert train.model_weight_decay(sgd) == 5e-4
+    r = recipes.load(f"{REPO}/recipes/multi_exit/vit_tiny_cifar10.py:baseline,smoke")
+    model = train.build_model(r, 10, (8, 8, 1))
+    assert model.weight_decay == 0.0
+
+
+def test_smoke_overrides_of_a_recipe_file(tmp_path):
+    f = tmp_path / "r.py"
+    f.write_text(
+        '"""keras-sd train r.py"""\n'
+        "from keras_sd.recipes import Recipe\n"
+        'SMOKE = {"backbone_args.depth": 8, "epochs": 1}\n'
+        "def get_config(arg=None):\n"
+        '    return Recipe(backbone="resnet_cifar", backbone_args={"depth": 20}, epochs=9)\n'
+    )
+    full, smoke = recipes.load(str(f)), recipes.load(f"{f}:smoke")
+    assert (full.backbone_args["depth"], full.epochs) == (20, 9)
+    assert (smoke.backbone_args["depth"], smoke.epochs, smoke.data.name) == (8, 1, "digits")
+    vit = recipes.load(f"{REPO}/recipes/two_view/vit_tiny_cifar10.py:smoke").backbone_args
+    assert (vit["num_layers"], vit["hidden_dim"], vit["patch_size"]) == (4, 32, 4)
+
+
+def test_two_view_pixel_distortion_needs_and_uses_the_data_statistics():
+    from keras_sd.layers import CifarRandAugment
+
+    r = recipes.load(f"{REPO}/recipes/two_view/vit_tiny_cifar10.py:smoke")
+    with pytest.raises(ValueError, match=r"`method_args.distortion`='randaugment' .* mean=None"):
+        train.build_model(r, 10, (8, 8, 1))
+    model = train.build_model(r, 10, (8, 8, 1), mean=(0.3,), std=(0.2,))
+    assert isinstance(model.distortion, CifarRandAugment)
+    assert (model.distortion.mean, model.distortion.std) == ([0.3], [0.2])
 
 
 def _cli(*args, cwd=REPO):

@@ -68,7 +68,7 @@ def test_installed_cli_lists_and_trains_a_recipe_by_name(installed, tmp_path):
     assert where.stdout.strip() == str(site / "keras_sd" / "__init__.py")
     listing = _run([str(script), "recipes"], tmp_path, env)
     assert listing.returncode == 0, listing.stderr[-2000:]
-    assert "41 packaged recipes" in listing.stdout
+    assert "44 packaged recipes" in listing.stdout
     assert "multi_exit/resnet18_cifar100   [multi_exit]" in listing.stdout
     assert "79.01 / 76.31" in listing.stdout
     out = tmp_path / "run"

@@ -24,7 +24,15 @@ import keras
 from keras_sd.backbones._common import survival_probabilities
 from keras_sd.backbones.adapter import from_keras
 from keras_sd.backbones.densenet import densenet, densenet40, densenet100
-from keras_sd.backbones.hub import KerasHubLayer, from_keras_hub
+from keras_sd.backbones.hub import (
+    KerasHubLayer,
+    from_keras_hub,
+    hub_resnet,
+    hub_resnet18,
+    hub_resnet50,
+    hub_vit,
+    hub_vit_tiny,
+)
 from keras_sd.backbones.mobilenet_v2 import mobilenet_v2
 from keras_sd.backbones.preact_resnet import (
     preact_resnet,
@@ -82,6 +90,13 @@ _REGISTRY: dict[str, Callable[..., keras.Model]] = {
     "resnet152": resnet152,
     "resnext50": resnext50,
     "mobilenet_v2": mobilenet_v2,
+    # keras-hub architectures built from config (keras-sd[hub]; random weights, no download):
+    # a ViT (DeiT-Tiny dimensions by default, 4-pixel patches) and keras-hub's ResNets.
+    "hub_vit": hub_vit,
+    "hub_vit_tiny": hub_vit_tiny,
+    "hub_resnet": hub_resnet,
+    "hub_resnet18": hub_resnet18,
+    "hub_resnet50": hub_resnet50,
 }
 
 
@@ -126,6 +141,11 @@ __all__ = [
     "from_keras_hub",
     "KerasHubLayer",
     "get",
+    "hub_resnet",
+    "hub_resnet18",
+    "hub_resnet50",
+    "hub_vit",
+    "hub_vit_tiny",
     "mobilenet_v2",
     "names",
     "preact_resnet",

@@ -427,3 +427,140 @@ def _wrap_vit(backbone, image, num_classes: int, stages, pooling, schedule) -> k
         {"stages": [taps[b] for b in blocks], "features": features, "logits": logits},
         name=backbone.name,
     )
+
+
+# ------------------------------------------------------------------ registry builders (no download)
+# DeiT-Tiny (Touvron et al., ICML 2021, Table 1): 12 blocks, 3 heads, width 192, MLP 768.
+DEIT_TINY = {"num_layers": 12, "num_heads": 3, "hidden_dim": 192, "mlp_dim": 768}
+# keras-hub's ResNet presets (v1, ImageNet stem: 7x7 stride-2 convolution and 3x3 stride-2 max
+# pool): block type and blocks per stage, by depth.
+HUB_RESNETS = {
+    18: ("basic_block", (2, 2, 2, 2)),
+    34: ("basic_block", (3, 4, 6, 3)),
+    50: ("bottleneck_block", (3, 4, 6, 3)),
+    101: ("bottleneck_block", (3, 4, 23, 3)),
+    152: ("bottleneck_block", (3, 8, 36, 3)),
+}
+
+
+def hub_vit(
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    patch_size: int = 4,
+    num_layers: int = DEIT_TINY["num_layers"],
+    num_heads: int = DEIT_TINY["num_heads"],
+    hidden_dim: int = DEIT_TINY["hidden_dim"],
+    mlp_dim: int = DEIT_TINY["mlp_dim"],
+    dropout_rate: float = 0.0,
+    attention_dropout: float = 0.0,
+    stages: Sequence[int] | None = None,
+    pooling: str | None = None,
+    stochastic_depth: float | None = None,
+    drop_mode: str = "per_batch",
+    seed: int | None = None,
+) -> keras.Model:
+    """keras-hub's ``ViTBackbone`` built from its config (random weights, nothing downloaded),
+    wrapped by `from_keras_hub` (``stages``, ``pooling``, ``stochastic_depth``, ``drop_mode``,
+    ``seed`` as there). The defaults are DeiT-Tiny's dimensions with 4-pixel patches, which on
+    32x32 images give 64 patches plus the class token. keras-hub's ViT has layer-norm epsilon
+    1e-6 (as DeiT) and a class token; ``dropout_rate`` / ``attention_dropout`` are keras-hub's.
+
+    Raises:
+        ValueError: ``patch_size`` that does not divide the image, or bad dimensions.
+    """
+    hub = _keras_hub()
+    shape = c.check_input_shape((32, 32, 3) if input_shape is None else input_shape)
+    for name, value in (
+        ("patch_size", patch_size),
+        ("num_layers", num_layers),
+        ("num_heads", num_heads),
+        ("hidden_dim", hidden_dim),
+        ("mlp_dim", mlp_dim),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+    if shape[0] % patch_size or shape[1] % patch_size:
+        raise ValueError(
+            f"`patch_size`={patch_size} must divide the image height and width, got "
+            f"input_shape={shape}."
+        )
+    if hidden_dim % num_heads:
+        raise ValueError(
+            f"`hidden_dim`={hidden_dim} must be a multiple of `num_heads`={num_heads}."
+        )
+    vit = hub.models.ViTBackbone(
+        image_shape=shape,
+        patch_size=patch_size,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        hidden_dim=hidden_dim,
+        mlp_dim=mlp_dim,
+        dropout_rate=dropout_rate,
+        attention_dropout=attention_dropout,
+    )
+    return from_keras_hub(
+        vit,
+        num_classes,
+        stages=stages,
+        pooling=pooling,
+        stochastic_depth=stochastic_depth,
+        drop_mode=drop_mode,
+        seed=seed,
+    )
+
+
+def hub_vit_tiny(num_classes: int = 10, input_shape=None, **kwargs) -> keras.Model:
+    """`hub_vit` with DeiT-Tiny's dimensions (12 blocks, 3 heads, width 192, MLP 768; 5.4M
+    parameters with 4-pixel patches on 32x32 images). ``kwargs``: `hub_vit`'s other arguments
+    (``patch_size`` 4 by default); the dimensions are fixed (use ``"hub_vit"`` to change them)."""
+    fixed = sorted(set(kwargs) & set(DEIT_TINY))
+    if fixed:
+        raise ValueError(
+            f"hub_vit_tiny fixes {fixed} to DeiT-Tiny's {[DEIT_TINY[k] for k in fixed]}; "
+            f"use the backbone 'hub_vit' for other dimensions."
+        )
+    return hub_vit(num_classes, input_shape, **DEIT_TINY, **kwargs)
+
+
+def hub_resnet(
+    depth: int = 18,
+    num_classes: int = 10,
+    input_shape: tuple[int, int, int] | None = None,
+    *,
+    stages: Sequence[str] | None = None,
+) -> keras.Model:
+    """keras-hub's ``ResNetBackbone`` of ``depth`` (18, 34, 50, 101 or 152) built from the config of
+    its ImageNet presets (v1, 64-128-256-512 filters, 7x7 stride-2 stem and max pool; random
+    weights, nothing downloaded), wrapped by `from_keras_hub`: stages are the pyramid levels P2..P5
+    (strides 4..32: 8x8 down to 1x1 on 32x32 images), or ``stages``.
+
+    Raises:
+        ValueError: a depth keras-hub has no preset configuration for.
+    """
+    hub = _keras_hub()
+    if depth not in HUB_RESNETS:
+        raise ValueError(f"`depth` must be one of {sorted(HUB_RESNETS)}, got {depth!r}.")
+    shape = c.check_input_shape((32, 32, 3) if input_shape is None else input_shape)
+    block_type, blocks = HUB_RESNETS[depth]
+    net = hub.models.ResNetBackbone(
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512],
+        stackwise_num_blocks=list(blocks),
+        stackwise_num_strides=[1, 2, 2, 2],
+        block_type=block_type,
+        use_pre_activation=False,
+        image_shape=shape,
+    )
+    return from_keras_hub(net, num_classes, stages=stages)
+
+
+def hub_resnet18(num_classes: int = 10, **kwargs) -> keras.Model:
+    """keras-hub's ResNet-18 (11.2M parameters with 10 classes). See `hub_resnet`."""
+    return hub_resnet(18, num_classes, **kwargs)
+
+
+def hub_resnet50(num_classes: int = 10, **kwargs) -> keras.Model:
+    """keras-hub's ResNet-50 (23.5M parameters with 10 classes). See `hub_resnet`."""
+    return hub_resnet(50, num_classes, **kwargs)

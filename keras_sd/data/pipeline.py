@@ -17,6 +17,10 @@ is the reference's instead: pad-crop-flip, AutoAugment and Cutout act on pixel v
 border and the geometric fills are grey 128 (the reference's ``fill=128``) and the Cutout hole
 is black (0 before normalisation, ``-mean / std`` after), as in the reference, which zeroes the
 ``ToTensor`` output before ``Normalize``.
+
+"randaugment" (``keras_sd.layers.randaugment.randaugment_cifar``: DeiT's RandAugment,
+rand-m9-mstd0.5, after the same grey pad-crop-flip, no Cutout) takes the same order: distort the
+8-bit pixel values, normalise last.
 """
 
 from __future__ import annotations
@@ -29,17 +33,20 @@ import tensorflow as tf
 
 from keras_sd.data import sources
 from keras_sd.layers import augment as aug
-from keras_sd.layers import autoaugment
+from keras_sd.layers import autoaugment, randaugment
 
 AUGMENTS = (
     "auto",
     "cifar",
     "autoaugment",
+    "randaugment",
     "imagenet",
     "resize256_crop224",
     "resize256",
     "none",
 )
+# Kinds that distort 8-bit pixel values and normalise afterwards (need images scaled 0..255).
+PIXEL_KINDS = ("autoaugment", "randaugment")
 # Kinds that resize every image to 256x256 (Xu & Liu's ImageNet data); evaluation: centre 224.
 SQUARE_KINDS = ("resize256_crop224", "resize256")
 # For a model that distorts inside its step with the distortion named like a pipeline kind:
@@ -210,7 +217,10 @@ def load(
         augment: "auto", "cifar" (pad 4, random crop, horizontal flip), "autoaugment"
             (pad 4 with grey + random crop + flip, AutoAugment's CIFAR-10 policy and a 16x16
             Cutout, per sample, on 8-bit images before normalisation: the TPAMI
-            self-distillation paper's CIFAR training), "imagenet" (random-resized crop 224 +
+            self-distillation paper's CIFAR training), "randaugment" (the same grey pad-crop-flip,
+            then RandAugment as DeiT uses it: 2 operations, magnitude 9 +- 0.5, each applied
+            with probability 0.5, per sample, on 8-bit images before normalisation; no Cutout),
+            "imagenet" (random-resized crop 224 +
             flip; evaluation: resize 256, centre crop 224), "resize256_crop224" (every image
             resized to 256x256, then a random 224x224 window + flip, per sample: Xu & Liu's
             ImageNet distortion; evaluation: the centre 224 window of the 256x256 image),
@@ -253,7 +263,7 @@ def load(
     channels = src.image_shape[-1]
     kind = _resolve_augment(augment, name, src.image_shape)
     fixed = src.image_shape[0] is not None and src.image_shape[1] is not None
-    if kind == "autoaugment" and src.scale != 255:
+    if kind in PIXEL_KINDS and src.scale != 255:
         raise ValueError(
             f"augment={augment!r} needs 8-bit images (pixel values 0..255) but {name!r} has "
             f"pixel scale {src.scale:g}; expected an 8-bit image set such as 'cifar10'"
@@ -401,6 +411,9 @@ def load(
                 # Distort the 8-bit pixel values, then normalise (see the module docstring).
                 images = autoaugment.autoaugment_cifar(images, stateless_seed(r), padding=4)
                 return normalise(images), labels, index
+            if kind == "randaugment":  # per sample, stateless, like "autoaugment"
+                images = randaugment.randaugment_cifar(images, stateless_seed(r), padding=4)
+                return normalise(images), labels, index
             images = normalise(images)
             if kind == "cifar":
                 images = aug.pad_crop_flip(images, stateless_seed(r), padding=4, flip=True)
@@ -434,7 +447,7 @@ def load(
     return DataBundle(train=train, test=test, info=info, augment=kind)
 
 
-DISTORTIONS = ("cifar", "autoaugment", "imagenet", "resize256_crop224", "none")
+DISTORTIONS = ("cifar", "autoaugment", "randaugment", "imagenet", "resize256_crop224", "none")
 
 
 def distortion(
@@ -449,6 +462,7 @@ def distortion(
     Args:
         kind: "cifar" (pad 4 + random crop to the input size + horizontal flip),
             "autoaugment" (``load``'s "autoaugment" chain, `keras_sd.layers.CifarAutoAugment`),
+            "randaugment" (``load``'s "randaugment" chain, `keras_sd.layers.CifarRandAugment`),
             "imagenet" (random-resized crop to the input size + flip), "resize256_crop224" (a
             random ``image_shape`` window + flip of each image of the larger batches that
             ``load(..., augment="resize256")`` yields: Xu & Liu's 224 crop of 256x256 images)
@@ -456,10 +470,10 @@ def distortion(
         image_shape: (H, W, C) of the batches the layer will see; for "resize256_crop224" the
             (H, W, C) it crops to (the model's input).
         seed: Seed of the layer's ``keras.random.SeedGenerator``; None for a random seed.
-        mean: For "autoaugment" only: the ``DataInfo.mean`` the batches were normalised with;
+        mean: For "autoaugment" and "randaugment" only: the ``DataInfo.mean`` the batches were normalised with;
             the layer then un-normalises to 8-bit pixel values, distorts and normalises again.
             None (with ``std``) means the batches are pixel values in [0, 255].
-        std: For "autoaugment" only: the matching ``DataInfo.std``.
+        std: For "autoaugment" and "randaugment" only: the matching ``DataInfo.std``.
 
     Returns:
         A ``keras_sd.layers.augment`` layer (``keras.layers.Identity`` for "none").
@@ -470,15 +484,21 @@ def distortion(
     if kind not in DISTORTIONS:
         raise ValueError(f"kind must be one of {DISTORTIONS}, got kind={kind!r}")
     shape = aug.check_distortion_args(image_shape, seed)
-    if kind != "autoaugment" and (mean is not None or std is not None):
-        raise ValueError(f"mean and std are only used with kind='autoaugment', got kind={kind!r}")
-    if kind != "autoaugment":
+    if kind not in PIXEL_KINDS and (mean is not None or std is not None):
+        raise ValueError(
+            f"mean and std are only used with kind in {PIXEL_KINDS}, got kind={kind!r}"
+        )
+    if kind not in PIXEL_KINDS:
         return aug.named_distortion(kind, shape, seed)
     for arg, value in (("mean", mean), ("std", std)):
         if value is not None and len(value) != shape[-1]:
             raise ValueError(
                 f"{arg} must have one value per channel ({shape[-1]}), got {arg}={value!r}"
             )
+    if kind == "randaugment":
+        return randaugment.CifarRandAugment(
+            mean=mean, std=std, padding=4, seed=seed, name="randaugment_distortion"
+        )
     return autoaugment.CifarAutoAugment(
         mean=mean, std=std, padding=4, seed=seed, name="autoaugment_distortion"
     )

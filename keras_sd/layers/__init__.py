@@ -14,12 +14,14 @@ from keras_sd.layers.exits import (
     SeparableConvBlock,
     align_channels,
 )
+from keras_sd.layers.randaugment import CifarRandAugment
 from keras_sd.layers.stochastic_depth import StochasticDepth, full_network, is_full_network
 from keras_sd.layers.tokens import TokenExitHead, TokenPooling
 
 __all__ = [
     "BottleneckExitHead",
     "CifarAutoAugment",
+    "CifarRandAugment",
     "ExitAttention",
     "ExitHead",
     "SeparableConvBlock",

@@ -1,0 +1,53 @@
+"""Multi-exit self-distillation (BYOT / TPAMI) on keras-hub's ResNet-18 (ImageNet stem), CIFAR-100.
+
+Papers (method and settings): Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact
+Neural Networks", TPAMI; Zhang et al., "Be Your Own Teacher", ICCV 2019.
+Follows TPAMI Table 1's ResNet18 row (recipes/multi_exit/resnet18_cifar100.py) in everything but
+the network: the same method (`keras_sd.paper_args.TPAMI`: an attention exit after every stage,
+deepest-exit teacher, alpha = 0.6, lambda = 0.04, T = 3, no T^2, summed; both weights 0 for the
+last 5 epochs), schedule (`keras_sd.schedules.TPAMI_CIFAR`: SGD, momentum 0.9, coupled weight
+decay 5e-4, learning rate 0.1 divided by 10 at epochs 90, 180 and 270 of 300, batch 128) and
+augmentation (``augment="autoaugment"``: pad-4 crop + flip, AutoAugment's CIFAR-10 policy,
+Cutout 16), so the two runs compare the keras-hub network with keras_sd's on the paper's row.
+
+Network (``backbone="hub_resnet18"``): keras-hub's ``ResNetBackbone`` with its ResNet-18 preset
+configuration (v1 basic blocks, 2-2-2-2, 64-512 filters), built from config with random
+initialisation, nothing downloaded; 11.2M parameters, 37M MACs per 32x32 image (the exits' paths
+13M / 22M / 30M / 39M; `keras_sd.inference.count_macs`). Unlike the paper's CIFAR ResNet-18 (3x3
+stride-1 stem), it keeps keras-hub's ImageNet stem (7x7 stride-2 convolution and a stride-2 max
+pool), so 32x32 images reach the first stage at 8x8 and the last at 1x1; the exits tap keras-hub's
+pyramid outputs P2..P5 (`keras_sd.backbones.from_keras_hub`). No paper ran the method on this
+network at 32x32, so there is no published number for it; TPAMI's ResNet18 numbers (baseline
+79.01, ensemble 82.64) are for the CIFAR-stem network and not comparable.
+
+``:baseline`` trains the network alone, same data and schedule. For CIFAR-10, next to the ViT
+recipes: ``--set data.name=cifar10``.
+
+Commands:
+    keras-sd train recipes/multi_exit/hub_resnet18_cifar100.py
+    keras-sd train recipes/multi_exit/hub_resnet18_cifar100.py:baseline
+    keras-sd train recipes/multi_exit/hub_resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
+"""
+
+from keras_sd import paper_args, schedules
+from keras_sd.recipes import DataConfig, Recipe, variant
+
+PUBLISHED = {
+    None: "none: no paper ran multi-exit self-distillation on keras-hub's ImageNet-stem ResNet-18 at 32x32",
+    "baseline": "none: TPAMI's ResNet18 baseline (79.01) is the CIFAR-stem network",
+}
+VARIANTS = {None: {}}
+BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
+
+
+def get_config(arg: str | None = None) -> Recipe:
+    return Recipe(
+        method="multi_exit",
+        backbone="hub_resnet18",
+        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
+        callbacks=paper_args.TPAMI_ANNEALING,
+        data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
+        optimizer=schedules.TPAMI_CIFAR,
+        epochs=300,
+        paper=paper_args.TPAMI_PAPER,
+    )
