@@ -4,6 +4,7 @@ files are written atomically; a killed run resumes to the same result."""
 import json
 import math
 import pathlib
+import warnings
 
 import keras
 import numpy as np
@@ -519,6 +520,17 @@ def _recorder():
     return model
 
 
+class _EpochStarts(keras.callbacks.Callback):
+    """{epoch: global step at its start} (the recorder's batch count plus ``offset``)."""
+
+    def __init__(self, offset=0):
+        super().__init__()
+        self.offset, self.starts = offset, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.starts[epoch] = self.offset + len(self.model.seen)
+
+
 class _CrashAtStep(keras.callbacks.Callback):
     def __init__(self, step):
         super().__init__()
@@ -545,15 +557,17 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
     expected = expected[: epochs * steps]
 
     ref = _recorder()
+    ref_starts = _EpochStarts()
     ref.fit(
         bundle.batches(0, epochs * steps),
         epochs=epochs,
         steps_per_epoch=steps,
         verbose=0,
         shuffle=False,
-        callbacks=[AtomicBackupAndRestore(str(tmp_path / "a"), save_freq=3)],
+        callbacks=[AtomicBackupAndRestore(str(tmp_path / "a"), save_freq=3), ref_starts],
     )
     assert len(ref.seen) == epochs * steps
+    assert ref_starts.starts == {0: 0, 1: 5, 2: 10, 3: 15}
     for got, want in zip(ref.seen, expected):
         np.testing.assert_array_equal(got, want)
 
@@ -578,15 +592,21 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
     epoch, step = backup.restore(resumed)
     assert (epoch, step) == (1, 1)
     assert int(resumed.optimizer.iterations.numpy()) == 6
-    history = resumed.fit(
-        bundle.batches(epoch * steps + step, epochs * steps),
-        epochs=epochs,
-        steps_per_epoch=steps,
-        verbose=0,
-        shuffle=False,
-        callbacks=[backup],
-    ).history
+    starts = _EpochStarts(offset=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. Keras' "input ran out of data"
+        history = resumed.fit(
+            bundle.batches(epoch * steps + step, epochs * steps),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[backup, starts],
+        ).history
     assert len(history["loss"]) == epochs - 1  # epochs 1 (its last 4 steps), 2 and 3
+    # Epochs 2 and 3 start at the uninterrupted run's steps (callbacks' per-epoch schedules and
+    # epoch-end saves stay aligned): epoch 1 ended after its remaining 4 steps.
+    assert starts.starts == {1: 6, 2: 10, 3: 15}
     assert len(resumed.seen) == epochs * steps - 6
     for got, want in zip(resumed.seen, expected[6:]):
         np.testing.assert_array_equal(got, want)

@@ -12,7 +12,8 @@ were made before. ``DataBundle.epoch(e)`` is that epoch; ``DataBundle.batches(st
 the endless sequence epoch 0, epoch 1, ... cut to batches ``start..stop-1``, which is what
 ``fit`` gets (with ``steps_per_epoch``): a run resumed after ``g`` optimizer steps is handed
 ``batches(g, ...)`` and sees exactly the batches the uninterrupted run saw from there, without
-replaying anything and whatever Keras does with iterators.
+replaying anything and however many iterators Keras has made (``fit`` with ``steps_per_epoch``
+reads one iterator on across epochs).
 
 The permutation is uniform: for fixed-size sets of at most ``FULL_SHUFFLE_MAX`` images a
 `tf.random.experimental.stateless_shuffle` of the whole cached set; larger or variable-size sets
