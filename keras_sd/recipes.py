@@ -87,7 +87,9 @@ class Recipe:
     """One training run. ``method_args`` are the method's constructor arguments; ``callbacks``
     maps a callback name of `keras_sd.callbacks` to its keyword arguments. ``eval_every``: the
     test split is evaluated every ``eval_every`` epochs and at the last one (the best epoch of
-    metrics.json is over those epochs)."""
+    metrics.json is over those epochs). ``save_freq``: how often the run's backup/ commits,
+    ``"epoch"`` or every that many optimizer steps (a killed run then resumes mid-epoch, from
+    the last such commit)."""
 
     name: str = ""  # the loader fills it from the recipe file's path and argument
     method: str = "baseline"
@@ -100,6 +102,7 @@ class Recipe:
     epochs: int = 200
     eval_every: int = 1
     steps_per_epoch: int | None = None
+    save_freq: str | int = "epoch"
     seed: int = 0
     strategy: str = "auto"
     precision: str = "float32"
@@ -147,6 +150,15 @@ def validate(recipe: Recipe) -> None:
         raise ValueError(f"`eval_every` must be a positive integer, got {recipe.eval_every!r}.")
     if recipe.steps_per_epoch is not None and recipe.steps_per_epoch < 1:
         raise ValueError(f"`steps_per_epoch` must be None or >= 1, got {recipe.steps_per_epoch!r}.")
+    if recipe.save_freq != "epoch" and (
+        isinstance(recipe.save_freq, bool)
+        or not isinstance(recipe.save_freq, int)
+        or recipe.save_freq < 1
+    ):
+        raise ValueError(
+            "`save_freq` must be 'epoch' or a positive int (optimizer steps between backups), "
+            f"got {recipe.save_freq!r}."
+        )
     if recipe.data.batch_size < 1:
         raise ValueError(f"`data.batch_size` must be >= 1, got {recipe.data.batch_size!r}.")
     if not recipe.optimizer.learning_rate > 0:

@@ -79,9 +79,9 @@ def _is_finite(value) -> bool:
 class NonFiniteLossGuard(keras.callbacks.Callback):
     """Raises `NonFiniteLossError` at the first training step with a NaN or infinite loss term.
 
-    Put it anywhere in the callback list: it acts in ``on_train_batch_end`` (no Keras callback
-    saves there with epoch-level backups) and raises before the epoch ends, so
-    `keras.callbacks.BackupAndRestore` never writes the broken weights.
+    It acts in ``on_train_batch_end`` and raises before the epoch ends, so an epoch-level
+    `keras.callbacks.BackupAndRestore` never writes the broken weights wherever the guard is in
+    the callback list; with a backup that saves every N steps, put the guard before it.
     """
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -162,7 +162,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     only when loading raises ``OSError``); a kill between the two leaves new weights with the old
     epoch, so the resumed run trains that epoch twice; a kill during the second leaves torn JSON
     that makes every later resume fail. Here every state gets its own weights file
-    (``ckpt-e<epoch>-b<batch>.weights.h5``, fsynced), and ``training_metadata.json`` -- written
+    (``ckpt-e<epoch>-s<step>.weights.h5``, fsynced), and ``training_metadata.json`` -- written
     through a temporary file and a rename -- is the single commit point: it names the weights file
     of the current and of the previous state. Files no longer named are deleted after the commit.
     On restore the current state is loaded, or the previous one if its file cannot be read.
@@ -175,11 +175,26 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
     that is deleted when training ends, so no two processes write one file and, should a save
     ever involve a collective, every worker takes part. On restore ALL workers read the chief's
     ``backup_dir``, which must therefore be on storage every worker can read: a shared or network
-    file system (a ``gs://`` URL does not work, the commit needs a POSIX rename). As in Keras, a
-    restored run starts again at the beginning of the epoch that was interrupted.
+    file system (a ``gs://`` URL does not work, the commit needs a POSIX rename).
+
+    Mid-epoch resume. With ``save_freq`` in steps a state records the epoch and the steps done in
+    it (``"step"`` in the metadata; a save due on an epoch's last step is made at that epoch's end
+    instead, after the epoch-end callbacks before this one). A run restored from ``(epoch k,
+    step s)`` starts at epoch ``k`` and ends that epoch after the remaining ``S - s`` steps
+    (``S``: fit's steps per epoch), by setting ``model.stop_training`` after its last step and
+    clearing it again in ``on_epoch_end`` (a callback placed before this one that sets
+    ``stop_training`` in that one epoch's ``on_epoch_end`` is therefore overridden). The training
+    input must then continue from step ``s`` of epoch ``k``: call `restore` before ``fit`` to
+    learn ``(k, s)`` and hand ``fit`` data that starts there, e.g. ``keras_sd.data``'s
+    ``bundle.batches(k * S + s, epochs * S)`` with ``steps_per_epoch=S``. Epoch states
+    (``save_freq="epoch"``) resume at the start of the next epoch, as in Keras.
 
     Args are those of `keras.callbacks.BackupAndRestore`; ``double_checkpoint`` keeps the
-    previous state's weights file as the fallback.
+    previous state's weights file as the fallback; ``save_freq`` is ``"epoch"`` or a positive
+    number of steps.
+
+    Raises:
+        ValueError: for a ``save_freq`` other than "epoch" or a positive int.
 
     Reference: tf.keras 2's ``BackupAndRestore`` with ``distributed_file_utils`` (chief writes,
     other workers write to temporary paths).
@@ -187,13 +202,32 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
 
     _private_dir: str | None = None
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, backup_dir, save_freq="epoch", **kwargs):
+        if save_freq != "epoch" and (
+            not isinstance(save_freq, (int, np.integer))
+            or isinstance(save_freq, bool)
+            or save_freq < 1
+        ):
+            raise ValueError(
+                "save_freq must be 'epoch' or a positive int (steps between saves), "
+                f"got save_freq={save_freq!r}"
+            )
+        super().__init__(
+            backup_dir, save_freq=save_freq if save_freq == "epoch" else int(save_freq), **kwargs
+        )
         # Our own position, kept through the public callback hooks (Keras' callback keeps its
-        # own in private attributes): finished epochs, and the last batch seen in this epoch.
+        # own in private attributes): the epoch in progress (= epochs finished), the steps done
+        # in it, and the last Keras batch index seen in it.
         self._epochs_done = 0
-        self._batch_in_epoch = 0
-        self._batches_since_save = 0
+        self._steps_in_epoch = 0
+        self._last_batch = -1
+        self._steps_since_save = 0
+        # Steps of the current epoch done before a restore (a mid-epoch resume), else 0.
+        self._offset = 0
+        self._cut = False
+        self._save_at_epoch_end = False
+        # (epoch, step) restored by `restore` and not yet used by a fit, else None.
+        self._pending = None
 
     def _strategy(self):
         # None (read TF_CONFIG) only for a model without a strategy (not the TF backend).
@@ -221,7 +255,8 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         backup.mkdir(parents=True, exist_ok=True)
         meta_path = backup / "training_metadata.json"
         previous = read_backup_metadata(backup)
-        stem = f"ckpt-e{self._epochs_done}-b{self._batch_in_epoch}"
+        step = self._steps_in_epoch
+        stem = f"ckpt-e{self._epochs_done}-s{step}"
         name, extra = f"{stem}.weights.h5", f"{stem}.extra.npz"
         tmp = backup / f".{name}.tmp.weights.h5"
         self.model.save_weights(str(tmp), overwrite=True)
@@ -236,13 +271,18 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         replace_atomic(extra_tmp, backup / extra)
         state = {
             "epoch": self._epochs_done,
-            "batch": self._batch_in_epoch,
+            # "batch": Keras' field (the last batch index, 0 for an epoch state); "step": the
+            # steps done in epoch "epoch", where a restored run resumes.
+            "batch": max(step - 1, 0),
+            "step": step,
             "weights": name,
             "extra": extra,
         }
         if self.double_checkpoint and previous and previous.get("weights") not in (None, name):
             state["previous"] = {
-                k: previous[k] for k in ("epoch", "batch", "weights", "extra") if k in previous
+                k: previous[k]
+                for k in ("epoch", "batch", "step", "weights", "extra")
+                if k in previous
             }
         fd, meta_tmp = tempfile.mkstemp(dir=backup, prefix=".training_metadata.", suffix=".tmp")
         with os.fdopen(fd, "w") as f:
@@ -256,7 +296,7 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         for old in backup.glob(".*.tmp*"):  # leftovers of an earlier kill mid-write
             old.unlink(missing_ok=True)
 
-    def _restore(self, meta: dict) -> None:
+    def _restore(self, meta: dict) -> tuple[int, int]:
         if not self.model.built:
             raise ValueError(
                 "AtomicBackupAndRestore needs a built model: call it on a batch before fit()."
@@ -276,41 +316,105 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
             except (OSError, ValueError, KeyError) as e:
                 errors.append(f"{path.name}: {e}")
                 continue
-            _keras_compat.set_initial_epoch(self.model, int(state["epoch"]))
-            return
+            if "step" not in state:
+                warnings.warn(
+                    f"`backup_dir` {str(self.backup_dir)!r} was written by an older keras_sd "
+                    "(no 'step' in training_metadata.json): resuming at the start of epoch "
+                    f"{int(state['epoch'])}. keras_sd.data's training order has changed since "
+                    "(epochs are now seeded by their number), so the resumed epochs do not "
+                    "repeat the original run's data order.",
+                    stacklevel=3,
+                )
+            return int(state["epoch"]), int(state.get("step", 0))
         raise ValueError(
             f"`backup_dir` {str(self.backup_dir)!r}: no readable checkpoint ({'; '.join(errors)}); "
             "delete the folder to start the run again."
         )
 
-    def on_train_begin(self, logs=None):
+    def restore(self, model: keras.Model | None = None) -> tuple[int, int]:
+        """Loads the backup into ``model`` (default: the callback's model) now, before ``fit``,
+        and returns where training resumes: ``(epoch, step)``, the epochs finished and the steps
+        done in the next one; ``(0, 0)`` without a backup.
+
+        The next ``fit`` with this callback starts there without loading again; its training
+        input must start at that step (see the class docstring). The model must be built and
+        compiled; under a distribution strategy call this inside ``strategy.scope()`` (it
+        builds the optimizer when ``fit`` has not yet).
+
+        Raises:
+            ValueError: if no state of the backup can be loaded, or the model is not built.
+        """
+        if model is not None:
+            self.set_model(model)
         meta = read_backup_metadata(self.backup_dir)
         if meta is not None and "weights" in meta:
-            self._restore(meta)  # falls back to the previous state itself
-        else:  # empty, or written by keras.callbacks.BackupAndRestore: restored the Keras way
-            super().on_train_begin(logs)
+            position = self._restore(meta)  # falls back to the previous state itself
+        elif meta is not None:  # written by keras.callbacks.BackupAndRestore
+            super().on_train_begin()
+            position = (int(meta["epoch"]), 0)
+        else:
+            position = (0, 0)
+        self._pending = position
+        return position
+
+    def on_train_begin(self, logs=None):
+        position = self._pending if self._pending is not None else self.restore()
+        self._pending = None
+        epoch, step = position
+        if (epoch, step) != (0, 0):
+            _keras_compat.set_initial_epoch(self.model, epoch)
+        self._resume = (epoch, step)
+        self._steps_since_save = 0
+        if step:
+            steps = self.params.get("steps")
+            if not steps or step >= steps:
+                raise ValueError(
+                    f"`backup_dir` {str(self.backup_dir)!r} holds a state {step} steps into "
+                    f"epoch {epoch}, but fit runs {steps} steps per epoch; expected a known "
+                    f"steps_per_epoch greater than {step} (the one of the interrupted run)."
+                )
 
     def on_epoch_begin(self, epoch, logs=None):
         # `epoch` is also right after a resume, so a mid-epoch save records the epoch it is in.
         self._epochs_done = int(epoch)
+        resume_epoch, resume_step = getattr(self, "_resume", (0, 0))
+        self._offset = resume_step if int(epoch) == resume_epoch else 0
+        self._resume = (0, 0)  # only the first epoch of a fit is a resumed one
+        self._steps_in_epoch = self._offset
+        self._last_batch = -1
+        self._cut = self._save_at_epoch_end = False
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._cut:  # this callback ended the resumed epoch early: training goes on
+            self.model.stop_training = False
+            self._cut = False
         self._epochs_done = int(epoch) + 1
-        self._batch_in_epoch = 0
-        if self.save_freq == "epoch":
+        self._steps_in_epoch = 0
+        if self.save_freq == "epoch" or self._save_at_epoch_end:
+            self._save_at_epoch_end = False
             self._save()
 
     def on_train_batch_end(self, batch, logs=None):
+        # `batch` is the last step of a `steps_per_execution` group, counted from this Keras
+        # epoch's start; a resumed epoch started `self._offset` steps in.
+        steps = int(batch) - self._last_batch
+        self._last_batch = int(batch)
+        self._steps_in_epoch += steps
+        per_epoch = self.params.get("steps")
+        last = bool(per_epoch) and self._steps_in_epoch >= per_epoch
+        if self._offset and last:
+            # The resumed epoch has had its remaining steps: end it here (see the docstring).
+            self.model.stop_training = True
+            self._cut = True
         if self.save_freq == "epoch":
             return
-        # `batch` is the last step of a `steps_per_execution` group; a smaller one than before
-        # starts a new epoch (the counting of Keras' own callback).
-        steps = batch + 1 if batch <= self._batch_in_epoch else batch - self._batch_in_epoch
-        self._batches_since_save += steps
-        self._batch_in_epoch = batch
-        if self._batches_since_save >= self.save_freq:
-            self._batches_since_save = 0
-            self._save()
+        self._steps_since_save += steps
+        if self._steps_since_save >= self.save_freq:
+            self._steps_since_save = 0
+            if last:  # a state "all steps done, epoch end not run" would resume to no step
+                self._save_at_epoch_end = True
+            else:
+                self._save()
 
     def on_train_end(self, logs=None):
         if self._writes_backup_dir():
@@ -321,75 +425,6 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
             self._private_dir = None
-
-
-# ---------------------------------------------------------------------------- resuming
-def resume_epoch(backup_dir: str | os.PathLike) -> int:
-    """Number of epochs a backup folder records as finished (0 when there is no backup)."""
-    meta = read_backup_metadata(backup_dir)
-    return 0 if meta is None else int(meta["epoch"])
-
-
-def iterators_per_epochs(dataset, epochs: int) -> int:
-    """How many iterators Keras 3.15's ``fit`` has created over ``dataset`` when epoch
-    ``epochs`` begins (``steps_per_epoch=None``), not counting the symbolic-build one that
-    every process makes alike.
-
-    `keras.src.trainers.epoch_iterator.EpochIterator` makes a new iterator at the start of every
-    epoch and, when the number of batches is known, another right after the last step (never
-    read, but it still advances tf.data's seed counter): 2 per epoch.
-    `tests/test_reliability.py` checks this against Keras' own iterator.
-
-    Raises:
-        ValueError: if ``dataset`` has an unknown cardinality. Keras then discovers the number
-            of batches in the first epoch of every process, making one iterator fewer there,
-            so no replay makes a resumed run match; ``dataset.apply(
-            tf.data.experimental.assert_cardinality(n))`` makes it known.
-    """
-    import tensorflow as tf
-
-    epochs = int(epochs)
-    if epochs <= 0:
-        return 0
-    if int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY:
-        raise ValueError(
-            "`dataset` has an unknown cardinality, so a resumed fit cannot replay its shuffle and "
-            "augmentation order; apply tf.data.experimental.assert_cardinality(batches) first."
-        )
-    return 2 * epochs
-
-
-def replay_epochs(dataset, epochs: int, *, strict: bool = True) -> None:
-    """Advances a seeded tf.data pipeline to where ``fit`` had it when epoch ``epochs`` began.
-
-    ``Dataset.shuffle(seed=..., reshuffle_each_iteration=True)`` and
-    ``Dataset.random(seed=..., rerandomize_each_iteration=True)`` draw each new iterator's
-    seeds from a counter owned by the dataset, which starts at 0 in every process. A run resumed
-    at epoch ``k`` would therefore see epoch 0's order and augmentation again. Creating (and
-    discarding, unread) as many iterators as the uninterrupted ``fit`` had created by then
-    (`iterators_per_epochs`) moves the counter to the same place, so the resumed epochs get the
-    same batches bit for bit.
-
-    Args:
-        dataset: the training `tf.data.Dataset` that will be passed to ``fit``
-            (with ``steps_per_epoch=None``), of known cardinality.
-        epochs: finished epochs (from `resume_epoch`).
-        strict: raise for a dataset of unknown cardinality; if False, warn and replay nothing
-            (training still resumes from the checkpoint, with a different data order).
-
-    Raises:
-        ValueError: for a dataset of unknown cardinality when ``strict`` (see
-            `iterators_per_epochs`).
-    """
-    try:
-        count = iterators_per_epochs(dataset, epochs)
-    except ValueError as e:
-        if strict:
-            raise
-        warnings.warn(f"resuming without replaying the data order: {e}", stacklevel=2)
-        return
-    for _ in range(count):
-        iter(dataset)
 
 
 def _unsaved_variables(model) -> list:
@@ -434,10 +469,7 @@ __all__ = [
     "AtomicBackupAndRestore",
     "NonFiniteLossError",
     "NonFiniteLossGuard",
-    "iterators_per_epochs",
     "read_backup_metadata",
-    "replay_epochs",
-    "resume_epoch",
     "replace_atomic",
     "save_model_atomic",
 ]

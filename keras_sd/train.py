@@ -2,7 +2,8 @@
 
 A run directory holds:
     recipe.json      the recipe as it ran (after overrides)
-    backup/          BackupAndRestore state: rerunning the same command resumes from it
+    backup/          BackupAndRestore state: rerunning the same command resumes from it (from
+                     the last finished epoch, or the last ``save_freq`` step commit)
     logs/            TensorBoard event files (train/ and validation/)
     model.keras      the trained model
     history.json     every epoch's logs (train and, on evaluated epochs, test-split ``val_``
@@ -423,15 +424,16 @@ def _fit_and_report(
         image_size=recipe.data.image_size,
     )
     info = bundle.info
-    steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
-    resume = reliability.resume_epoch(out / "backup")
-    if recipe.steps_per_epoch is None:
-        # A resumed run must see the batches the uninterrupted run saw: move the pipeline's
-        # per-iterator shuffle/augmentation counter past the finished epochs.
-        reliability.replay_epochs(bundle.train, resume, strict=False)
-    # The epochs finished before a kill keep their logs (history.json), so the best epoch is
-    # over the whole run; entries of the epoch the kill interrupted are dropped.
-    previous = [e for e in read_history(write_dir) if e["epoch"] <= resume]
+    steps = recipe.steps_per_epoch or bundle.batches_per_epoch
+    # Keras' BackupAndRestore, but each state is committed by one atomic rename, so a kill at
+    # any instant leaves a loadable, self-consistent backup; with save_freq in steps a killed
+    # run resumes mid-epoch.
+    backup = reliability.AtomicBackupAndRestore(
+        str(out / "backup"),
+        save_freq=recipe.save_freq,
+        delete_checkpoint=False,
+        double_checkpoint=True,
+    )
     with strategy.scope():
         model = build_model(
             recipe, info.num_classes, info.image_shape, info.num_train, mean=info.mean, std=info.std
@@ -440,6 +442,15 @@ def _fit_and_report(
         model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
         # BackupAndRestore needs a built model; zeros avoid touching the cached pipelines.
         model(keras.ops.zeros((2, *info.image_shape)), training=False)
+        # Restored now, not in fit: the training input must start where the backup is.
+        resume, resume_step = backup.restore(model)
+    # Batch g of the run is batch g of the endless seeded sequence epoch 0, epoch 1, ... (a
+    # pure function of the seed and g), so a resumed run continues with the batches the
+    # uninterrupted run saw, nothing replayed.
+    train_data = bundle.batches(resume * steps + resume_step, recipe.epochs * steps)
+    # The epochs finished before a kill keep their logs (history.json), so the best epoch is
+    # over the whole run; entries of the epoch the kill interrupted are dropped.
+    previous = [e for e in read_history(write_dir) if e["epoch"] <= resume]
     stats = RunStats(recipe.data.batch_size)
     callbacks = [
         # Raises at the first NaN/inf loss term, before any epoch-end backup could save the
@@ -447,11 +458,7 @@ def _fit_and_report(
         reliability.NonFiniteLossGuard(),
         # Before the backup: an epoch the backup has committed is always in history.json.
         EpochHistory(write_dir, previous),
-        # Keras' BackupAndRestore, but each state is committed by one atomic rename, so a kill
-        # at any instant leaves a loadable, self-consistent backup.
-        reliability.AtomicBackupAndRestore(
-            str(out / "backup"), delete_checkpoint=False, double_checkpoint=True
-        ),
+        backup,
         # Method callbacks first: they add scheduled weights (alpha, alpha_t) to the epoch logs
         # that TensorBoard then writes.
         *build_callbacks(recipe),
@@ -469,9 +476,9 @@ def _fit_and_report(
         keras.callbacks.TensorBoard(str(write_dir / "logs")),
     ]
     model.fit(
-        bundle.train,
+        train_data,
         epochs=recipe.epochs,
-        steps_per_epoch=recipe.steps_per_epoch,
+        steps_per_epoch=steps,
         validation_data=bundle.test,
         validation_freq=evaluated_epochs(recipe),
         callbacks=callbacks,

@@ -426,10 +426,15 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             if board is not None:  # keras-tuner has pointed it at the trial's directory
                 extra = tb_lib.inspection_callbacks(model, board.log_dir, bundle.test)
         kwargs.setdefault("verbose", self.verbose)
+        epochs = epochs or recipe.epochs
+        steps = recipe.steps_per_epoch or bundle.batches_per_epoch
+        # Epoch e of every trial is the same seeded batches (Hyperband's continued trials pass
+        # initial_epoch), whatever came before in this process.
+        start = int(kwargs.get("initial_epoch", 0)) * steps
         return model.fit(
-            bundle.train,
-            epochs=epochs or recipe.epochs,
-            steps_per_epoch=recipe.steps_per_epoch,
+            bundle.batches(start, max(start, epochs * steps)),
+            epochs=epochs,
+            steps_per_epoch=steps,
             validation_data=bundle.test,
             # Method callbacks and ours first: they add alpha / val_ece ... to the epoch logs that
             # TensorBoard, the tuner and its best-epoch checkpoint then read.

@@ -114,6 +114,132 @@ def test_shuffle_reproducible_and_differs_across_epochs_and_seeds():
     assert len(a[0]) == 1400  # drop_remainder with 14 full batches
 
 
+def _indices(ds):
+    return np.concatenate([x["index"].numpy() for x, _ in ds])
+
+
+def test_epoch_is_a_uniform_permutation_keyed_by_seed_and_epoch():
+    b = data.load("digits", batch_size=100, with_index=True, seed=11, drop_remainder=False)
+    epochs = [_indices(b.epoch(e)) for e in range(3)]
+    for order in epochs:  # every epoch holds each example exactly once
+        np.testing.assert_array_equal(np.sort(order), np.arange(1437))
+    # Consecutive epochs are different permutations; the same (seed, epoch) is the same one,
+    # on any pass and from a fresh load; another seed gives another one.
+    assert not np.array_equal(epochs[0], epochs[1])
+    assert not np.array_equal(epochs[1], epochs[2])
+    np.testing.assert_array_equal(_indices(b.epoch(1)), epochs[1])
+    again = data.load("digits", batch_size=100, with_index=True, seed=11, drop_remainder=False)
+    np.testing.assert_array_equal(_indices(again.epoch(2)), epochs[2])
+    other = data.load("digits", batch_size=100, with_index=True, seed=12, drop_remainder=False)
+    assert not np.array_equal(_indices(other.epoch(1)), epochs[1])
+
+
+def test_permutation_is_uniform():
+    # 20 images (2 per class), 1000 epochs: which image comes first, and the position of image
+    # 0, must each be uniform over the 20 choices. Chi-square with 19 degrees of freedom; the
+    # bound 43.82 is its 0.999 quantile, so a correct shuffle fails once in a thousand seeds.
+    b = data.load(
+        "digits", batch_size=20, with_index=True, train_per_class=2, seed=0, subset_seed=0
+    )
+    assert b.batches_per_epoch == 1
+    orders = _indices(b.batches(0, 1000)).reshape(1000, 20)
+    for order in orders:
+        assert sorted(order) == list(range(20))
+    expected = 1000 / 20
+    for counts in (
+        np.bincount(orders[:, 0], minlength=20),
+        np.bincount(np.argmax(orders == 0, axis=1), minlength=20),
+    ):
+        chi2 = ((counts - expected) ** 2 / expected).sum()
+        assert chi2 < 43.82, counts
+
+
+def test_batches_are_the_epochs_end_to_end():
+    b = data.load("digits", batch_size=100, with_index=True, augment="cifar", seed=3)
+    per = b.batches_per_epoch
+    assert per == 1437 // 100
+    want = [x for e in range(3) for x, _ in b.epoch(e)]
+    for start, stop in ((0, 3 * per), (per + 3, 3 * per), (2 * per - 1, 2 * per + 1)):
+        got = list(b.batches(start, stop))
+        assert len(got) == stop - start == int(b.batches(start, stop).cardinality())
+        for (x, _), w in zip(got, want[start:stop]):
+            np.testing.assert_array_equal(x["index"], w["index"])
+            np.testing.assert_array_equal(x["image"], w["image"])  # same augmentation draws
+    assert int(b.batches(5).cardinality()) == tf.data.INFINITE_CARDINALITY
+
+
+def test_augmentation_is_per_sample_and_per_epoch():
+    # No shuffle: every epoch has the same order, so only the augmentation can differ.
+    b = data.load("digits", batch_size=64, augment="cifar", shuffle=False, seed=1)
+    first, _, _ = _epoch(b.epoch(0))
+    second, _, _ = _epoch(b.epoch(1))
+    # Most images get another crop/flip in the next epoch (a few draw the same one by chance:
+    # 81 offsets x 2 flips, fewer distinct results on the digits' blank borders).
+    changed = np.mean([not np.array_equal(a, c) for a, c in zip(first, second)])
+    assert changed > 0.8, changed
+    np.testing.assert_array_equal(_epoch(b.epoch(1))[0], second)
+
+
+@pytest.mark.slow
+def test_epoch_is_the_same_across_processes_and_global_seeds(tmp_path):
+    # The same (seed, epoch) here under two tf global seeds and in a fresh process (~40 s).
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    def first_batch(bundle):
+        x, _ = next(iter(bundle.epoch(2)))
+        return np.concatenate([x["index"].numpy(), x["image"].numpy().ravel()]).astype("float64")
+
+    here = []
+    for global_seed in (1, 2):
+        tf.random.set_seed(global_seed)
+        b = data.load("digits", batch_size=100, with_index=True, augment="cifar", seed=5)
+        here.append(first_batch(b))
+    np.testing.assert_array_equal(here[0], here[1])
+    script = tmp_path / "order.py"
+    script.write_text(
+        "import sys, numpy as np\n"
+        "from keras_sd import data\n"
+        "b = data.load('digits', batch_size=100, with_index=True, augment='cifar', seed=5)\n"
+        "x, _ = next(iter(b.epoch(2)))\n"
+        "np.save(sys.argv[1], np.concatenate([x['index'].numpy(), "
+        "x['image'].numpy().ravel()]).astype('float64'))\n"
+    )
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    out = tmp_path / "other.npy"
+    subprocess.run([sys.executable, str(script), str(out)], env=env, check=True)
+    np.testing.assert_array_equal(np.load(out), here[0])
+    other = data.load("digits", batch_size=100, with_index=True, augment="cifar", seed=6)
+    assert not np.array_equal(first_batch(other), here[0])
+
+
+@pytest.mark.parametrize(
+    "call,match",
+    [
+        (lambda b: b.epoch(-1), "epoch=-1"),
+        (lambda b: b.epoch(1.0), "epoch=1.0"),
+        (lambda b: b.batches(-1), "start=-1"),
+        (lambda b: b.batches(5, 4), "stop=4"),
+        (lambda b: b.batches(0, "9"), "stop='9'"),
+    ],
+)
+def test_bad_epoch_and_batch_positions_are_named(call, match):
+    b = data.load("digits", batch_size=100)
+    with pytest.raises(ValueError, match=match):
+        call(b)
+
+
+def test_train_has_the_epoch_length_as_cardinality():
+    # A plain fit(bundle.train) then knows the epoch length (no "ran out of data" epoch).
+    for kwargs, n in (({}, 1437 // 64), ({"drop_remainder": False}, -(-1437 // 64))):
+        b = data.load("digits", batch_size=64, augment="cifar", **kwargs)
+        assert b.batches_per_epoch == n == int(b.train.cardinality())
+        assert len(list(b.train)) == n
+
+
 def test_pipeline_cifar_augment_is_per_sample_translation():
     plain = data.load(
         "digits", batch_size=100, with_index=True, shuffle=False, drop_remainder=False

@@ -340,8 +340,8 @@ def test_two_workers_killed_mid_epoch_resume_to_the_uninterrupted_result(tmp_pat
         # The chief committed epoch 1 and nothing after; worker 1 wrote nothing there.
         assert read_backup_metadata(backup_b)["epoch"] == KILL_EPOCH
         assert sorted(p.name for p in backup_b.iterdir()) == [
-            f"ckpt-e{KILL_EPOCH}-b0.extra.npz",
-            f"ckpt-e{KILL_EPOCH}-b0.weights.h5",
+            f"ckpt-e{KILL_EPOCH}-s0.extra.npz",
+            f"ckpt-e{KILL_EPOCH}-s0.weights.h5",
             "training_metadata.json",
         ]
 

@@ -201,19 +201,26 @@ def test_batch_saves_record_the_epoch_they_are_in_after_a_resume(tmp_path):
     class Spy(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             meta = json.loads((backup / "training_metadata.json").read_text())
-            states.append((meta["epoch"], meta["batch"]))
+            states.append((meta["epoch"], meta["step"]))
 
     cb = AtomicBackupAndRestore(str(backup), save_freq=3, delete_checkpoint=False)
     _dense_model().fit(x, y, batch_size=2, epochs=2, verbose=0, callbacks=[cb])
-    # Last save: after the 6th step, i.e. batch 1 of epoch 1 (the end of fit is not saved).
+    # Last save: after the 6th step, i.e. 2 steps into epoch 1 (the end of fit is not saved).
     meta = json.loads((backup / "training_metadata.json").read_text())
-    assert (meta["epoch"], meta["batch"]) == (1, 1)
+    assert (meta["epoch"], meta["step"], meta["batch"]) == (1, 2, 1)
     cb = AtomicBackupAndRestore(str(backup), save_freq=3, delete_checkpoint=False)
-    history = _dense_model().fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[cb, Spy()])
-    assert len(history.history["loss"]) == 2  # resumed at epoch 1
-    # Saves after the 3rd step of the resumed run (epoch 1, batch 2) and the 6th (epoch 2,
-    # batch 1); Keras' own callback would record epoch 0 for the first one.
-    assert states == [(1, 1), (1, 1), (1, 2), (1, 2), (1, 2), (2, 1), (2, 1), (2, 1)]
+    model = _dense_model()
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0, callbacks=[cb, Spy()])
+    assert len(history.history["loss"]) == 2  # resumed in epoch 1
+    # Epoch 1 resumes after its 2nd step and ends after its 2 remaining ones: the run takes the
+    # 12 steps of an uninterrupted one (restarting epoch 1 would make it 14).
+    assert int(model.optimizer.iterations.numpy()) == 3 * 4
+    # Saves after the 3rd step of the resumed run (epoch 2, step 1) and the 6th, the last of
+    # epoch 2, which is committed at that epoch's end as (3, 0); Keras' own callback would
+    # record epoch 0 for the first one.
+    assert states == [(1, 2), (1, 2), (2, 1), (2, 1), (2, 1), (2, 1)]
+    meta = json.loads((backup / "training_metadata.json").read_text())
+    assert (meta["epoch"], meta["step"]) == (3, 0)
 
 
 def test_a_keras_backup_folder_is_restored_the_keras_way(tmp_path):

@@ -4,6 +4,7 @@ files are written atomically; a killed run resumes to the same result."""
 import json
 import math
 import pathlib
+import warnings
 
 import keras
 import numpy as np
@@ -407,70 +408,259 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
-def test_replay_matches_keras_fit_iterator_creation():
-    """`replay_epochs` creates as many iterators as Keras' own epoch iterator does, so a fresh
-    pipeline replayed to epoch k yields what an uninterrupted `fit` sees in epoch k."""
-    import tensorflow as tf
-    from keras.src.backend.tensorflow.trainer import TFEpochIterator
+def _committed_state(out):
+    """(epoch, step) of the run's last backup commit, (0, 0) before the first."""
+    from keras_sd.reliability import read_backup_metadata
 
+    try:
+        meta = read_backup_metadata(out / "backup")
+    except (ValueError, OSError):
+        return 0, 0
+    return (0, 0) if meta is None else (meta["epoch"], meta.get("step", 0))
+
+
+MID_EPOCH_EPOCHS, MID_EPOCH_SAVE_FREQ = 3, 5
+DIGITS_STEPS = 1437 // 64  # steps per epoch of RESUME_RECIPE's data
+
+
+@pytest.mark.slow
+def test_sigkilled_mid_epoch_resumes_from_the_step_backup_to_the_uninterrupted_weights(tmp_path):
+    """With ``save_freq=5`` (steps), `keras-sd train` SIGKILLed a little after step commits in
+    each of the 3 epochs resumes each time from the last commit, mid-epoch (epoch k, step s),
+    with the batches of the uninterrupted run from there, and finishes with exactly its weights.
+
+    Tolerance: none (bit-exact), as in the epoch-level test above: a resumed run that restarted
+    the epoch, skipped steps or saw other batches would differ.
+    """
+    import os
+    import random
+    import signal
+    import subprocess
+    import time
+
+    recipe = RESUME_RECIPE.replace("EPOCHS", str(MID_EPOCH_EPOCHS)).replace(
+        'strategy="default",', f'strategy="default",\n        save_freq={MID_EPOCH_SAVE_FREQ},'
+    )
+    assert "save_freq=5" in recipe
+    (tmp_path / "recipe.py").write_text(recipe)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+    def position(state):
+        return state[0] * DIGITS_STEPS + state[1]
+
+    ref = tmp_path / "uninterrupted"
+    proc = subprocess.Popen(
+        _train_cmd(ref), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    commits = {}
+    while proc.poll() is None:
+        commits.setdefault(position(_committed_state(ref)), time.monotonic())
+        time.sleep(0.01)
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    # Commits every 5 steps (a commit due on an epoch's last step is made at its end).
+    assert {5, 10, 15, 20, 25, 30} <= set(commits), sorted(commits)
+    step_wall = (commits[30] - commits[25]) / 5
+
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    killed_at = []
+    for target in (5, 25, 50):  # commits (0, 5), (1, 3) and (2, 6)
+        proc = subprocess.Popen(
+            _train_cmd(run),
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        while proc.poll() is None and position(_committed_state(run)) < target:
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0.0, 3.0) * step_wall)
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        killed_at.append(_committed_state(run))
+    print(f"SIGKILLs after commits {killed_at} (epoch, step)")
+    assert sum(step > 0 for _, step in killed_at) >= 2, killed_at  # resumed mid-epoch
+    assert [position(s) for s in killed_at] == sorted(position(s) for s in killed_at)
+    final = subprocess.run(_train_cmd(run), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-2000:]
+    want, got = _weights_of(ref), _weights_of(run)
+    assert len(want) == len(got)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
+@keras.saving.register_keras_serializable(package="keras_sd_tests")
+class IndexRecorder(keras.Model):
+    """A linear classifier on digits that records the example indices of every training batch
+    (run eagerly)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(10)
+        self.seen = []
+
+    def call(self, x):
+        return self.dense(ops.reshape(x["image"], (-1, 64)))
+
+    def train_step(self, data):
+        self.seen.append(np.asarray(data[0]["index"]))
+        return super().train_step(data)
+
+
+def _recorder():
+    keras.utils.set_random_seed(0)
+    model = IndexRecorder()
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,
+    )
+    model({"image": np.zeros((1, 8, 8, 1), "float32")})
+    return model
+
+
+class _EpochStarts(keras.callbacks.Callback):
+    """{epoch: global step at its start} (the recorder's batch count plus ``offset``)."""
+
+    def __init__(self, offset=0):
+        super().__init__()
+        self.offset, self.starts = offset, {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.starts[epoch] = self.offset + len(self.model.seen)
+
+
+class _CrashAtStep(keras.callbacks.Callback):
+    def __init__(self, step):
+        super().__init__()
+        self.step, self.done = step, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        if self.done == self.step:
+            raise RuntimeError(f"simulated kill after step {self.step}")
+
+
+def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
+    """Backups every 3 steps, 5 steps per epoch, killed after global step 8: the resumed fit
+    starts at epoch 1 step 1 (the commit after step 6), sees exactly the uninterrupted run's
+    batches from step 7 on and ends with its weights and step count, bit for bit."""
     from keras_sd import data
-    from keras_sd.reliability import replay_epochs
+    from keras_sd.reliability import AtomicBackupAndRestore
 
-    def first_batches(ds, epochs):
-        it = TFEpochIterator(x=ds, distribute_strategy=tf.distribute.get_strategy(), shuffle=False)
-        out = []
-        for _ in range(epochs):  # the loop of Keras' TF trainer `fit`
-            seen = []
-            with it.catch_stop_iteration():
-                for _, _, iterator in it:
-                    seen.append(np.asarray(next(iterator)[0]["index"]))
-            out.append(seen[0])
-        return out
+    epochs, steps = 4, 5
+    bundle = data.load("digits", batch_size=64, augment="cifar", with_index=True, seed=2)
+    assert bundle.batches_per_epoch == 22  # Keras epochs (5 steps) and data epochs differ
+    # Independently: the stream is data epoch 0 then the start of data epoch 1.
+    expected = [np.asarray(x["index"]) for e in (0, 1) for x, _ in bundle.epoch(e)]
+    expected = expected[: epochs * steps]
 
-    def load():
-        return data.load("digits", batch_size=512, augment="cifar", with_index=True, seed=3).train
+    ref = _recorder()
+    ref_starts = _EpochStarts()
+    ref.fit(
+        bundle.batches(0, epochs * steps),
+        epochs=epochs,
+        steps_per_epoch=steps,
+        verbose=0,
+        shuffle=False,
+        callbacks=[AtomicBackupAndRestore(str(tmp_path / "a"), save_freq=3), ref_starts],
+    )
+    assert len(ref.seen) == epochs * steps
+    assert ref_starts.starts == {0: 0, 1: 5, 2: 10, 3: 15}
+    for got, want in zip(ref.seen, expected):
+        np.testing.assert_array_equal(got, want)
 
-    uninterrupted = first_batches(load(), 4)
-    assert not np.array_equal(uninterrupted[0], uninterrupted[2])  # it does reshuffle
-    for k in (1, 2, 3):
-        ds = load()
-        replay_epochs(ds, k)
-        resumed = first_batches(ds, 4 - k)
-        for epoch in range(k, 4):
-            np.testing.assert_array_equal(resumed[epoch - k], uninterrupted[epoch])
-        fresh = first_batches(load(), 1)[0]
-        assert not np.array_equal(fresh, uninterrupted[k])  # without the replay it would differ
+    killed = _recorder()
+    with pytest.raises(RuntimeError, match="after step 8"):
+        killed.fit(
+            bundle.batches(0, epochs * steps),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[
+                AtomicBackupAndRestore(str(tmp_path / "b"), save_freq=3, delete_checkpoint=False),
+                _CrashAtStep(8),
+            ],
+        )
+    meta = json.loads((tmp_path / "b" / "training_metadata.json").read_text())
+    assert (meta["epoch"], meta["step"]) == (1, 1)  # step 6 = 1 * 5 + 1
+
+    resumed = _recorder()
+    backup = AtomicBackupAndRestore(str(tmp_path / "b"), save_freq=3)
+    epoch, step = backup.restore(resumed)
+    assert (epoch, step) == (1, 1)
+    assert int(resumed.optimizer.iterations.numpy()) == 6
+    starts = _EpochStarts(offset=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # e.g. Keras' "input ran out of data"
+        history = resumed.fit(
+            bundle.batches(epoch * steps + step, epochs * steps),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[backup, starts],
+        ).history
+    assert len(history["loss"]) == epochs - 1  # epochs 1 (its last 4 steps), 2 and 3
+    # Epochs 2 and 3 start at the uninterrupted run's steps (callbacks' per-epoch schedules and
+    # epoch-end saves stay aligned): epoch 1 ended after its remaining 4 steps.
+    assert starts.starts == {1: 6, 2: 10, 3: 15}
+    assert len(resumed.seen) == epochs * steps - 6
+    for got, want in zip(resumed.seen, expected[6:]):
+        np.testing.assert_array_equal(got, want)
+    assert int(resumed.optimizer.iterations.numpy()) == epochs * steps
+    for got, want in zip(resumed.get_weights(), ref.get_weights()):
+        np.testing.assert_array_equal(got, want)
 
 
-def test_replay_refuses_unknown_cardinality():
-    import tensorflow as tf
+def test_a_backup_without_step_resumes_at_the_epoch_start_and_warns(tmp_path):
+    from keras_sd.reliability import AtomicBackupAndRestore
 
-    from keras_sd.reliability import replay_epochs
+    x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
 
-    ds = tf.data.Dataset.range(10).filter(lambda v: v > 2)
-    with pytest.raises(ValueError, match="cardinality"):
-        replay_epochs(ds, 1)
-    replay_epochs(ds, 0)  # nothing finished: nothing to replay, no error
-    with pytest.warns(UserWarning, match="cardinality"):
-        replay_epochs(ds, 1, strict=False)  # what train.py does: resume anyway, say so
+    def dense():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    backup = tmp_path / "backup"
+    dense().fit(
+        x,
+        y,
+        batch_size=2,
+        epochs=2,
+        verbose=0,
+        callbacks=[AtomicBackupAndRestore(str(backup), save_freq=3, delete_checkpoint=False)],
+    )
+    # Rewrite the commit as an older keras_sd wrote it: a mid-epoch state, no "step".
+    path = backup / "training_metadata.json"
+    meta = json.loads(path.read_text())
+    assert (meta["epoch"], meta["step"], meta["batch"]) == (1, 2, 1)
+    del meta["step"]
+    path.write_text(json.dumps(meta))
+    model = dense()
+    with pytest.warns(UserWarning, match="older keras_sd .* start of epoch 1"):
+        history = model.fit(
+            x,
+            y,
+            batch_size=2,
+            epochs=3,
+            verbose=0,
+            callbacks=[AtomicBackupAndRestore(str(backup), save_freq=3, delete_checkpoint=False)],
+        ).history
+    assert len(history["loss"]) == 2  # epoch 1 from its start, then epoch 2
+    assert int(model.optimizer.iterations.numpy()) == 6 + 2 * 4
 
 
-def test_load_pipelines_have_known_cardinality(tmp_path):
-    # What train.py's replay relies on, for the in-repo sources.
-    import tensorflow as tf
+@pytest.mark.parametrize("save_freq", [0, -3, 2.5, True, "batch", None])
+def test_bad_save_freq_is_named(tmp_path, save_freq):
+    from keras_sd.reliability import AtomicBackupAndRestore
 
-    from keras_sd import data
-
-    png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
-    for split in ("train", "test"):
-        for c in ("a", "b"):
-            (tmp_path / split / c).mkdir(parents=True)
-            for i in range(3):
-                (tmp_path / split / c / f"{i}.png").write_bytes(png)
-    for name in ("digits", f"folder:{tmp_path}"):
-        for augment in ("none", "cifar"):
-            ds = data.load(name, batch_size=2, augment=augment, with_index=True).train
-            assert int(ds.cardinality()) > 0, (name, augment)
+    with pytest.raises(ValueError, match=f"save_freq={save_freq!r}"):
+        AtomicBackupAndRestore(str(tmp_path), save_freq=save_freq)
 
 
 def _all_state(model):

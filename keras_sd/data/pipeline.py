@@ -1,10 +1,25 @@
 """``keras_sd.data.load``: tf.data input pipelines with seeded, per-sample augmentation.
 
 Order of operations (training): source in stable order -> (seeded per-class subset) ->
-attach example index -> ``cache()`` of decoded uint8 images -> seeded ``shuffle`` (reshuffled
-every epoch) -> augmentation with per-sample randomness from a stateless per-batch (or
-per-image) seed drawn from ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)``
--> ``prefetch``. The same seed reproduces the same sequence of epochs across runs.
+attach example index -> ``cache()`` of decoded uint8 images -> a permutation of the (sub)set for
+the epoch -> augmentation with per-sample randomness from a stateless per-batch (or per-image)
+seed -> ``prefetch``.
+
+Epoch ``e`` of the training data is a pure function of ``(seed, e)`` (and the subset seed): its
+permutation and its augmentation seeds are stateless draws keyed by ``seed``, ``e`` and the
+position in the epoch (`tf.random.experimental.stateless_fold_in`), never by how many iterators
+were made before. ``DataBundle.epoch(e)`` is that epoch; ``DataBundle.batches(start, stop)`` is
+the endless sequence epoch 0, epoch 1, ... cut to batches ``start..stop-1``, which is what
+``fit`` gets (with ``steps_per_epoch``): a run resumed after ``g`` optimizer steps is handed
+``batches(g, ...)`` and sees exactly the batches the uninterrupted run saw from there, without
+replaying anything and however many iterators Keras has made (``fit`` with ``steps_per_epoch``
+reads one iterator on across epochs).
+
+The permutation is uniform: for fixed-size sets of at most ``FULL_SHUFFLE_MAX`` images a
+`tf.random.experimental.stateless_shuffle` of the whole cached set; larger or variable-size sets
+(ImageNet) use ``Dataset.shuffle`` with a ``SHUFFLE_BUFFER`` buffer, seeded per epoch, which is
+only approximately uniform (and, as ``Dataset.shuffle`` is, also keyed by TensorFlow's global
+seed, which ``keras_sd.train`` sets from the recipe seed).
 
 Normalisation is ``(x / scale - mean) / std`` per channel. For the "cifar" distortion it is
 applied BEFORE the pad-and-crop, so the padding value is 0 in normalised units (the mean
@@ -26,6 +41,7 @@ rand-m9-mstd0.5, after the same grey pad-crop-flip, no Cutout) takes the same or
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import keras
 import numpy as np
@@ -54,6 +70,12 @@ SQUARE_KINDS = ("resize256_crop224", "resize256")
 UNDISTORTED = {"resize256_crop224": "resize256"}
 IMAGENET_SIZE = 224
 IMAGENET_RESIZE = 256
+# Fixed-size training sets up to this many images are permuted whole each epoch (a uniform
+# shuffle); larger or variable-size ones go through a SHUFFLE_BUFFER-element shuffle buffer.
+FULL_SHUFFLE_MAX = 100_000
+SHUFFLE_BUFFER = 10_000
+# Stream tags of the per-epoch stateless draws (see `_epoch_key`).
+_SHUFFLE_STREAM, _AUGMENT_STREAM = 0, 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,18 +108,78 @@ class DataBundle:
     """Training and test pipelines plus their ``DataInfo``.
 
     Attributes:
-        train: Shuffled, augmented batches of ``(images, labels)``, or
-            ``({"image": images, "index": idx}, labels)`` with ``with_index=True``.
+        train: One epoch of shuffled, augmented batches of ``(images, labels)``, or
+            ``({"image": images, "index": idx}, labels)`` with ``with_index=True``. Each pass
+            over it (each new iterator) is a fresh seeded epoch, for quick loops and a plain
+            ``fit(train, epochs=...)``; which epoch a pass gets depends on how many iterators
+            were made before, so a run that must resume exactly feeds ``fit`` from `batches`.
         test: Deterministic, un-augmented batches in source order (``drop_remainder=False``);
             ``({"image": images}, labels)`` when ``with_index=True``, else ``(images, labels)``.
         info: The ``DataInfo``.
         augment: The resolved training distortion (one of ``AUGMENTS`` other than "auto").
+        batches_per_epoch: Training batches in one epoch (``num_train // batch_size``, or
+            rounded up with ``drop_remainder=False``).
     """
 
     train: tf.data.Dataset
     test: tf.data.Dataset
     info: DataInfo
     augment: str
+    batches_per_epoch: int = 0
+    epoch_batches: typing.Callable[[tf.Tensor], tf.data.Dataset] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
+
+    def epoch(self, epoch: int) -> tf.data.Dataset:
+        """The training batches of epoch ``epoch`` (0-based): a pure function of the seed and
+        ``epoch``, the same in every process and on every pass.
+
+        Raises:
+            ValueError: if ``epoch`` is not a non-negative int.
+        """
+        if not _is_int(epoch) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative int, got epoch={epoch!r}")
+        return (
+            self._check_epochs()
+            .epoch_batches(tf.constant(epoch, tf.int64))
+            .prefetch(tf.data.AUTOTUNE)
+        )
+
+    def batches(self, start: int = 0, stop: int | None = None) -> tf.data.Dataset:
+        """Batches ``start .. stop - 1`` of the endless sequence epoch 0, epoch 1, ... (each
+        ``batches_per_epoch`` batches of `epoch`); endless with ``stop=None``.
+
+        This is the training input of a resumable ``fit``: ``fit(bundle.batches(g, E * S),
+        epochs=E, steps_per_epoch=S)`` after ``g`` finished optimizer steps continues with the
+        batches an uninterrupted run would see (Keras keeps one iterator across epochs when
+        ``steps_per_epoch`` is given). ``S`` need not be ``batches_per_epoch``.
+
+        Raises:
+            ValueError: if ``start`` is not a non-negative int, or ``stop`` is neither None nor
+                an int >= ``start``.
+        """
+        if not _is_int(start) or start < 0:
+            raise ValueError(f"start must be a non-negative int, got start={start!r}")
+        if stop is not None and (not _is_int(stop) or stop < start):
+            raise ValueError(f"stop must be None or an int >= start={start}, got stop={stop!r}")
+        self._check_epochs()
+        per_epoch = self.batches_per_epoch
+        last = np.iinfo(np.int64).max if stop is None else -(-stop // per_epoch)
+        ds = tf.data.Dataset.range(start // per_epoch, max(last, start // per_epoch))
+        ds = ds.flat_map(self.epoch_batches).skip(start % per_epoch)
+        if stop is None:
+            ds = ds.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+        else:
+            ds = ds.take(stop - start)
+            ds = ds.apply(tf.data.experimental.assert_cardinality(stop - start))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    def _check_epochs(self) -> DataBundle:
+        if self.epoch_batches is None or self.batches_per_epoch < 1:
+            raise ValueError(
+                "this DataBundle has no epoch function; build it with keras_sd.data.load"
+            )
+        return self
 
 
 def _is_int(value) -> bool:
@@ -251,8 +333,8 @@ def load(
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
     _check_positive_int("train_per_class", train_per_class, allow_none=True)
-    if not _is_int(seed):
-        raise ValueError(f"seed must be an int, got seed={seed!r}")
+    if not _is_int(seed) or not -(2**63) <= seed < 2**63:
+        raise ValueError(f"seed must be an int (int64 range), got seed={seed!r}")
     if augment not in AUGMENTS:
         raise ValueError(f"augment must be one of {AUGMENTS}, got augment={augment!r}")
     if image_size is not None and not (isinstance(name, str) and name.startswith("folder:")):
@@ -355,17 +437,127 @@ def load(
             return x, labels
         return images, labels
 
-    # ---- training pipeline
+    # ---- training pipeline: epoch e is a pure function of (seed, e); see the module docstring.
     train = src.train(keep)
     train = train.enumerate().map(lambda i, ex: (ex[0], check(ex[1]), tf.cast(i, tf.int32)))
+    full_shuffle = shuffle and fixed and num_train <= FULL_SHUFFLE_MAX
+    if full_shuffle:
+        # The whole (sub)set as one element (the cache then holds one copy of it), so that an
+        # epoch can be a stateless permutation of it.
+        train = train.batch(num_train)
     if cache:
         train = train.cache()
-    if shuffle:
-        # Full-size buffer for small fixed-size sets (a true uniform shuffle); bounded for
-        # large or variable-size sets where holding every decoded image is not possible.
-        buffer = num_train if fixed and num_train <= 100_000 else 10_000
-        train = train.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    elements = train
+
+    def epoch_elements(epoch):
+        if full_shuffle:
+
+            def permuted(images, labels, index):
+                key = _epoch_key(seed, epoch, _SHUFFLE_STREAM)
+                order = tf.random.experimental.stateless_shuffle(
+                    tf.range(tf.shape(index)[0]), key, alg="philox"
+                )
+                return (
+                    tf.data.Dataset.from_tensor_slices(order)
+                    .batch(1024)
+                    .map(
+                        lambda j: (tf.gather(images, j), tf.gather(labels, j), tf.gather(index, j))
+                    )
+                    .unbatch()
+                )
+
+            return elements.flat_map(permuted)
+        if shuffle:
+            # Large or variable-size sets: a bounded buffer, seeded per epoch.
+            draw = _draw(_epoch_key(seed, epoch, _SHUFFLE_STREAM))
+            return elements.shuffle(SHUFFLE_BUFFER, seed=draw, reshuffle_each_iteration=False)
+        return elements
+
+    def epoch_batches(epoch):
+        """The training batches of epoch ``epoch`` (an int64 scalar tensor)."""
+        epoch = tf.cast(epoch, tf.int64)
+        key = _epoch_key(seed, epoch, _AUGMENT_STREAM)
+        # One augmentation draw per batch (per image for "imagenet"), keyed by its position.
+        randoms = tf.data.Dataset.range(np.iinfo(np.int64).max).map(
+            lambda position: _draw(tf.random.experimental.stateless_fold_in(key, position))
+        )
+        batches = _augment_and_batch(
+            epoch_elements(epoch),
+            randoms,
+            kind=kind,
+            augment=augment,
+            normalise=normalise,
+            batch_size=batch_size,
+            drop_remainder=drop_remainder,
+        )
+        return batches.map(structure)
+
+    per_epoch = num_train // batch_size if drop_remainder else -(-num_train // batch_size)
+    # `train`: each new iterator is a fresh epoch (an epoch number drawn per iterator), for
+    # quick loops and a plain fit(); resumable runs use DataBundle.batches instead.
+    train = (
+        tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        .take(1)
+        .flat_map(epoch_batches)
+        .apply(tf.data.experimental.assert_cardinality(per_epoch))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+    # ---- test pipeline: deterministic, un-augmented, source order, partial last batch.
+    test = src.test.map(lambda x, y: (x, check(y)))
+    if cache:
+        test = test.cache()
+    if kind == "imagenet":
+        test = test.map(
+            lambda x, y: (normalise(_resize_centre_crop(x)), y), num_parallel_calls=tf.data.AUTOTUNE
+        ).batch(eval_batch_size or batch_size)
+    elif kind in SQUARE_KINDS:
+        offset = (IMAGENET_RESIZE - IMAGENET_SIZE) // 2
+        window = slice(offset, offset + IMAGENET_SIZE)
+        test = test.map(
+            lambda x, y: (normalise(_resize_square(x)[window, window]), y),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        ).batch(eval_batch_size or batch_size)
+    else:
+        test = test.batch(eval_batch_size or batch_size).map(
+            lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE
+        )
+    test = test.map(lambda x, y: structure(x, y)).prefetch(tf.data.AUTOTUNE)
+    return DataBundle(
+        train=train,
+        test=test,
+        info=info,
+        augment=kind,
+        batches_per_epoch=per_epoch,
+        epoch_batches=epoch_batches,
+    )
+
+
+def _epoch_key(seed: int, epoch: tf.Tensor, stream: int) -> tf.Tensor:
+    """The stateless key of one stream of draws (shuffle or augmentation) of one epoch."""
+    base = tf.constant([seed, stream], tf.int64)
+    return tf.random.experimental.stateless_fold_in(base, epoch, alg="philox")
+
+
+def _draw(key: tf.Tensor) -> tf.Tensor:
+    """One int64 drawn from a stateless key."""
+    return tf.random.stateless_uniform(
+        [], seed=key, minval=None, maxval=None, dtype=tf.int64, alg="philox"
+    )
+
+
+def _augment_and_batch(
+    train: tf.data.Dataset,
+    randoms: tf.data.Dataset,
+    *,
+    kind: str,
+    augment: str,
+    normalise,
+    batch_size: int,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """One epoch's ``(image, label, index)`` elements, distorted with the draws of ``randoms``
+    (int64 scalars, one per batch, or per image for "imagenet") and batched."""
 
     def stateless_seed(r):
         return tf.stack([r, tf.constant(0, tf.int64)])
@@ -422,29 +614,7 @@ def load(
         train = tf.data.Dataset.zip((train, randoms)).map(
             per_batch, num_parallel_calls=tf.data.AUTOTUNE
         )
-    train = train.map(structure).prefetch(tf.data.AUTOTUNE)
-
-    # ---- test pipeline: deterministic, un-augmented, source order, partial last batch.
-    test = src.test.map(lambda x, y: (x, check(y)))
-    if cache:
-        test = test.cache()
-    if kind == "imagenet":
-        test = test.map(
-            lambda x, y: (normalise(_resize_centre_crop(x)), y), num_parallel_calls=tf.data.AUTOTUNE
-        ).batch(eval_batch_size or batch_size)
-    elif kind in SQUARE_KINDS:
-        offset = (IMAGENET_RESIZE - IMAGENET_SIZE) // 2
-        window = slice(offset, offset + IMAGENET_SIZE)
-        test = test.map(
-            lambda x, y: (normalise(_resize_square(x)[window, window]), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        ).batch(eval_batch_size or batch_size)
-    else:
-        test = test.batch(eval_batch_size or batch_size).map(
-            lambda x, y: (normalise(x), y), num_parallel_calls=tf.data.AUTOTUNE
-        )
-    test = test.map(lambda x, y: structure(x, y)).prefetch(tf.data.AUTOTUNE)
-    return DataBundle(train=train, test=test, info=info, augment=kind)
+    return train
 
 
 DISTORTIONS = ("cifar", "autoaugment", "randaugment", "imagenet", "resize256_crop224", "none")
