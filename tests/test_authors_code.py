@@ -244,7 +244,9 @@ def test_adapters_train_save_load_and_stay_out_of_deployment(tmp_path):
     adapter_params = sum(a.count_params() for a in model.feature_adapters)
     assert adapter_params == 2 * (8 * 8 + 8)
     heads = sum(h.count_params() for h in model.exit_heads)
-    scalars = 2  # the non-trainable alpha and feature_weight variables
+    # One non-trainable weight variable per loss term (`model.term_weights`).
+    assert sorted(model.term_weights) == ["ce_loss", "feature_loss", "kl_loss"]
+    scalars = 3
     assert model.count_params() == model.backbone.count_params() + heads + adapter_params + scalars
     assert model.export_backbone().count_params() == model.backbone.count_params()
     adapter_ids = {id(v) for a in model.feature_adapters for v in a.weights}
