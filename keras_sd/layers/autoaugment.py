@@ -484,8 +484,48 @@ def autoaugment_cifar(images, seed, padding: int = 4, cutout_length: int = CUTOU
     return x
 
 
+class PixelDistortion(aug._SeededDistortion):
+    """Base of the layers that distort 8-bit pixel images (AutoAugment, RandAugment).
+
+    With ``mean`` and ``std`` (per channel, on the [0, 1] scale) the layer maps its normalised
+    inputs back to rounded pixel values, runs ``_distort_pixels`` and normalises again, so it can
+    distort normalised batches inside a train step; without them its inputs are pixel values in
+    [0, 255]. Subclasses implement ``_distort_pixels(x, seed)`` and add their own config.
+    """
+
+    def __init__(self, mean=None, std=None, padding: int = 4, seed: int | None = None, **kwargs):
+        if (mean is None) != (std is None):
+            raise ValueError(f"mean and std must be given together, got mean={mean!r}, std={std!r}")
+        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
+            raise ValueError(f"padding must be an int >= 0, got padding={padding!r}")
+        super().__init__(seed=seed, **kwargs)
+        self.mean = None if mean is None else [float(v) for v in mean]
+        self.std = None if std is None else [float(v) for v in std]
+        self.padding = padding
+
+    def _distort_pixels(self, x, seed):
+        raise NotImplementedError
+
+    def _distort(self, images, seed):
+        x = tf.cast(images, tf.float32)
+        if self.mean is not None:
+            x = tf.round(tf.clip_by_value((x * self.std + self.mean) * 255.0, 0.0, 255.0))
+        x = self._distort_pixels(x, seed)
+        if self.mean is not None:
+            x = (x / 255.0 - tf.constant(self.mean)) / tf.constant(self.std)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mean": self.mean, "std": self.std, "padding": self.padding})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_sd")
-class CifarAutoAugment(aug._SeededDistortion):
+class CifarAutoAugment(PixelDistortion):
     """``autoaugment_cifar`` as a per-sample Keras layer (identity when not training).
 
     Args:
@@ -513,10 +553,6 @@ class CifarAutoAugment(aug._SeededDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        if (mean is None) != (std is None):
-            raise ValueError(f"mean and std must be given together, got mean={mean!r}, std={std!r}")
-        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-            raise ValueError(f"padding must be an int >= 0, got padding={padding!r}")
         if (
             not isinstance(cutout_length, int)
             or isinstance(cutout_length, bool)
@@ -525,31 +561,13 @@ class CifarAutoAugment(aug._SeededDistortion):
             raise ValueError(
                 f"cutout_length must be an int >= 0, got cutout_length={cutout_length!r}"
             )
-        super().__init__(seed=seed, **kwargs)
-        self.mean = None if mean is None else [float(v) for v in mean]
-        self.std = None if std is None else [float(v) for v in std]
-        self.padding, self.cutout_length = padding, cutout_length
+        super().__init__(mean=mean, std=std, padding=padding, seed=seed, **kwargs)
+        self.cutout_length = cutout_length
 
-    def _distort(self, images, seed):
-        x = tf.cast(images, tf.float32)
-        if self.mean is not None:
-            x = tf.round(tf.clip_by_value((x * self.std + self.mean) * 255.0, 0.0, 255.0))
-        x = autoaugment_cifar(x, seed, self.padding, self.cutout_length)
-        if self.mean is not None:
-            x = (x / 255.0 - tf.constant(self.mean)) / tf.constant(self.std)
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
+    def _distort_pixels(self, x, seed):
+        return autoaugment_cifar(x, seed, self.padding, self.cutout_length)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "mean": self.mean,
-                "std": self.std,
-                "padding": self.padding,
-                "cutout_length": self.cutout_length,
-            }
-        )
+        config.update({"cutout_length": self.cutout_length})
         return config

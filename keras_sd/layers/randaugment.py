@@ -205,7 +205,7 @@ def randaugment_cifar(images, seed, padding: int = 4, **kwargs):
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
-class CifarRandAugment(aug._SeededDistortion):
+class CifarRandAugment(aa.PixelDistortion):
     """``randaugment_cifar`` as a per-sample Keras layer (identity when not training).
 
     Args:
@@ -234,26 +234,17 @@ class CifarRandAugment(aug._SeededDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        if (mean is None) != (std is None):
-            raise ValueError(f"mean and std must be given together, got mean={mean!r}, std={std!r}")
-        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-            raise ValueError(f"padding must be an int >= 0, got padding={padding!r}")
         _check(num_ops, magnitude, magnitude_std, prob)
-        super().__init__(seed=seed, **kwargs)
-        self.mean = None if mean is None else [float(v) for v in mean]
-        self.std = None if std is None else [float(v) for v in std]
-        self.padding, self.num_ops = padding, num_ops
+        super().__init__(mean=mean, std=std, padding=padding, seed=seed, **kwargs)
+        self.num_ops = num_ops
         self.magnitude, self.magnitude_std, self.prob = (
             float(magnitude),
             float(magnitude_std),
             float(prob),
         )
 
-    def _distort(self, images, seed):
-        x = tf.cast(images, tf.float32)
-        if self.mean is not None:
-            x = tf.round(tf.clip_by_value((x * self.std + self.mean) * 255.0, 0.0, 255.0))
-        x = randaugment_cifar(
+    def _distort_pixels(self, x, seed):
+        return randaugment_cifar(
             x,
             seed,
             self.padding,
@@ -262,20 +253,11 @@ class CifarRandAugment(aug._SeededDistortion):
             magnitude_std=self.magnitude_std,
             prob=self.prob,
         )
-        if self.mean is not None:
-            x = (x / 255.0 - tf.constant(self.mean)) / tf.constant(self.std)
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "mean": self.mean,
-                "std": self.std,
-                "padding": self.padding,
                 "num_ops": self.num_ops,
                 "magnitude": self.magnitude,
                 "magnitude_std": self.magnitude_std,
