@@ -555,7 +555,7 @@ def load_results(path: pathlib.Path = RESULTS) -> dict:
 
 
 def save_record(record: dict, path: pathlib.Path = RESULTS) -> None:
-    from keras_sd.train import write_json_atomic
+    from keras_sd.atomic import write_json_atomic
 
     # Several study processes may run at once (one per row/seed): serialise read-modify-write.
     with _lock(path):

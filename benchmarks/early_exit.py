@@ -49,13 +49,13 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import cifar10_study as study  # noqa: E402
 
 from keras_sd import data, inference  # noqa: E402
-from keras_sd.inference.run import plot_tradeoff  # noqa: E402
+from keras_sd.atomic import write_json_atomic  # noqa: E402
 from keras_sd.inference.search import (  # noqa: E402
     plain_backbone_function,
     simulate,
     time_rounds,
 )
-from keras_sd.train import write_json_atomic  # noqa: E402
+from keras_sd.plotting import plot_tradeoff  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "early_exit.json"
 DOC = REPO / "docs" / "results.md"

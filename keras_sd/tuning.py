@@ -2,10 +2,10 @@
 
 `RecipeHyperModel` is a `keras_tuner.HyperModel` that turns a trial's hyperparameters into
 recipe overrides with `keras_sd.recipes.apply_override` (the same path as ``--set``, so types
-are checked the same way), then builds, compiles and fits the recipe exactly as
-`keras_sd.train.train` does. Any tuner works: `make_tuner` builds ``RandomSearch``,
-``BayesianOptimization`` or ``Hyperband`` (epochs as the budget) and passes the recipe's
-distribution strategy to keras-tuner. `run_study` is what ``keras-sd tune`` runs: resumable
+are checked the same way), then builds, compiles and fits the recipe through
+`keras_sd.experiment.Experiment`, as `keras_sd.train.train` does. Any tuner works: `make_tuner`
+builds ``RandomSearch``, ``BayesianOptimization`` or ``Hyperband`` (epochs as the budget) and
+passes the recipe's distribution strategy to keras-tuner. `run_study` is what ``keras-sd tune`` runs: resumable
 (keras-tuner's ``overwrite=False`` in the same directory), a results table, and the best
 configuration written as a recipe file that ``keras-sd train`` accepts.
 
@@ -303,7 +303,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
     from the same initial weights and data order), builds the model and compiles it with the
     recipe's optimizer and schedule. ``fit(hp, model, ...)`` loads the recipe's data (cached per
     data configuration) and fits with the recipe's method callbacks, this package's TensorBoard
-    callbacks (`keras_sd.tensorboard.inspection_callbacks`, in the trial's log directory when a
+    callbacks (`keras_sd.callbacks.inspection_callbacks`, in the trial's log directory when a
     ``keras.callbacks.TensorBoard`` is among the search callbacks) and the tuner's callbacks. The
     epochs default to the recipe's; Hyperband passes its budget.
 
@@ -349,85 +349,62 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         """Builds the model with every searched field at its lowest, then at its highest value,
         so a space the method rejects (``alpha`` > 1, a negative weight) fails before any trial
         with the method's own `ValueError`, instead of as failed trials inside keras-tuner."""
-        from keras_sd import train as train_lib
-
         for end in (0, -1):
             values = {}
             for name, (_, space) in self.search.items():
                 options = space.values or (space.low, space.high)
                 values[name] = sorted(options, key=_order_key)[end]
             recipe = apply_hyperparameters(self.recipe, self.search, values)
-            info = self.data(recipe).info
             try:
-                train_lib.build_model(
-                    recipe,
-                    info.num_classes,
-                    info.image_shape,
-                    info.num_train,
-                    mean=info.mean,
-                    std=info.std,
-                )
+                self.experiment(recipe).build_model()
             except ValueError as err:
                 raise ValueError(f"`search`: the method rejects {values}: {err}") from None
 
     # -- data
+    def experiment(self, recipe: Recipe):
+        """The `keras_sd.experiment.Experiment` of a trial's recipe; its data (`bundle`) is
+        loaded once per data configuration and shared by the trials that have it."""
+        from keras_sd.experiment import Experiment
+
+        experiment = Experiment(recipe)
+        key = json.dumps(
+            [dataclasses.asdict(recipe.data), recipe.seed, experiment.data_args()["augment"]],
+            sort_keys=True,
+        )
+        if key not in self._bundles:
+            self._bundles[key] = experiment.bundle
+        experiment.bundle = self._bundles[key]
+        return experiment
+
     def data(self, recipe: Recipe):
         """`keras_sd.data.load` of the recipe's data, cached per data configuration."""
-        from keras_sd import data as data_lib
-        from keras_sd import train as train_lib
-
-        augment = train_lib._pipeline_augment(recipe)
-        key = json.dumps([dataclasses.asdict(recipe.data), recipe.seed, augment], sort_keys=True)
-        if key not in self._bundles:
-            self._bundles[key] = data_lib.load(
-                recipe.data.name,
-                batch_size=recipe.data.batch_size,
-                eval_batch_size=recipe.data.eval_batch_size,
-                augment=augment,
-                with_index=recipe.data.with_index,
-                seed=recipe.seed,
-                data_dir=recipe.data.data_dir,
-                train_per_class=recipe.data.train_per_class,
-                subset_seed=recipe.data.subset_seed,
-                image_size=recipe.data.image_size,
-            )
-        return self._bundles[key]
+        return self.experiment(recipe).bundle
 
     # -- keras_tuner.HyperModel
     def build(self, hp: keras_tuner.HyperParameters):
-        from keras_sd import train as train_lib
-
-        recipe = self.recipe_for(hp)
-        info = self.data(recipe).info
-        keras.utils.set_random_seed(recipe.seed)
-        steps = recipe.steps_per_epoch or max(1, info.num_train // recipe.data.batch_size)
-        model = train_lib.build_model(
-            recipe, info.num_classes, info.image_shape, info.num_train, mean=info.mean, std=info.std
-        )
-        optimizer = train_lib.build_optimizer(recipe.optimizer, recipe.epochs, steps)
-        model.compile(optimizer=optimizer, jit_compile=recipe.jit_compile)
-        return model
+        experiment = self.experiment(self.recipe_for(hp))  # loads the data, then seeds
+        keras.utils.set_random_seed(experiment.recipe.seed)
+        return experiment.compile(experiment.build_model())
 
     def fit(self, hp, model, *args, callbacks=None, epochs=None, **kwargs):
-        from keras_sd import tensorboard as tb_lib
-        from keras_sd import train as train_lib
+        from keras_sd import callbacks as cb_lib
 
         if args:
             raise ValueError(
                 "RecipeHyperModel.fit takes no data arguments: the recipe's data is used "
                 f"(got {len(args)} positional argument(s))."
             )
-        recipe = self.recipe_for(hp)
-        bundle = self.data(recipe)
+        experiment = self.experiment(self.recipe_for(hp))
+        recipe, bundle = experiment.recipe, experiment.bundle
         callbacks = list(callbacks or [])
         extra = []
         if self.inspect:
             board = next((c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)), None)
             if board is not None:  # keras-tuner has pointed it at the trial's directory
-                extra = tb_lib.inspection_callbacks(model, board.log_dir, bundle.test)
+                extra = cb_lib.inspection_callbacks(model, board.log_dir, bundle.test)
         kwargs.setdefault("verbose", self.verbose)
         epochs = epochs or recipe.epochs
-        steps = recipe.steps_per_epoch or bundle.batches_per_epoch
+        steps = experiment.steps_per_epoch
         # Epoch e of every trial is the same seeded batches (Hyperband's continued trials pass
         # initial_epoch), whatever came before in this process.
         start = int(kwargs.get("initial_epoch", 0)) * steps
@@ -438,7 +415,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
             validation_data=bundle.test,
             # Method callbacks and ours first: they add alpha / val_ece ... to the epoch logs that
             # TensorBoard, the tuner and its best-epoch checkpoint then read.
-            callbacks=[*train_lib.build_callbacks(recipe), *extra, *callbacks],
+            callbacks=[*experiment.method_callbacks(), *extra, *callbacks],
             shuffle=False,
             **kwargs,
         )
@@ -602,7 +579,7 @@ def run_study(
         source: the recipe spec it came from (``RECIPE[:arg]``), for the best recipe's docstring.
     """
     from keras_sd import distribute
-    from keras_sd.train import write_json_atomic
+    from keras_sd.atomic import write_json_atomic
 
     out = pathlib.Path(out_dir)
     hypermodel = RecipeHyperModel(recipe, search, spaces, verbose=verbose)

@@ -11,7 +11,9 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "keras_sd"
 # Higher imports lower (or equal, within one row); the rows of docs/architecture.md.
 RANKS = {
     "cli": 7,
-    **dict.fromkeys(["train", "tuning", "inference.run", "tensorboard", "reliability"], 6),
+    **dict.fromkeys(["experiment", "train", "tuning", "inference.run", "reporting"], 6),
+    # The callbacks package: one callback per module; the TensorBoard ones read models.
+    "callbacks": 5,
     **dict.fromkeys(
         [
             "inference",
@@ -25,7 +27,7 @@ RANKS = {
     "models": 4,
     **dict.fromkeys(["backbones", "data"], 3),
     "layers": 2,
-    **dict.fromkeys(["losses", "metrics", "callbacks", "pskd", "distribute"], 1),
+    **dict.fromkeys(["losses", "metrics", "plotting", "pskd", "distribute"], 1),
     **dict.fromkeys(
         [
             "_keras_compat",
@@ -35,6 +37,7 @@ RANKS = {
             "testing",
             "litert_runtime",
             "validation",
+            "atomic",
         ],
         0,
     ),
