@@ -1,6 +1,7 @@
 """keras_sd.experiment.Experiment: the runner's one object, and the callbacks package's shape."""
 
 import ast
+import doctest
 import pathlib
 
 import keras
@@ -91,6 +92,11 @@ def test_from_run_reopens_a_finished_run(tmp_path):
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, atol=1e-6)
     assert exp.data_args()["augment"] == "none"
+
+
+def test_the_docstring_example_runs():
+    result = doctest.testmod(experiment)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_bad_input_is_named(tmp_path):
