@@ -390,13 +390,14 @@ def is_finished(out: pathlib.Path) -> bool:
 
 def run_one(protocol: Protocol, row: str, seed: int, folder, runs, eval_every: int, verbose=2):
     """Trains (or resumes) one run and returns its record; a finished run is not retrained."""
-    from keras_sd import train as train_lib
+    from keras_sd.atomic import write_json_atomic
+    from keras_sd.experiment import Experiment, recipe_from_dict
 
     recipe, overrides = study_recipe(row, protocol, seed, folder, eval_every)
     out = run_dir(runs, protocol.name, row, seed)
     sessions_file = out / "study_sessions.json"
     if is_finished(out):
-        ran = train_lib.recipe_from_dict(json.loads((out / "recipe.json").read_text()))
+        ran = recipe_from_dict(json.loads((out / "recipe.json").read_text()))
         if ran.to_dict() != recipe.to_dict():
             raise SystemExit(
                 f"cifar10_study.py: error: {out} holds a finished run of a different recipe than "
@@ -409,14 +410,14 @@ def run_one(protocol: Protocol, row: str, seed: int, folder, runs, eval_every: i
         # A session that is killed keeps seconds=None; its finished epochs keep their time in
         # history.json (epoch_seconds).
         sessions.append({**code_state(), "started": time.time(), "seconds": None})
-        train_lib.write_json_atomic(sessions_file, sessions)
+        write_json_atomic(sessions_file, sessions)
         start = time.perf_counter()
         try:
-            train_lib.train(recipe, out, verbose=verbose)
+            Experiment(recipe, out).train(verbose=verbose)
         except ValueError as e:
             raise SystemExit(f"cifar10_study.py: error: {row} seed {seed}: {e}") from None
         sessions[-1]["seconds"] = time.perf_counter() - start
-        train_lib.write_json_atomic(sessions_file, sessions)
+        write_json_atomic(sessions_file, sessions)
     return make_record(protocol, row, seed, recipe, overrides, out, eval_every)
 
 
@@ -436,10 +437,10 @@ def curves(history: list[dict], outputs: list[str]) -> dict:
 
 
 def make_record(protocol, row, seed, recipe, overrides, out, eval_every) -> dict:
-    from keras_sd import train as train_lib
+    from keras_sd.callbacks import read_history
 
     metrics = json.loads((out / "metrics.json").read_text())
-    history = train_lib.read_history(out)
+    history = read_history(out)
     sessions_file = out / "study_sessions.json"
     sessions = json.loads(sessions_file.read_text()) if sessions_file.exists() else []
     last, best = metrics["last_epoch"], metrics["best_epoch"]
@@ -555,7 +556,7 @@ def load_results(path: pathlib.Path = RESULTS) -> dict:
 
 
 def save_record(record: dict, path: pathlib.Path = RESULTS) -> None:
-    from keras_sd.train import write_json_atomic
+    from keras_sd.atomic import write_json_atomic
 
     # Several study processes may run at once (one per row/seed): serialise read-modify-write.
     with _lock(path):

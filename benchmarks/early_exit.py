@@ -48,14 +48,15 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import cifar10_study as study  # noqa: E402
 
-from keras_sd import data, inference  # noqa: E402
-from keras_sd.inference.run import plot_tradeoff  # noqa: E402
+from keras_sd import inference  # noqa: E402
+from keras_sd.atomic import write_json_atomic  # noqa: E402
+from keras_sd.experiment import Experiment  # noqa: E402
 from keras_sd.inference.search import (  # noqa: E402
     plain_backbone_function,
     simulate,
     time_rounds,
 )
-from keras_sd.train import write_json_atomic  # noqa: E402
+from keras_sd.plotting import plot_tradeoff  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "early_exit.json"
 DOC = REPO / "docs" / "results.md"
@@ -96,16 +97,10 @@ def train_model(path: pathlib.Path) -> None:
 
 
 def test_arrays(folder: pathlib.Path):
-    """The 10,000 test images (normalised as in training) and labels, as arrays."""
-    bundle = data.load(
-        f"folder:{folder}",
-        batch_size=SHORT.batch_size,
-        augment="none",
-        seed=SEED,
-        train_per_class=SHORT.train_per_class,
-        subset_seed=0,
-        eval_batch_size=500,
-    )
+    """The 10,000 test images (normalised as in training) and labels of the short-schedule
+    multi_exit run, as arrays: the run's own test split (`Experiment`, evaluation data)."""
+    recipe, _ = study.study_recipe("multi_exit", SHORT, SEED, folder, eval_every=1)
+    bundle = Experiment(recipe, evaluation=True).bundle
     xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in bundle.test])
     return np.concatenate(xs).astype("float32"), np.concatenate(ys).astype("int64")
 

@@ -33,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_sd  # noqa: E402
 from keras_sd import backbones, data  # noqa: E402
-from keras_sd.train import write_json_atomic  # noqa: E402
+from keras_sd.atomic import write_json_atomic  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from cifar10_study import cifar10_folder  # noqa: E402

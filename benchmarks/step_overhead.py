@@ -45,7 +45,7 @@ import tensorflow as tf  # noqa: E402
 
 import keras_sd  # noqa: E402
 from keras_sd import backbones  # noqa: E402
-from keras_sd.train import write_json_atomic  # noqa: E402
+from keras_sd.atomic import write_json_atomic  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "results" / "step_overhead.json"

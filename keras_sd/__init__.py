@@ -27,6 +27,7 @@ _LIGHT = {
     "paper_recipes",
     "litert_runtime",
     "validation",
+    "atomic",
 }
 # What `import keras_sd` used to import eagerly; importing it registers every Keras class.
 _HEAVY = ("backbones", "callbacks", "data", "layers", "losses", "metrics", "pskd", "models")

@@ -292,7 +292,7 @@ def main(argv=None) -> int:
             raise
         print(f"keras-sd {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:  # keras_sd.reliability.NonFiniteLossError: training diverged
+    except FloatingPointError as e:  # keras_sd.callbacks.NonFiniteLossError: training diverged
         if os.environ.get("KERAS_SD_DEBUG"):
             raise
         print(f"keras-sd {args.command}: training stopped: {e}", file=sys.stderr)

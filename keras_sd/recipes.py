@@ -458,7 +458,7 @@ _NOT_METHOD_ARGS = (
 )
 
 
-def _constructor_defaults(method: str) -> dict:
+def method_arguments(method: str) -> dict:
     """Argument -> default of the method class's constructor and its keras_sd base classes (the
     base class takes the PS-KD shorthand ``pskd_alpha`` for every method)."""
     defaults = {}
@@ -491,7 +491,7 @@ def apply_override(recipe: Recipe, key: str, value) -> Recipe:
     if head == "method_args":
         if len(parts) != 2:
             raise ValueError(f"`{key}`: use method_args.<argument>=value.")
-        defaults = _constructor_defaults(recipe.method)
+        defaults = method_arguments(recipe.method)
         if parts[1] not in defaults:
             raise ValueError(
                 f"unknown method argument {parts[1]!r} for method {recipe.method!r}; "

@@ -59,7 +59,7 @@ def main(out, backup_dir, kill=None):
 
     import keras_sd
     from keras_sd import distribute
-    from keras_sd.reliability import AtomicBackupAndRestore
+    from keras_sd.callbacks import AtomicBackupAndRestore
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     print(f"chief={distribute.is_chief(strategy)}", flush=True)

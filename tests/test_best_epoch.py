@@ -11,7 +11,7 @@ import pathlib
 import keras
 import pytest
 
-from keras_sd import recipes, train
+from keras_sd import experiment, recipes, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MULTI_EXIT = str(REPO / "recipes" / "multi_exit" / "resnet20_digits.py") + ":smoke"
@@ -46,10 +46,10 @@ class CrashAfter(keras.callbacks.Callback):
 
 
 def _with_callbacks(monkeypatch, *extra):
-    original = train.build_callbacks
-    # build_callbacks' output is placed after AtomicBackupAndRestore in train.py's list, so a
+    original = experiment.build_callbacks
+    # build_callbacks' output is placed after AtomicBackupAndRestore in Experiment's list, so a
     # crash raised here happens after that epoch's backup commit, like a kill between epochs.
-    monkeypatch.setattr(train, "build_callbacks", lambda r: [*original(r), *extra])
+    monkeypatch.setattr(experiment, "build_callbacks", lambda r: [*original(r), *extra])
 
 
 def _argmax_epoch(logs_by_epoch: dict, key: str) -> int:

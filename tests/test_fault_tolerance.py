@@ -20,8 +20,8 @@ import tensorflow as tf
 from tiny import tiny_backbone
 
 import keras_sd
-from keras_sd import distribute, reliability
-from keras_sd.reliability import AtomicBackupAndRestore, read_backup_metadata
+from keras_sd import atomic, distribute
+from keras_sd.callbacks import AtomicBackupAndRestore, read_backup_metadata
 
 # ---------------------------------------------------------------------------- is_chief
 CLUSTER = {"worker": ["127.0.0.1:1111", "127.0.0.1:2222"]}
@@ -204,13 +204,13 @@ def test_non_chief_train_writes_nothing_into_the_run_folder(tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
     monkeypatch.setattr(distribute, "is_chief", lambda strategy=None: False)
     saved = []
-    save_model_atomic = reliability.save_model_atomic
+    save_model_atomic = atomic.save_model_atomic
 
     def spy(model, path):
         saved.append(pathlib.Path(path))
         save_model_atomic(model, path)
 
-    monkeypatch.setattr(reliability, "save_model_atomic", spy)
+    monkeypatch.setattr(atomic, "save_model_atomic", spy)
     recipe = Recipe(
         name="test/ft_non_chief",
         backbone="resnet_cifar",

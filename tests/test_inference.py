@@ -557,8 +557,8 @@ def test_other_bad_arguments(model):
 # ---------------------------------------------------------------------------- CLI
 def _fake_run(tmp_path, model_obj):
     """A run directory as `keras-sd train` leaves it (recipe.json + model.keras) on digits."""
+    from keras_sd.atomic import write_json_atomic
     from keras_sd.recipes import DataConfig, Recipe
-    from keras_sd.train import write_json_atomic
 
     run = tmp_path / "run"
     run.mkdir()
@@ -571,7 +571,7 @@ def _fake_run(tmp_path, model_obj):
 def test_cli_thresholds_searches_on_one_half_and_reports_on_the_other(
     tmp_path, capsys, monkeypatch
 ):
-    from keras_sd import cli, tensorboard
+    from keras_sd import cli, plotting
     from keras_sd import data as data_lib
     from keras_sd.inference import run as run_mod
     from keras_sd.inference.litert import read_thresholds_file
@@ -671,7 +671,7 @@ def test_cli_thresholds_searches_on_one_half_and_reports_on_the_other(
 
     # Readers of thresholds.json: the LiteRT export and the TensorBoard plot.
     assert read_thresholds_file(run / "thresholds.json", 3) == payload["thresholds"]
-    points = tensorboard.early_exit_points(payload)
+    points = plotting.early_exit_points(payload)
     assert points["chosen"] == (payload["mac_acceleration"], payload["accuracy"])
     png = (run / "thresholds.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

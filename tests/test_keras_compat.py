@@ -12,8 +12,8 @@ from tiny import tiny_backbone
 
 import keras_sd
 from keras_sd import _keras_compat as compat
+from keras_sd.callbacks import AtomicBackupAndRestore
 from keras_sd.layers.walk import iter_layers
-from keras_sd.reliability import AtomicBackupAndRestore
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(16, 8, 8, 1)).astype("float32")

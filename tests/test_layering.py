@@ -10,8 +10,13 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / "keras_sd"
 
 # Higher imports lower (or equal, within one row); the rows of docs/architecture.md.
 RANKS = {
-    "cli": 7,
-    **dict.fromkeys(["train", "tuning", "inference.run", "tensorboard", "reliability"], 6),
+    "cli": 9,
+    # The runner: its entry points, the Experiment they use, the figures it reports.
+    **dict.fromkeys(["train", "tuning", "inference.run"], 8),
+    "experiment": 7,
+    "reporting": 6,
+    # The callbacks package: one callback per module; the TensorBoard ones read models.
+    "callbacks": 5,
     **dict.fromkeys(
         [
             "inference",
@@ -25,7 +30,7 @@ RANKS = {
     "models": 4,
     **dict.fromkeys(["backbones", "data"], 3),
     "layers": 2,
-    **dict.fromkeys(["losses", "metrics", "callbacks", "pskd", "distribute"], 1),
+    **dict.fromkeys(["losses", "metrics", "plotting", "pskd", "distribute"], 1),
     **dict.fromkeys(
         [
             "_keras_compat",
@@ -35,6 +40,7 @@ RANKS = {
             "testing",
             "litert_runtime",
             "validation",
+            "atomic",
         ],
         0,
     ),

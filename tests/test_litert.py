@@ -311,8 +311,8 @@ def test_reexport_replaces_the_artefact(model, tmp_path):
 
 # ---------------------------------------------------------------------------- command line
 def _digits_run(tmp_path):
+    from keras_sd.atomic import write_json_atomic
     from keras_sd.recipes import DataConfig, Recipe
-    from keras_sd.train import write_json_atomic
 
     keras.utils.set_random_seed(0)
     init = keras.initializers.HeNormal(seed=0)

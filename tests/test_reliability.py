@@ -14,8 +14,8 @@ from tiny import tiny_backbone
 
 import keras_sd
 from keras_sd import losses
+from keras_sd.callbacks import NonFiniteLossError, NonFiniteLossGuard
 from keras_sd.models.base import OUTPUT, SelfDistillationModel
-from keras_sd.reliability import NonFiniteLossError, NonFiniteLossGuard
 
 STEPS_PER_EPOCH = 4
 BATCH = 8
@@ -169,7 +169,7 @@ def test_json_writes_survive_sigkill_at_random_instants(tmp_path):
     import signal
     import time
 
-    from keras_sd.train import write_json_atomic
+    from keras_sd.atomic import write_json_atomic
 
     path = tmp_path / "metrics.json"
     rng = random.Random(0)
@@ -195,8 +195,8 @@ CHILD = r"""
 import os, sys, json
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import keras, numpy as np
-from keras_sd import reliability
-from keras_sd.train import write_json_atomic
+from keras_sd import atomic, callbacks
+from keras_sd.atomic import write_json_atomic
 
 out = sys.argv[1]
 keras.utils.set_random_seed(0)
@@ -207,13 +207,13 @@ x = np.ones((8, 16), "float32"); y = np.zeros((8, 3), "float32")
 
 class Writers(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
-        reliability.save_model_atomic(self.model, os.path.join(out, "model.keras"))
+        atomic.save_model_atomic(self.model, os.path.join(out, "model.keras"))
         write_json_atomic(os.path.join(out, "metrics.json"), {"epoch": epoch, "rows": [epoch] * 50_000})
         if epoch == self.params["epochs"] - 1 or os.path.exists(os.path.join(out, "ready")):
             return
         open(os.path.join(out, "ready"), "w").close()
 
-backup = reliability.AtomicBackupAndRestore(
+backup = callbacks.AtomicBackupAndRestore(
     os.path.join(out, "backup"), delete_checkpoint=False, double_checkpoint=True)
 model.fit(x, y, batch_size=4, epochs=10**6, verbose=0, callbacks=[backup, Writers()])
 """
@@ -223,7 +223,7 @@ def _restored_iterations(backup_dir):
     model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(64), keras.layers.Dense(3)])
     model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss="mse")
     model(np.zeros((1, 16), "float32"))
-    from keras_sd.reliability import AtomicBackupAndRestore, read_backup_metadata
+    from keras_sd.callbacks import AtomicBackupAndRestore, read_backup_metadata
 
     meta = read_backup_metadata(backup_dir)
     cb = AtomicBackupAndRestore(str(backup_dir), delete_checkpoint=False, double_checkpoint=True)
@@ -322,7 +322,7 @@ def sys_executable():
 
 
 def _committed_epoch(out):
-    from keras_sd.reliability import read_backup_metadata
+    from keras_sd.callbacks import read_backup_metadata
 
     try:
         meta = read_backup_metadata(out / "backup")
@@ -410,7 +410,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
 
 def _committed_state(out):
     """(epoch, step) of the run's last backup commit, (0, 0) before the first."""
-    from keras_sd.reliability import read_backup_metadata
+    from keras_sd.callbacks import read_backup_metadata
 
     try:
         meta = read_backup_metadata(out / "backup")
@@ -547,7 +547,7 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
     starts at epoch 1 step 1 (the commit after step 6), sees exactly the uninterrupted run's
     batches from step 7 on and ends with its weights and step count, bit for bit."""
     from keras_sd import data
-    from keras_sd.reliability import AtomicBackupAndRestore
+    from keras_sd.callbacks import AtomicBackupAndRestore
 
     epochs, steps = 4, 5
     bundle = data.load("digits", batch_size=64, augment="cifar", with_index=True, seed=2)
@@ -616,7 +616,7 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
 
 
 def test_a_backup_without_step_resumes_at_the_epoch_start_and_warns(tmp_path):
-    from keras_sd.reliability import AtomicBackupAndRestore
+    from keras_sd.callbacks import AtomicBackupAndRestore
 
     x, y = np.ones((8, 3), "float32"), np.ones((8, 1), "float32")
 
@@ -657,7 +657,7 @@ def test_a_backup_without_step_resumes_at_the_epoch_start_and_warns(tmp_path):
 
 @pytest.mark.parametrize("save_freq", [0, -3, 2.5, True, "batch", None])
 def test_bad_save_freq_is_named(tmp_path, save_freq):
-    from keras_sd.reliability import AtomicBackupAndRestore
+    from keras_sd.callbacks import AtomicBackupAndRestore
 
     with pytest.raises(ValueError, match=f"save_freq={save_freq!r}"):
         AtomicBackupAndRestore(str(tmp_path), save_freq=save_freq)
@@ -674,7 +674,7 @@ def test_backup_restores_every_variable(tmp_path, method):
     optimizer variable of the trained one: weights, BatchNorm statistics, momentum, the step
     counter (schedule position), SeedGenerator states and the PS-KD bank."""
     from keras_sd import backbones
-    from keras_sd.reliability import AtomicBackupAndRestore
+    from keras_sd.callbacks import AtomicBackupAndRestore
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 8, 8, 1)).astype("float32")

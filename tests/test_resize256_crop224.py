@@ -8,8 +8,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_sd import data, layers, recipes
+from keras_sd.experiment import pipeline_augment
 from keras_sd.models import two_view
-from keras_sd.train import _pipeline_augment
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -120,9 +120,9 @@ def test_both_recipe_rows_use_the_papers_crop():
     assert baseline.method == "baseline" and baseline.method_args == {}
     # Baseline: the pipeline crops; method: the pipeline yields the 256x256 squares and the
     # model crops them with the op of the same name.
-    assert _pipeline_augment(baseline) == "resize256_crop224"
-    assert _pipeline_augment(method) == data.pipeline.UNDISTORTED["resize256_crop224"]
-    assert _pipeline_augment(method) == "resize256"
+    assert pipeline_augment(baseline) == "resize256_crop224"
+    assert pipeline_augment(method) == data.pipeline.UNDISTORTED["resize256_crop224"]
+    assert pipeline_augment(method) == "resize256"
     for arg in ("two_branch", "mmd_only", "kl_only"):
         row = recipes.load(f"{RECIPE}:{arg}")
         assert row.data.augment == "resize256_crop224"

@@ -1,4 +1,4 @@
-"""keras_sd.tensorboard: what a `keras-sd train` run writes for TensorBoard, read back."""
+"""keras_sd.callbacks' TensorBoard callbacks and keras_sd.plotting: what a `keras-sd train` run writes for TensorBoard, read back."""
 
 import json
 import socket
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from tiny import tiny_backbone
 
-from keras_sd import backbones, tensorboard, train
+from keras_sd import backbones, callbacks, plotting, train
 from keras_sd.metrics import calibration_report
 from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
 
@@ -33,7 +33,7 @@ def test_reliability_bins_by_hand():
         [[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.55, 0.45], [0.5, 0.5]], dtype=np.float64
     )
     labels = np.array([0, 1, 1, 0, 1])
-    stats = tensorboard.reliability_bins(probs, labels, num_bins=5)
+    stats = plotting.reliability_bins(probs, labels, num_bins=5)
     # confidences 0.95, 0.85, 0.65, 0.55, 0.5 -> bins (ceil(5c) - 1): 4, 4, 3, 2, 2.
     # The tie 0.5/0.5 is correct for either label (no class scores strictly higher).
     np.testing.assert_array_equal(stats["count"], [0, 0, 2, 1, 2])
@@ -46,11 +46,11 @@ def test_reliability_bins_by_hand():
 
 def test_reliability_bins_bad_input():
     with pytest.raises(ValueError, match="`num_bins`"):
-        tensorboard.reliability_bins(np.ones((2, 2)) / 2, [0, 1], num_bins=0)
+        plotting.reliability_bins(np.ones((2, 2)) / 2, [0, 1], num_bins=0)
     with pytest.raises(ValueError, match="`labels`"):
-        tensorboard.reliability_bins(np.ones((2, 2)) / 2, [0, 1, 1])
+        plotting.reliability_bins(np.ones((2, 2)) / 2, [0, 1, 1])
     with pytest.raises(ValueError, match="`probs`"):
-        tensorboard.reliability_bins(np.ones(4), [0])
+        plotting.reliability_bins(np.ones(4), [0])
 
 
 def test_attention_panels_put_the_heat_where_the_mask_is_high():
@@ -58,10 +58,10 @@ def test_attention_panels_put_the_heat_where_the_mask_is_high():
     masks = np.full((2, 2, 2, 3), 0.5)
     masks[0, 0, 0, :] = 0.9  # top-left of sample 0 attends most
     masks[1, 1, 1, :] = 0.9  # bottom-right of sample 1
-    panels = tensorboard.attention_panels(images, masks, min_size=8)
+    panels = plotting.attention_panels(images, masks, min_size=8)
     assert panels.shape == (2, 8, 16, 3) and panels.dtype == np.uint8
-    hot = (np.array(tensorboard._colormap(np.array(1.0))) * 255).round()
-    cold = (np.array(tensorboard._colormap(np.array(0.0))) * 255).round()
+    hot = (np.array(plotting._colormap(np.array(1.0))) * 255).round()
+    cold = (np.array(plotting._colormap(np.array(0.0))) * 255).round()
     np.testing.assert_allclose(panels[0, 0, 8], hot, atol=1)  # right half = heat map
     np.testing.assert_allclose(panels[0, -1, -1], cold, atol=1)
     np.testing.assert_allclose(panels[1, -1, -1], hot, atol=1)
@@ -81,39 +81,39 @@ INFERENCE_PAYLOAD = {  # the layout keras_sd.inference.run writes
 
 
 def test_early_exit_points_and_image():
-    points = tensorboard.early_exit_points(INFERENCE_PAYLOAD)
+    points = plotting.early_exit_points(INFERENCE_PAYLOAD)
     assert points["table"] == [(1.6, 91.0), (2.1, 88.0)]
     assert points["sweep"] == [(2.0, 87.0)]
     assert points["chosen"] == (1.6, 91.0)
     assert points["baseline"] == 90.5 and points["thresholds"] == [0.9, 0.8]
-    image = tensorboard.early_exit_image(INFERENCE_PAYLOAD)
+    image = plotting.early_exit_image(INFERENCE_PAYLOAD)
     assert image.ndim == 3 and image.shape[-1] == 3 and image.dtype == np.uint8
     with pytest.raises(ValueError, match="no accuracy/acceleration"):
-        tensorboard.early_exit_points({"thresholds": [0.5]})
+        plotting.early_exit_points({"thresholds": [0.5]})
     with pytest.raises(ValueError, match="JSON object"):
-        tensorboard.early_exit_points([1, 2])
+        plotting.early_exit_points([1, 2])
 
 
 def test_callback_bad_input(tmp_path):
     x, y = np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int32")
     with pytest.raises(ValueError, match="`validation_data`"):
-        tensorboard.ReliabilityDiagram(tmp_path, None)
+        callbacks.ReliabilityDiagram(tmp_path, None)
     with pytest.raises(ValueError, match="`validation_data`"):
-        tensorboard.ReliabilityDiagram(tmp_path, [x, y])
+        callbacks.ReliabilityDiagram(tmp_path, [x, y])
     with pytest.raises(ValueError, match="`num_bins`"):
-        tensorboard.ReliabilityDiagram(tmp_path, (x, y), num_bins=0)
+        callbacks.ReliabilityDiagram(tmp_path, (x, y), num_bins=0)
     with pytest.raises(ValueError, match="`max_samples`"):
-        tensorboard.ReliabilityDiagram(tmp_path, (x, y), max_samples=0)
+        callbacks.ReliabilityDiagram(tmp_path, (x, y), max_samples=0)
     with pytest.raises(ValueError, match="`log_dir`"):
-        tensorboard.ReliabilityDiagram("", (x, y))
+        callbacks.ReliabilityDiagram("", (x, y))
     with pytest.raises(ValueError, match="`num_images`"):
-        tensorboard.AttentionMaps(tmp_path, (x, y), num_images=0)
+        callbacks.AttentionMaps(tmp_path, (x, y), num_images=0)
     with pytest.raises(ValueError, match="empty"):
-        tensorboard.AttentionMaps(tmp_path, (x[:0], y[:0]))
+        callbacks.AttentionMaps(tmp_path, (x[:0], y[:0]))
     with pytest.raises(ValueError, match="`thresholds_path`"):
-        tensorboard.EarlyExitPlot(tmp_path, None)
+        callbacks.EarlyExitPlot(tmp_path, None)
     with pytest.raises(ValueError, match="`recipe`"):
-        tensorboard.RecipeHParams(tmp_path, {"name": "x"})
+        callbacks.RecipeHParams(tmp_path, {"name": "x"})
 
 
 # ---------------------------------------------------------------------------- a real run

@@ -12,9 +12,9 @@ from keras import ops
 from strategies import mirrored
 from tiny import tiny_backbone
 
+from keras_sd.experiment import pipeline_augment
 from keras_sd.layers import augment
 from keras_sd.models.two_view import TwoViewDistiller, build_distortion, default_distortion_spec
-from keras_sd.train import _pipeline_augment
 
 RNG = np.random.default_rng(7)
 N, CLASSES = 12, 5
@@ -410,7 +410,7 @@ def test_recipes_cover_every_paper_row_and_load(stem):
         # ImageNet recipe name that crop, "resize256_crop224").
         imagenet = stem.endswith("imagenet")
         assert recipe.data.augment == ("resize256_crop224" if imagenet else "none")
-        assert _pipeline_augment(recipe) == ("resize256" if imagenet else "none")
+        assert pipeline_augment(recipe) == ("resize256" if imagenet else "none")
         assert set(recipe.method_args) <= accepted
         assert recipe.method_args["temperature"] == paper_t
         assert recipe.published

@@ -32,12 +32,9 @@ TPAMI, section 3.3, Algorithm 2, Table 5, Fig. 8.
 
 from __future__ import annotations
 
-import io
 import os
 import pathlib
 from typing import Any
-
-import numpy as np
 
 from keras_sd import validation
 from keras_sd.inference.early_exit import check_multi_exit
@@ -46,7 +43,6 @@ from keras_sd.inference.search import (
     MEASURE_RUNTIME,
     SWEEP_VALUES,
     ExitProbabilities,
-    ThresholdSearchResult,
     collect_exit_probabilities,
     measure_acceleration,
     rescore,
@@ -54,87 +50,9 @@ from keras_sd.inference.search import (
     split_search_report,
     sweep_thresholds,
 )
+from keras_sd.plotting import plot_tradeoff
 
 SEARCH_FRACTION = 0.5  # share of the test split the search sees when no training data is held out
-
-
-def plot_tradeoff(
-    result: ThresholdSearchResult,
-    sweep: ThresholdSearchResult,
-    exit_names: list[str],
-    path: str | os.PathLike | None = None,
-    title: str = "",
-    num_samples: int | None = None,
-) -> bytes:
-    """Draws the trade-off figure; writes it to ``path`` (PNG) if given; returns the PNG bytes.
-
-    Left: accuracy (%) against MAC acceleration for the GA's trade-off table, the shared-threshold
-    sweep and the chosen thresholds, with the final exit's and the baseline's accuracy. Right
-    (TPAMI Fig. 8): for the shared threshold on the x axis, the overall accuracy (left axis) and
-    the number of images (``num_samples`` given) or share of images answered by each exit and by
-    the ensemble (right axis).
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
-    # By acceleration: rows re-scored on other samples (`rescore`) need not stay in order.
-    rows = sorted(result.table, key=lambda r: r["mac_acceleration"])
-    ax.plot(
-        [r["mac_acceleration"] for r in rows],
-        [r["accuracy"] for r in rows],
-        "o-",
-        label="GA trade-off (Pareto front of the samples searched on)",
-    )
-    ax.plot(
-        [r["mac_acceleration"] for r in sweep.table],
-        [r["accuracy"] for r in sweep.table],
-        ".",
-        color="tab:gray",
-        label="shared threshold 0.50..0.99",
-    )
-    ax.plot(
-        [result.mac_acceleration],
-        [result.accuracy],
-        "*",
-        markersize=16,
-        color="tab:red",
-        label=f"best, beta={result.beta:g}: " + ", ".join(f"{t:.3f}" for t in result.thresholds),
-    )
-    ax.axhline(result.final_exit_accuracy, color="k", ls="--", lw=1, label="final exit")
-    if abs(result.baseline_accuracy - result.final_exit_accuracy) > 1e-9:
-        ax.axhline(result.baseline_accuracy, color="tab:green", ls=":", lw=1, label="baseline")
-    ax.set_xlabel("acceleration (backbone MACs / MACs spent)")
-    ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8, loc="lower left")
-    ax.grid(alpha=0.3)
-
-    values = [r["thresholds"][0] for r in sweep.table]
-    n = num_samples
-    counts = np.asarray([r["shares"] for r in sweep.table]) * (n or 1)
-    bx.plot(values, [r["accuracy"] for r in sweep.table], "k-", label="accuracy")
-    bx.set_xlabel("threshold (shared by every exit)")
-    bx.set_ylabel("accuracy (%)")
-    cx = bx.twinx()
-    for j, name in enumerate([*exit_names, "ensemble"]):
-        cx.plot(values, counts[:, j], "--", label=name)
-    cx.set_ylabel("images classified" if n else "share of images")
-    lines = bx.get_legend_handles_labels()
-    more = cx.get_legend_handles_labels()
-    bx.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="center left")
-    bx.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    png = buf.getvalue()
-    if path is not None:
-        pathlib.Path(path).write_bytes(png)
-    return png
 
 
 def log_png_to_tensorboard(png: bytes, logdir: str | os.PathLike, name: str) -> None:
@@ -224,14 +142,17 @@ def run_threshold_search(
         progress: show the GA's progress bar.
     """
 
-    from keras_sd.train import load_run, write_json_atomic
+    from keras_sd.atomic import write_json_atomic
+    from keras_sd.experiment import Experiment
 
     split_seed = validation.integer(split_seed, "split_seed")
     if measure:
         measure_images = validation.integer(measure_images, "measure_images", minimum=1)
     batch_size = validation.integer(batch_size, "batch_size", minimum=1)
     run = pathlib.Path(run_dir)
-    recipe, model, bundle = load_run(run)
+    experiment = Experiment.from_run(run)
+    recipe, model = experiment.recipe, experiment.load_model()
+    bundle = experiment.bundle
     check_multi_exit(model, f"model in {run / 'model.keras'}")
     search, report, split = held_out_parts(
         model,
@@ -407,14 +328,16 @@ def export_run(
         pipeline's ``(x / scale - mean) / std``.
     """
     from keras_sd.data.pipeline import _make_source
+    from keras_sd.experiment import Experiment
     from keras_sd.inference.early_exit import EarlyExitModel
     from keras_sd.inference.litert import QUANTIZE_OPTIONS, read_thresholds_file
-    from keras_sd.train import load_run
 
     run = pathlib.Path(run_dir)
     if quantize not in QUANTIZE_OPTIONS:  # before the slow model and data loading
         raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
-    recipe, model, bundle = load_run(run)
+    experiment = Experiment.from_run(run)
+    recipe, model = experiment.recipe, experiment.load_model()
+    bundle = experiment.bundle
     k = check_multi_exit(model, f"model in {run / 'model.keras'}")
     values = read_thresholds_file(
         thresholds if thresholds is not None else run / "thresholds.json", k

@@ -1,157 +1,23 @@
-"""Reliability helpers for long runs: stop on a non-finite loss before anything is saved.
+"""`AtomicBackupAndRestore`: Keras' BackupAndRestore, committed by one atomic rename per state.
 
-`NonFiniteLossGuard` checks the loss terms in the batch logs after every training step. The
-per-term values there are running means (`keras.metrics.Mean`, one per term, reset each epoch), so
-the first step whose term is NaN or infinite makes that mean non-finite at once. The guard then
-*raises* `NonFiniteLossError` rather than only setting ``model.stop_training``: with
-``stop_training`` Keras still finishes the epoch and calls every ``on_epoch_end``, and
-`keras.callbacks.BackupAndRestore` would then overwrite the last good checkpoint with the broken
-weights (Keras' own ``TerminateOnNaN`` has that problem). Raising leaves ``fit`` before any
-epoch-end callback, `model.save` or metrics file, so the backup still holds the last finished
-epoch and rerunning the command resumes from it.
+See the class docstring and docs/reliability.md. `read_backup_metadata` reads a backup folder's
+committed state.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import pathlib
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
 
 import keras
 import numpy as np
 
 from keras_sd import _keras_compat
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss term.
-
-    Attributes:
-        term: the name of the first non-finite term (in the model's term order).
-        terms: every term that was non-finite at that step.
-        epoch: 1-based epoch of the bad step.
-        batch: 1-based step within that epoch.
-        step: 1-based global optimizer step (``model.optimizer.iterations`` after the step).
-    """
-
-    def __init__(self, term: str, terms: Sequence[str], epoch: int, batch: int, step: int | None):
-        self.term, self.terms = term, tuple(terms)
-        self.epoch, self.batch, self.step = epoch, batch, step
-        others = [t for t in self.terms if t != term]
-        also = f" (also non-finite: {', '.join(others)})" if others else ""
-        where = (
-            f"step {step} (epoch {epoch}, batch {batch})"
-            if step is not None
-            else (f"epoch {epoch}, batch {batch}")
-        )
-        super().__init__(
-            f"non-finite loss: `{term}` became NaN/inf at {where}{also}; training stopped before "
-            "anything was saved, so the last finished epoch's backup is intact. The run is "
-            "deterministic, so rerunning unchanged diverges again: lower the learning rate or "
-            f"the weight of `{term}`."
-        )
-
-
-def _term_order(model, logs: Mapping) -> list[str]:
-    # The model's own term order (keras_sd models declare it), then "loss" (the weighted total,
-    # non-finite on its own only through add_loss regularisers or an overflow of the sum),
-    # then any other `*loss` log of a plain Keras model.
-    names = list(getattr(model, "term_names", ()) or ())
-    if "weight_decay_loss" in logs and "weight_decay_loss" not in names:
-        names.append("weight_decay_loss")
-    names.append("loss")
-    names += sorted(k for k in logs if k.endswith("loss") and k not in names)
-    return [n for n in names if n in logs]
-
-
-def _is_finite(value) -> bool:
-    try:
-        return math.isfinite(float(keras.ops.convert_to_numpy(value).reshape(-1)[0]))
-    except (TypeError, ValueError, IndexError):
-        return True  # not a number (nothing to check)
-
-
-class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Raises `NonFiniteLossError` at the first training step with a NaN or infinite loss term.
-
-    It acts in ``on_train_batch_end`` and raises before the epoch ends, so an epoch-level
-    `keras.callbacks.BackupAndRestore` never writes the broken weights wherever the guard is in
-    the callback list; with a backup that saves every N steps, put the guard before it.
-    """
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = int(epoch)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not logs:
-            return
-        bad = [name for name in _term_order(self.model, logs) if not _is_finite(logs[name])]
-        if not bad:
-            return
-        self.model.stop_training = True
-        step = None
-        optimizer = getattr(self.model, "optimizer", None)
-        if optimizer is not None:
-            step = int(keras.ops.convert_to_numpy(optimizer.iterations))
-        raise NonFiniteLossError(bad[0], bad, getattr(self, "_epoch", 0) + 1, int(batch) + 1, step)
-
-
-# ---------------------------------------------------------------------------- atomic files
-def _fsync_dir(path: pathlib.Path) -> None:
-    # The rename itself is only durable once the directory entry is on disk (POSIX).
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: pathlib.Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def replace_atomic(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Flushes ``tmp`` to disk and renames it over ``path`` (same folder): readers and a crash
-    see either the old file or the new one, never a torn one."""
-    tmp, path = pathlib.Path(tmp), pathlib.Path(path)
-    _fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
-    """``model.save(path)`` through a temporary ``.keras`` file in the same folder + rename.
-
-    Args:
-        model: the model to save.
-        path: destination ending in ``.keras``.
-
-    Raises:
-        ValueError: if ``path`` does not end in ``.keras``.
-    """
-    path = pathlib.Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"`path` must end in .keras, got {str(path)!r}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        replace_atomic(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
+from keras_sd.atomic import replace_atomic
 
 
 class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
@@ -465,11 +331,4 @@ def read_backup_metadata(backup_dir: str | os.PathLike) -> dict | None:
     return meta
 
 
-__all__ = [
-    "AtomicBackupAndRestore",
-    "NonFiniteLossError",
-    "NonFiniteLossGuard",
-    "read_backup_metadata",
-    "replace_atomic",
-    "save_model_atomic",
-]
+__all__ = ["AtomicBackupAndRestore", "read_backup_metadata"]

@@ -1,4 +1,4 @@
-"""Callbacks that schedule the methods' loss weights during training.
+"""`VariableSchedule`: the base of callbacks that schedule loss-term weights.
 
 Every loss term of every keras_sd model has its weight in a non-trainable `keras.Variable` named
 after the term (``model.term_weights["kl_loss"]``, variable ``kl_loss_weight``; the configured
@@ -6,7 +6,7 @@ values are ``model.loss_weights``). A callback assigns it, so the compiled train
 new value without retracing and checkpoints keep it; the callback also writes the current values
 into the epoch ``logs`` as ``<term>_weight``, so `History` and a `keras.callbacks.TensorBoard`
 placed *after* it in the callback list record them. PS-KD's ``alpha_t`` has its own scheduler,
-`keras_sd.pskd.PSKDAlphaScheduler`.
+`keras_sd.pskd.PSKDAlphaScheduler` (also `keras_sd.callbacks.PSKDAlphaScheduler`).
 """
 
 from __future__ import annotations
@@ -14,12 +14,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-
-from keras_sd import validation
-
-# What `DistillationAnnealing` anneals when no terms are named: TPAMI's alpha (the exits' KL and,
-# with a teacher, the teacher's KL) and lambda (the feature hint), those of them the model has.
-DISTILLATION_TERMS = ("kl_loss", "teacher_kl_loss", "feature_loss")
 
 
 def _term_variable(model, term: str):
@@ -89,47 +83,4 @@ class VariableSchedule(keras.callbacks.Callback):
                 logs[f"{term}_weight"] = float(keras.ops.convert_to_numpy(var))
 
 
-class DistillationAnnealing(VariableSchedule):
-    """Sets distillation weights to 0 for the last ``last_epochs`` epochs of training.
-
-    TPAMI: "in the last 5 epochs of the training period, both alpha and lambda are set to 0 to
-    facilitate model convergence". Before that the weights keep their configured values. Works on
-    any term of any keras_sd model, e.g. ``terms=("kl_loss",)`` on a `TwoViewDistiller` or a
-    `SelfGuidanceDistiller`. By default it anneals those of ``kl_loss``, ``teacher_kl_loss`` and
-    ``feature_loss`` the model has (`MultiExitDistiller`'s alpha and lambda; its exits'
-    cross-entropy factors ``1 - alpha`` follow the ``kl_loss`` weight).
-
-    Reference: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural
-    Networks", TPAMI, section 4.1.
-
-    Example:
-        >>> DistillationAnnealing(last_epochs=5, terms=("kl_loss", "feature_loss")).terms
-        ('kl_loss', 'feature_loss')
-
-    Args:
-        last_epochs: number of final epochs with the weights at 0 (>= 0).
-        terms: the loss terms to anneal; None: the model's terms among ``DISTILLATION_TERMS``.
-    """
-
-    def __init__(self, last_epochs: int = 5, terms: Sequence[str] | None = None):
-        keras.callbacks.Callback.__init__(self)
-        self.terms = _check_terms(terms)
-        self.initial = {}
-        last_epochs = validation.integer(last_epochs, "last_epochs", minimum=0)
-        self.last_epochs = last_epochs
-
-    def scheduled_terms(self) -> tuple[str, ...]:
-        if self.terms is not None:
-            return self.terms
-        have = getattr(self.model, "term_weights", None) or {}
-        found = tuple(t for t in DISTILLATION_TERMS if t in have)
-        if not found:
-            raise ValueError(
-                f"`terms`: the model {type(self.model).__name__} has none of the default "
-                f"distillation terms {DISTILLATION_TERMS} (its terms: {sorted(have)}); name the "
-                "terms to anneal."
-            )
-        return found
-
-    def value(self, term: str, initial: float, epoch: int, epochs: int) -> float:
-        return 0.0 if epoch >= epochs - self.last_epochs else initial
+__all__ = ["VariableSchedule"]
