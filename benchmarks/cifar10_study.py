@@ -782,6 +782,38 @@ def curves_chart(runs: list[dict], protocol: str, row: str, path: pathlib.Path) 
     return True
 
 
+def convergence(runs: list[dict], protocol: str, row: str = "baseline") -> str | None:
+    """Whether ``row`` has fitted its training set: one table line per seed.
+
+    Over the last 10 % of epochs (at least one): the range of training top-1 (Keras' running
+    mean over the augmented batches of each epoch) and of test top-1 over the evaluated epochs,
+    the test top-1 spread in points, and the run's minutes (training + evaluation).
+    """
+    runs = sorted(
+        (r for r in runs if r["protocol"] == protocol and r["row"] == row and r.get("curves")),
+        key=lambda r: r["seed"],
+    )
+    if not runs:
+        return None
+    lines = [
+        "| seed | epochs | training top-1, last 10 % of epochs (%) "
+        "| test top-1, last 10 % of epochs (%) | test spread (points) | minutes |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        c, out = r["curves"], r["primary_output"]
+        k = max(1, round(0.1 * len(c["epoch"])))
+        train = [v for v in c["train_top1"][out][-k:] if v is not None]
+        test = [v for v in c["test_top1"][out][-k:] if v is not None]
+        span = f"{min(test):.1f}-{max(test):.1f}" if test else "-"
+        spread = f"{max(test) - min(test):.2f}" if test else "-"
+        lines.append(
+            f"| {r['seed']} | {c['epoch'][-1]} | {min(train):.1f}-{max(train):.1f} | {span} "
+            f"| {spread} | {r['wall_clock_seconds'] / 60:.0f} |"
+        )
+    return "\n".join(lines)
+
+
 def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -> None:
     runs = load_results(results)["runs"]
     text = doc.read_text() if doc.exists() else "# Results\n"
@@ -798,6 +830,9 @@ def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -
                 body += (
                     f"\n\n![{protocol}: baseline train and test top-1 per epoch]({rel}/{base.name})"
                 )
+            fitted = convergence(runs, protocol)
+            if fitted:
+                body += f"\n\nBaseline convergence, per seed:\n\n{fitted}"
         start, end = (
             f"<!-- cifar10_study:{protocol}:start -->",
             f"<!-- cifar10_study:{protocol}:end -->",

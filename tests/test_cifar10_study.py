@@ -197,3 +197,23 @@ def test_smoke_protocol_runs_records_skips_and_tables(cifar10_dir, tmp_path, cap
         == original.split("<!-- cifar10_study:short:start -->")[0]
     )
     assert study.main(table_args) == 0 and doc.read_text() == text  # idempotent
+
+
+def test_convergence_reads_the_last_tenth_of_epochs():
+    study = _study()
+    epochs = list(range(1, 21))  # 20 epochs: the last 10 % are epochs 19 and 20
+    train = [50.0] * 18 + [97.5, 98.25]
+    test = [40.0] * 18 + [None, 71.0]  # epoch 19 not evaluated
+    run = {
+        "protocol": "B",
+        "row": "baseline",
+        "seed": 1,
+        "primary_output": "output",
+        "wall_clock_seconds": 1530.0,
+        "curves": {"epoch": epochs, "train_top1": {"output": train}, "test_top1": {"output": test}},
+    }
+    other = dict(run, row="two_view")
+    text = study.convergence([other, run], "B")
+    assert text.splitlines()[2] == "| 1 | 20 | 97.5-98.2 | 71.0-71.0 | 0.00 | 26 |"
+    assert len(text.splitlines()) == 3  # the two_view run is not the baseline
+    assert study.convergence([other], "B") is None
