@@ -95,6 +95,30 @@ def test_early_exit_on_a_vit_answers_at_exit_1_or_by_the_ensemble():
     np.testing.assert_allclose(out["logits"], exits["ensemble"], atol=1e-5)
 
 
+def test_litert_early_exit_on_a_vit_answers_as_the_keras_early_exit(tmp_path):
+    pytest.importorskip("ai_edge_litert", reason="the [litert] extra is not installed")
+    from keras_sd.inference import LiteRTEarlyExit
+
+    model = MultiExitDistiller(hub_vit(), token_pooling="mean")
+    images = RNG.normal(size=(200, 16, 16, 3)).astype("float32") * 3.0
+    exits = model.predict_exits(images)
+    # Exit 1's median confidence: half the images leave there, the rest go on.
+    z = np.asarray(exits["exit1"], "float64")
+    p = np.exp(z - z.max(-1, keepdims=True))
+    conf = (p / p.sum(-1, keepdims=True)).max(-1)
+    thresholds = [float(np.median(conf)), 1.0]
+    keras_out = EarlyExitModel(model, thresholds).predict_early_exit(images)
+    EarlyExitModel(model, thresholds).export_litert(tmp_path / "vit")
+    out = LiteRTEarlyExit(tmp_path / "vit", num_threads=1)(images)
+    assert set(keras_out["exit"].tolist()) == {0, 2}  # exit 1 and the ensemble both answer
+    same = out["exit"] == keras_out["exit"]
+    assert same.mean() >= 0.99  # (the rest sit within float rounding of the threshold)
+    for j in np.flatnonzero(~same):
+        assert abs(conf[j] - thresholds[0]) < 1e-4
+    np.testing.assert_array_equal(out["prediction"][same], keras_out["prediction"][same])
+    np.testing.assert_allclose(out["logits"][same], keras_out["logits"][same], atol=1e-4)
+
+
 @pytest.mark.parametrize("factory", [hub_vit, hub_resnet], ids=["vit", "resnet"])
 def test_pskd_byot_dmfl_on_hub_backbones(factory):
     # Chottananurak et al.'s combination: PS-KD targets on every exit, BYOT, the mutual loss.
