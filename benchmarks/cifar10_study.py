@@ -814,6 +814,19 @@ def convergence(runs: list[dict], protocol: str, row: str = "baseline") -> str |
     return "\n".join(lines)
 
 
+def replace_section(text: str, *, key: str, body: str, heading: str | None = None) -> str:
+    """``text`` with ``body`` between its ``<!-- {key}:start -->`` and ``<!-- {key}:end -->``
+    lines; where they are missing they are appended first, under the Markdown ``heading`` if
+    given. The benchmarks' doc writers (this one, early_exit.py, step_overhead.py) share it."""
+    start, end = f"<!-- {key}:start -->", f"<!-- {key}:end -->"
+    if start not in text:
+        text = text.rstrip("\n") + "\n\n" + (f"{heading}\n\n" if heading else "")
+        text += start + "\n" + end + "\n"
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + start + "\n" + body + end + tail
+
+
 def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -> None:
     runs = load_results(results)["runs"]
     text = doc.read_text() if doc.exists() else "# Results\n"
@@ -833,15 +846,7 @@ def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -
             fitted = convergence(runs, protocol)
             if fitted:
                 body += f"\n\nBaseline convergence, per seed:\n\n{fitted}"
-        start, end = (
-            f"<!-- cifar10_study:{protocol}:start -->",
-            f"<!-- cifar10_study:{protocol}:end -->",
-        )
-        if start not in text:
-            text = text.rstrip("\n") + f"\n\n{start}\n{end}\n"
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        text = head + start + "\n" + body + "\n" + end + tail
+        text = replace_section(text, key=f"cifar10_study:{protocol}", body=body + "\n")
     doc.write_text(text)
 
 

@@ -428,13 +428,12 @@ def litert_rows(r: dict) -> list[str]:
 
 
 def write_doc(r: dict) -> None:
-    start, end = "<!-- early_exit:start -->", "<!-- early_exit:end -->"
     text = DOC.read_text() if DOC.exists() else "# Results\n"
-    if start not in text:
-        text = text.rstrip("\n") + "\n\n## Early-exit inference\n\n" + start + "\n" + end + "\n"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(head + start + "\n" + table(r) + "\n" + end + tail)
+    DOC.write_text(
+        study.replace_section(
+            text, key="early_exit", body=table(r) + "\n", heading="## Early-exit inference"
+        )
+    )
 
 
 def main(argv=None) -> None:

@@ -48,6 +48,10 @@ from keras_sd import backbones  # noqa: E402
 from keras_sd.atomic import write_json_atomic  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import cifar10_study as study  # noqa: E402
+
 OUT = REPO / "benchmarks" / "results" / "step_overhead.json"
 DOC = REPO / "docs" / "results.md"
 GOALS = {  # the issues' ceilings on the ratio to plain fit (no XLA)
@@ -287,13 +291,12 @@ def table(results: dict) -> str:
 
 
 def write_doc(results: dict) -> None:
-    start, end = "<!-- step_overhead:start -->", "<!-- step_overhead:end -->"
     text = DOC.read_text() if DOC.exists() else "# Results\n"
-    if start not in text:
-        text = text.rstrip("\n") + "\n\n## Training step overhead\n\n" + start + "\n" + end + "\n"
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(head + start + "\n" + table(results) + end + tail)
+    DOC.write_text(
+        study.replace_section(
+            text, key="step_overhead", body=table(results), heading="## Training step overhead"
+        )
+    )
 
 
 def main(argv=None):

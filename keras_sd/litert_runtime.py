@@ -54,6 +54,23 @@ def _interpreter_class():
     return Interpreter
 
 
+def file_sha256(file: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes: the digest the manifest records for each flatbuffer."""
+    return hashlib.sha256(pathlib.Path(file).read_bytes()).hexdigest()
+
+
+def read_json_file(file: str | os.PathLike, *, missing: str, label: str) -> Any:
+    """The parsed JSON of ``file``; a ValueError with ``missing`` when it is not a file, or
+    ``"{label} is not valid JSON (...)."`` when it does not parse."""
+    file = pathlib.Path(file)
+    if not file.is_file():
+        raise ValueError(missing)
+    try:
+        return json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{label} is not valid JSON ({err}).") from None
+
+
 def check_thresholds(thresholds: Any, num_exits: int, name: str = "thresholds") -> list[float]:
     """One threshold per exit, each in ``(0, 1]``, as Python floats; otherwise ``ValueError``.
 
@@ -161,7 +178,7 @@ class LiteRTEarlyExit:
             self.set_thresholds(thresholds)
         if verify:
             for stage in m["stages"]:
-                digest = hashlib.sha256((self.path / stage["file"]).read_bytes()).hexdigest()
+                digest = file_sha256(self.path / stage["file"])
                 if digest != stage["sha256"]:
                     raise ValueError(
                         f"`path` {str(self.path)!r}: {stage['file']} does not match the manifest "
@@ -322,16 +339,12 @@ class LiteRTEarlyExit:
 def read_manifest(path: str | os.PathLike) -> dict:
     """The manifest of an export folder, checked for format, version and listed files."""
     folder = pathlib.Path(path)
-    file = folder / MANIFEST
-    if not file.is_file():
-        raise ValueError(
-            f"`path` {str(folder)!r} has no {MANIFEST}; expected a folder written by "
-            f"EarlyExitModel.export_litert or `keras-sd export --litert`."
-        )
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"`path` {str(folder)!r}: {MANIFEST} is not valid JSON ({err}).") from None
+    manifest = read_json_file(
+        folder / MANIFEST,
+        missing=f"`path` {str(folder)!r} has no {MANIFEST}; expected a folder written by "
+        f"EarlyExitModel.export_litert or `keras-sd export --litert`.",
+        label=f"`path` {str(folder)!r}: {MANIFEST}",
+    )
     if manifest.get("format") != FORMAT:
         raise ValueError(
             f"`path` {str(folder)!r}: {MANIFEST} has format {manifest.get('format')!r}, "

@@ -3,7 +3,7 @@ checks, the stochastic-depth schedule and the dict-output head."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -45,10 +45,20 @@ def relu(name: str | None = None) -> keras.layers.ReLU:
     return keras.layers.ReLU(name=name)
 
 
+def final_bn_relu(x: Any) -> Any:
+    """The final BN-ReLU of a pre-activation network (``final_bn``, ``final_relu``)."""
+    return relu("final_relu")(bn("final_bn")(x))
+
+
+def check_positive_int(value: Any, *, name: str) -> int:
+    """``value`` if it is a positive Python int (not a bool), else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def check_num_classes(num_classes: Any) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return num_classes
+    return check_positive_int(num_classes, name="num_classes")
 
 
 def check_input_shape(input_shape: Any) -> tuple[int, int, int]:
@@ -150,6 +160,32 @@ def residual(
     branch = keras.Sequential(list(branch_layers), name=f"{name}_branch")
     gate = StochasticDepth(branch, p, mode=schedule.drop_mode, seed=seed, name=f"{name}_sd")
     return gate([x, shortcut])
+
+
+def block_stages(
+    x: Any,
+    *,
+    in_filters: int,
+    widths: Sequence[int],
+    blocks: Sequence[int],
+    schedule: DepthSchedule,
+    block: Callable[..., Any],
+) -> list[Any]:
+    """The stage layout every ResNet here shares; returns the stage outputs.
+
+    Stage ``s`` has ``blocks[s]`` blocks of output width ``widths[s]``, the first of them with
+    stride 2 except in the first stage. Each is ``block(x, in_filters, filters, stride, schedule,
+    name)`` with ``name`` ``"stage{s}_block{b}"`` (1-based) and ``in_filters`` the previous
+    block's width (``in_filters`` for the first).
+    """
+    stages = []
+    for s, (filters, n) in enumerate(zip(widths, blocks)):
+        for b in range(n):
+            stride = 2 if (s > 0 and b == 0) else 1
+            x = block(x, in_filters, filters, stride, schedule, f"stage{s + 1}_block{b + 1}")
+            in_filters = filters
+        stages.append(x)
+    return stages
 
 
 def head_and_model(inputs: Any, stages: list[Any], num_classes: int, name: str) -> keras.Model:

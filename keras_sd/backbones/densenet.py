@@ -40,8 +40,7 @@ def densenet(
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 7 or (depth - 4) % 3:
         raise ValueError(f"depth must be 3n+4 with n >= 1 (7, 10, ..., 40, 100), got {depth!r}")
-    if isinstance(growth_rate, bool) or not isinstance(growth_rate, int) or growth_rate < 1:
-        raise ValueError(f"growth_rate must be a positive int, got {growth_rate!r}")
+    c.check_positive_int(growth_rate, name="growth_rate")
     num_classes = c.check_num_classes(num_classes)
     input_shape = c.check_input_shape(input_shape)
     n = (depth - 4) // 3
@@ -64,7 +63,7 @@ def densenet(
             x = c.conv(channels, 1, name=f"{prefix}_conv")(x)
             x = keras.layers.AveragePooling2D(2, padding="same", name=f"{prefix}_pool")(x)
         else:
-            stages.append(c.relu("final_relu")(c.bn("final_bn")(x)))
+            stages.append(c.final_bn_relu(x))
     default = f"densenet{depth}" if growth_rate == 12 else f"densenet{depth}_k{growth_rate}"
     return c.head_and_model(inputs, stages, num_classes, name or default)
 

@@ -7,6 +7,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from keras_sd.backbones import _common as c
@@ -84,16 +86,15 @@ def preact_resnet(
 
     inputs = c.image_input(input_shape)
     x = c.conv(64, 3, name="stem_conv")(inputs)
-    stages = []
-    in_filters = 64
-    for s, (filters, n) in enumerate(zip((64, 128, 256, 512), blocks)):
-        for b in range(n):
-            stride = 2 if (s > 0 and b == 0) else 1
-            x = preact_block(x, in_filters, filters, stride, schedule, f"stage{s + 1}_block{b + 1}")
-            in_filters = filters
-        if s == len(blocks) - 1:
-            x = c.relu("final_relu")(c.bn("final_bn")(x))
-        stages.append(x)
+    stages = c.block_stages(
+        x,
+        in_filters=64,
+        widths=(64, 128, 256, 512),
+        blocks=blocks,
+        schedule=schedule,
+        block=preact_block,
+    )
+    stages[-1] = c.final_bn_relu(stages[-1])
     return c.head_and_model(inputs, stages, num_classes, name or f"preact_resnet{depth}")
 
 
@@ -144,8 +145,7 @@ def wide_resnet(
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth!r}")
-    if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-        raise ValueError(f"width must be a positive int, got {width!r}")
+    c.check_positive_int(width, name="width")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     num_classes = c.check_num_classes(num_classes)
@@ -155,18 +155,15 @@ def wide_resnet(
 
     inputs = c.image_input(input_shape)
     x = c.conv(16, 3, name="stem_conv")(inputs)
-    stages = []
-    in_filters = 16
-    for s, filters in enumerate((16 * width, 32 * width, 64 * width)):
-        for b in range(n):
-            stride = 2 if (s > 0 and b == 0) else 1
-            x = preact_block(
-                x, in_filters, filters, stride, schedule, f"stage{s + 1}_block{b + 1}", dropout
-            )
-            in_filters = filters
-        if s == 2:
-            x = c.relu("final_relu")(c.bn("final_bn")(x))
-        stages.append(x)
+    stages = c.block_stages(
+        x,
+        in_filters=16,
+        widths=(16 * width, 32 * width, 64 * width),
+        blocks=(n,) * 3,
+        schedule=schedule,
+        block=functools.partial(preact_block, dropout=dropout),
+    )
+    stages[-1] = c.final_bn_relu(stages[-1])
     return c.head_and_model(inputs, stages, num_classes, name or f"wrn{depth}_{width}")
 
 

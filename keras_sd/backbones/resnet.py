@@ -7,6 +7,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import keras
 
 from keras_sd.backbones import _common as c
@@ -25,14 +27,20 @@ _CONFIGS = {
 def _bottleneck(
     x: object,
     in_filters: int,
-    width: int,
     out_filters: int,
     stride: int,
-    groups: int,
     schedule: c.DepthSchedule,
     name: str,
+    *,
+    groups: int,
+    width_per_group: int,
 ) -> object:
-    """Post-activation bottleneck 1x1-3x3(stride, groups)-1x1; projection 1x1 conv + BN."""
+    """Post-activation bottleneck 1x1-3x3(stride, groups)-1x1; projection 1x1 conv + BN.
+
+    ``out_filters`` is 4 x the stage's planes; the 3x3 is ``planes * width_per_group * groups /
+    64`` wide (``planes`` for a ResNet, ``groups = 1, width_per_group = 64``).
+    """
+    width = out_filters // 4 * width_per_group * groups // 64
     if stride != 1 or in_filters != out_filters:
         shortcut = c.conv(out_filters, 1, stride, name=f"{name}_proj_conv")(x)
         shortcut = c.bn(f"{name}_proj_bn")(shortcut)
@@ -88,24 +96,15 @@ def _build(
 
     inputs = c.image_input(shape)
     x = _stem(inputs, variant)
-    stages = []
-    in_filters = 64
-    for s, n in enumerate(blocks):
-        planes = 64 * 2**s
-        for b in range(n):
-            stride = 2 if (s > 0 and b == 0) else 1
-            block_name = f"stage{s + 1}_block{b + 1}"
-            if bottleneck:
-                out_filters = 4 * planes
-                width = planes * width_per_group * groups // 64
-                x = _bottleneck(
-                    x, in_filters, width, out_filters, stride, groups, schedule, block_name
-                )
-            else:
-                out_filters = planes
-                x = basic_block(x, in_filters, planes, stride, schedule, block_name)
-            in_filters = out_filters
-        stages.append(x)
+    planes = [64 * 2**s for s in range(len(blocks))]
+    if bottleneck:
+        block = functools.partial(_bottleneck, groups=groups, width_per_group=width_per_group)
+        widths = [4 * p for p in planes]
+    else:
+        block, widths = basic_block, planes
+    stages = c.block_stages(
+        x, in_filters=64, widths=widths, blocks=blocks, schedule=schedule, block=block
+    )
     return c.head_and_model(inputs, stages, num_classes, name)
 
 
@@ -197,9 +196,8 @@ def resnext50(
     Returns:
         A functional model with output ``{"stages": [s1..s4], "features", "logits"}``.
     """
-    for arg, value in (("cardinality", cardinality), ("width_per_group", width_per_group)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{arg} must be a positive int, got {value!r}")
+    c.check_positive_int(cardinality, name="cardinality")
+    c.check_positive_int(width_per_group, name="width_per_group")
     return _build(
         50,
         num_classes,

@@ -59,14 +59,9 @@ def resnet_cifar(
     x = c.conv(16, 3, name="stem_conv")(inputs)
     x = c.bn("stem_bn")(x)
     x = c.relu("stem_relu")(x)
-    stages = []
-    in_filters = 16
-    for s, filters in enumerate((16, 32, 64)):
-        for b in range(n):
-            stride = 2 if (s > 0 and b == 0) else 1
-            x = basic_block(x, in_filters, filters, stride, schedule, f"stage{s + 1}_block{b + 1}")
-            in_filters = filters
-        stages.append(x)
+    stages = c.block_stages(
+        x, in_filters=16, widths=(16, 32, 64), blocks=(n,) * 3, schedule=schedule, block=basic_block
+    )
     return c.head_and_model(inputs, stages, num_classes, name or f"resnet{depth}")
 
 

@@ -83,6 +83,17 @@ def _sparse(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return labels.reshape(-1).astype(np.int64)
 
 
+def check_every_n_epochs(every_n_epochs) -> int:
+    """``every_n_epochs`` if it is a positive Python int (not a bool), else a ValueError."""
+    if (
+        isinstance(every_n_epochs, bool)
+        or not isinstance(every_n_epochs, int)
+        or every_n_epochs < 1
+    ):
+        raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
+    return every_n_epochs
+
+
 # ---------------------------------------------------------------------------- callbacks
 class _SummaryCallback(keras.callbacks.Callback):
     """Base: a lazily created file writer under ``<log_dir>/<subdir>``, flushed after writing."""
@@ -100,6 +111,12 @@ class _SummaryCallback(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, self.subdir))
         return self._writer
+
+    def writes_epoch(self, epoch: int) -> bool:
+        """Whether a subclass with ``every_n_epochs`` writes at the end of 0-based ``epoch``:
+        every ``every_n_epochs``-th epoch, and always the last one of ``fit``."""
+        last = epoch + 1 == int(self.params.get("epochs") or 0) if self.params else False
+        return not ((epoch + 1) % self.every_n_epochs and not last)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_sd.callbacks._summary import _SummaryCallback, take_images
+from keras_sd.callbacks._summary import _SummaryCallback, check_every_n_epochs, take_images
 from keras_sd.models.multi_exit import MultiExitDistiller
 from keras_sd.plotting import attention_panels
 
@@ -48,12 +48,7 @@ class AttentionMaps(_SummaryCallback):
         every_n_epochs: int = 1,
     ):
         super().__init__(log_dir)
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
-            raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
+        check_every_n_epochs(every_n_epochs)
         self.images, _ = take_images(validation_data, num_images)
         self.every_n_epochs = every_n_epochs
 
@@ -80,8 +75,7 @@ class AttentionMaps(_SummaryCallback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        last = epoch + 1 == int(self.params.get("epochs") or 0) if self.params else False
-        if (epoch + 1) % self.every_n_epochs and not last:
+        if not self.writes_epoch(epoch):
             return
         with self.writer.as_default():
             for i, mask in enumerate(self.masks(), start=1):

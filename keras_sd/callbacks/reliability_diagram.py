@@ -8,7 +8,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd import validation
-from keras_sd.callbacks._summary import _iterate, _softmax, _sparse, _SummaryCallback
+from keras_sd.callbacks._summary import (
+    _iterate,
+    _softmax,
+    _sparse,
+    _SummaryCallback,
+    check_every_n_epochs,
+)
 from keras_sd.metrics import calibration_report
 from keras_sd.models.multi_exit import MultiExitDistiller
 from keras_sd.plotting import reliability_diagram_image
@@ -51,12 +57,7 @@ class ReliabilityDiagram(_SummaryCallback):
             )
         num_bins = validation.positive_int(num_bins, "num_bins")
         max_samples = validation.positive_int(max_samples, "max_samples", allow_none=True)
-        if (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 1
-        ):
-            raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
+        check_every_n_epochs(every_n_epochs)
         self.validation_data = validation_data
         self.num_bins = num_bins
         self.max_samples = max_samples
@@ -97,8 +98,7 @@ class ReliabilityDiagram(_SummaryCallback):
         return "output" if "output" in names else sorted(names)[0]
 
     def on_epoch_end(self, epoch, logs=None):
-        last = epoch + 1 == int(self.params.get("epochs") or 0) if self.params else False
-        if (epoch + 1) % self.every_n_epochs and not last:
+        if not self.writes_epoch(epoch):
             return
         outputs = self.outputs()
         primary = self._primary(outputs)

@@ -16,7 +16,6 @@ Conversion uses Keras' public ``Model.export(format="litert")`` (SavedModel, the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -69,10 +68,6 @@ def _convert(model: keras.Model, file: pathlib.Path, quantize: str | None) -> No
         # int8 weights, float activations, no calibration data needed.
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     model.export(str(file), format="litert", input_signature=[spec], verbose=False, **options)
-
-
-def _sha256(file: pathlib.Path) -> str:
-    return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
 def export_litert(
@@ -144,14 +139,17 @@ def export_litert(
                     "file": file.name,
                     "input_shape": [int(v) for v in inp.shape[1:]],
                     "outputs": sorted(outputs),
-                    "sha256": _sha256(file),
+                    "sha256": keras_sd.litert_runtime.file_sha256(file),
                 }
             )
         backbone_entry = None
         if backbone:
             file = work / "backbone.tflite"
             _convert(multi.exit_graph.export_backbone(), file, quantize)
-            backbone_entry = {"file": file.name, "sha256": _sha256(file)}
+            backbone_entry = {
+                "file": file.name,
+                "sha256": keras_sd.litert_runtime.file_sha256(file),
+            }
         manifest = {
             "format": keras_sd.litert_runtime.FORMAT,
             "format_version": keras_sd.litert_runtime.FORMAT_VERSION,
@@ -194,15 +192,12 @@ def read_thresholds_file(path: str | os.PathLike, num_exits: int) -> list[float]
     from keras_sd.inference.early_exit import check_thresholds
 
     file = pathlib.Path(path)
-    if not file.is_file():
-        raise ValueError(
-            f"`thresholds` file {str(file)!r} does not exist; run `keras-sd thresholds RUN_DIR "
-            f"--beta B` first or pass --thresholds FILE."
-        )
-    try:
-        payload = json.loads(file.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"`thresholds` file {str(file)!r} is not valid JSON ({err}).") from None
+    payload = keras_sd.litert_runtime.read_json_file(
+        file,
+        missing=f"`thresholds` file {str(file)!r} does not exist; run `keras-sd thresholds "
+        f"RUN_DIR --beta B` first or pass --thresholds FILE.",
+        label=f"`thresholds` file {str(file)!r}",
+    )
     values = payload.get("thresholds") if isinstance(payload, dict) else payload
     if values is None:
         raise ValueError(

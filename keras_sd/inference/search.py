@@ -539,17 +539,22 @@ def _block(out) -> Any:
     return np.asarray(out)
 
 
+def _row(j: int, *, candidates, sim: dict, fitness, report: MacReport) -> dict:
+    """Row ``j`` of a result table (``measured_acceleration`` None: filled in by the caller)."""
+    return {
+        "thresholds": [float(t) for t in candidates[j]],
+        "accuracy": float(sim["accuracy"][j]),
+        "mac_acceleration": float(report.backbone / sim["macs"][j]),
+        "measured_acceleration": None,
+        "shares": [float(s) for s in sim["shares"][j]],
+        "fitness": float(fitness[j]),
+    }
+
+
 def _table(candidates, sim, fitness, report, rows, cached, model, measure, batch_size):
     table = []
     for j in _pareto(candidates, sim, report, rows):
-        row = {
-            "thresholds": [float(t) for t in candidates[j]],
-            "accuracy": float(sim["accuracy"][j]),
-            "mac_acceleration": float(report.backbone / sim["macs"][j]),
-            "measured_acceleration": None,
-            "shares": [float(s) for s in sim["shares"][j]],
-            "fitness": float(fitness[j]),
-        }
+        row = _row(j, candidates=candidates, sim=sim, fitness=fitness, report=report)
         if measure and cached.images is not None:
             row["measured_acceleration"] = measure_acceleration(
                 model, candidates[j], cached.images, batch_size=batch_size
@@ -775,14 +780,7 @@ def sweep_thresholds(
     fitness = _fitness(sim, report, beta, baseline)
     best = int(np.argmax(fitness))
     table = [
-        {
-            "thresholds": [float(t) for t in candidates[j]],
-            "accuracy": float(sim["accuracy"][j]),
-            "mac_acceleration": float(report.backbone / sim["macs"][j]),
-            "measured_acceleration": None,
-            "shares": [float(s) for s in sim["shares"][j]],
-            "fitness": float(fitness[j]),
-        }
+        _row(j, candidates=candidates, sim=sim, fitness=fitness, report=report)
         for j in range(len(values))
     ]
     meas = None

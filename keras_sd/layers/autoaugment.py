@@ -496,8 +496,7 @@ class PixelDistortion(aug._SeededDistortion):
     def __init__(self, mean=None, std=None, padding: int = 4, seed: int | None = None, **kwargs):
         if (mean is None) != (std is None):
             raise ValueError(f"mean and std must be given together, got mean={mean!r}, std={std!r}")
-        if not isinstance(padding, int) or isinstance(padding, bool) or padding < 0:
-            raise ValueError(f"padding must be an int >= 0, got padding={padding!r}")
+        aug.check_int(padding, name="padding", minimum=0)
         super().__init__(seed=seed, **kwargs)
         self.mean = None if mean is None else [float(v) for v in mean]
         self.std = None if std is None else [float(v) for v in std]
@@ -553,14 +552,7 @@ class CifarAutoAugment(PixelDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        if (
-            not isinstance(cutout_length, int)
-            or isinstance(cutout_length, bool)
-            or cutout_length < 0
-        ):
-            raise ValueError(
-                f"cutout_length must be an int >= 0, got cutout_length={cutout_length!r}"
-            )
+        aug.check_int(cutout_length, name="cutout_length", minimum=0)
         super().__init__(mean=mean, std=std, padding=padding, seed=seed, **kwargs)
         self.cutout_length = cutout_length
 

@@ -37,6 +37,16 @@ def _bn(name: str) -> keras.layers.BatchNormalization:
     return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name)
 
 
+def _check_map(shape, owner: str) -> tuple:
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise ValueError(
+            f"{owner} expects a 4-D feature map [batch, height, width, channels], got shape "
+            f"{shape}."
+        )
+    return shape
+
+
 @keras.saving.register_keras_serializable(package="keras_sd")
 class SeparableConvBlock(keras.layers.Layer):
     """Two depthwise-pointwise pairs, the first strided: the exits' down-sampling unit.
@@ -152,8 +162,48 @@ def align_channels(in_channels: int, out_channels: int, num_blocks: int) -> list
     return [*chans, out_channels]
 
 
+class ExitHeadBase(keras.layers.Layer):
+    """What every exit head shares: ``num_classes`` and ``feature_dim``, the dense classifier and
+    the ``{"logits", "features"}`` output.
+
+    A subclass calls ``super().__init__(num_classes, feature_dim, **kwargs)``, builds its own
+    layers, then `build_classifier`, and returns `head_outputs` of its exit feature from ``call``.
+
+    Args:
+        num_classes: classes of the dense classifier.
+        feature_dim: width of the exit feature (the backbone's final feature width).
+    """
+
+    def __init__(self, num_classes: int, feature_dim: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = validation.positive_int(num_classes, "num_classes")
+        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+
+    def build_classifier(self, *, batch) -> None:
+        """Creates and builds ``self.classifier``, the ``feature_dim -> num_classes`` Dense."""
+        self.classifier = keras.layers.Dense(
+            self.num_classes, kernel_initializer=KERNEL_INIT, name="classifier"
+        )
+        self.classifier.build((batch, self.feature_dim))
+
+    def head_outputs(self, features) -> dict:
+        """The head's output for its exit feature ``[batch, feature_dim]``."""
+        return {"logits": self.classifier(features), "features": features}
+
+    def compute_output_shape(self, input_shape):
+        batch = input_shape[0]
+        return {"logits": (batch, self.num_classes), "features": (batch, self.feature_dim)}
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "feature_dim": self.feature_dim,
+        }
+
+
 @keras.saving.register_keras_serializable(package="keras_sd")
-class ExitHead(keras.layers.Layer):
+class ExitHead(ExitHeadBase):
     """One shallow exit: optional attention, align net, global average pooling, dense classifier.
 
     The align net has ``num_blocks`` separable blocks (``K - i`` for exit ``i`` of ``K`` in the
@@ -180,21 +230,14 @@ class ExitHead(keras.layers.Layer):
         attention: bool = True,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.num_classes = validation.positive_int(num_classes, "num_classes")
-        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+        super().__init__(num_classes, feature_dim, **kwargs)
         self.num_blocks = validation.positive_int(num_blocks, "num_blocks")
         if not isinstance(attention, bool):
             raise ValueError(f"`attention` must be True or False, got {attention!r}.")
         self.attention = attention
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) != 4:
-            raise ValueError(
-                f"ExitHead expects a 4-D feature map [batch, height, width, channels], got shape "
-                f"{shape}."
-            )
+        shape = _check_map(input_shape, "ExitHead")
         self.attention_module = None
         if self.attention:
             self.attention_module = ExitAttention(name="attention")
@@ -207,10 +250,7 @@ class ExitHead(keras.layers.Layer):
             block.build(shape)
             shape = block.compute_output_shape(shape)
             self.blocks.append(block)
-        self.classifier = keras.layers.Dense(
-            self.num_classes, kernel_initializer=KERNEL_INIT, name="classifier"
-        )
-        self.classifier.build((shape[0], self.feature_dim))
+        self.build_classifier(batch=shape[0])
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -219,24 +259,18 @@ class ExitHead(keras.layers.Layer):
         for block in self.blocks:
             x = block(x, training=training)
         features = ops.mean(x, axis=(1, 2))
-        return {"logits": self.classifier(features), "features": features}
-
-    def compute_output_shape(self, input_shape):
-        batch = input_shape[0]
-        return {"logits": (batch, self.num_classes), "features": (batch, self.feature_dim)}
+        return self.head_outputs(features)
 
     def get_config(self):
         return {
             **super().get_config(),
-            "num_classes": self.num_classes,
-            "feature_dim": self.feature_dim,
             "num_blocks": self.num_blocks,
             "attention": self.attention,
         }
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
-class BottleneckExitHead(keras.layers.Layer):
+class BottleneckExitHead(ExitHeadBase):
     """One shallow exit as a single bottleneck: 1x1 conv, strided ``s x s`` conv, 1x1 conv.
 
     ``conv1x1(C_in -> D/4) -> BN -> ReLU -> conv(s x s, stride s)(D/4 -> D/4) -> BN -> ReLU ->
@@ -264,9 +298,7 @@ class BottleneckExitHead(keras.layers.Layer):
     """
 
     def __init__(self, num_classes: int, feature_dim: int, downsample: int, **kwargs):
-        super().__init__(**kwargs)
-        self.num_classes = validation.positive_int(num_classes, "num_classes")
-        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+        super().__init__(num_classes, feature_dim, **kwargs)
         self.downsample = validation.positive_int(downsample, "downsample")
 
     @property
@@ -275,12 +307,7 @@ class BottleneckExitHead(keras.layers.Layer):
         return max(1, self.feature_dim // 4)
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        if len(shape) != 4:
-            raise ValueError(
-                f"BottleneckExitHead expects a 4-D feature map [batch, height, width, channels], "
-                f"got shape {shape}."
-            )
+        shape = _check_map(input_shape, "BottleneckExitHead")
         mid, s = self.bottleneck_channels, self.downsample
         kw = dict(use_bias=True, padding="same", kernel_initializer=KERNEL_INIT)
         self.reduce = keras.layers.Conv2D(mid, 1, name="reduce", **kw)
@@ -292,10 +319,7 @@ class BottleneckExitHead(keras.layers.Layer):
         for layer in (self.reduce, self.bn1, self.down, self.bn2, self.expand, self.bn3):
             layer.build(shape)
             shape = layer.compute_output_shape(shape)
-        self.classifier = keras.layers.Dense(
-            self.num_classes, kernel_initializer=KERNEL_INIT, name="classifier"
-        )
-        self.classifier.build((shape[0], self.feature_dim))
+        self.build_classifier(batch=shape[0])
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -303,17 +327,11 @@ class BottleneckExitHead(keras.layers.Layer):
         x = ops.relu(self.bn2(self.down(x), training=training))
         x = ops.relu(self.bn3(self.expand(x), training=training))
         features = ops.mean(x, axis=(1, 2))
-        return {"logits": self.classifier(features), "features": features}
-
-    def compute_output_shape(self, input_shape):
-        batch = input_shape[0]
-        return {"logits": (batch, self.num_classes), "features": (batch, self.feature_dim)}
+        return self.head_outputs(features)
 
     def get_config(self):
         return {
             **super().get_config(),
-            "num_classes": self.num_classes,
-            "feature_dim": self.feature_dim,
             "downsample": self.downsample,
         }
 

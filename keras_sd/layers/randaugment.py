@@ -146,8 +146,7 @@ def draws(
 
 
 def _check(num_ops, magnitude, magnitude_std, prob):
-    if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 0:
-        raise ValueError(f"num_ops must be an int >= 0, got num_ops={num_ops!r}")
+    aug.check_int(num_ops, name="num_ops", minimum=0)
     if not 0 <= magnitude <= LEVELS:
         raise ValueError(f"magnitude must be in [0, {LEVELS:g}], got magnitude={magnitude!r}")
     if not magnitude_std >= 0:

@@ -21,6 +21,7 @@ import keras
 from keras import ops
 
 from keras_sd import validation
+from keras_sd.layers.exits import ExitHeadBase
 
 TOKEN_POOLINGS = ("mean", "class_token", "attention")
 KERNEL_INIT = "he_normal"
@@ -80,7 +81,7 @@ class TokenPooling(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
-class TokenExitHead(keras.layers.Layer):
+class TokenExitHead(ExitHeadBase):
     """One shallow exit on a token sequence: layer norm, pooling, dense classifier.
 
     ``LayerNorm -> pool -> [Dense(feature_dim)] -> Dense(num_classes)``. Pooling is the class
@@ -115,10 +116,7 @@ class TokenExitHead(keras.layers.Layer):
         num_heads: int | None = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-
-        self.num_classes = validation.positive_int(num_classes, "num_classes")
-        self.feature_dim = validation.positive_int(feature_dim, "feature_dim")
+        super().__init__(num_classes, feature_dim, **kwargs)
         self.pooling = check_token_pooling(pooling, "pooling")
         self.num_heads = (
             None if num_heads is None else validation.positive_int(num_heads, "num_heads")
@@ -152,10 +150,7 @@ class TokenExitHead(keras.layers.Layer):
                 self.feature_dim, kernel_initializer=KERNEL_INIT, name="projection"
             )
             self.projection.build((shape[0], dim))
-        self.classifier = keras.layers.Dense(
-            self.num_classes, kernel_initializer=KERNEL_INIT, name="classifier"
-        )
-        self.classifier.build((shape[0], self.feature_dim))
+        self.build_classifier(batch=shape[0])
         super().build(input_shape)
 
     def call(self, x, training=None):
@@ -168,17 +163,11 @@ class TokenExitHead(keras.layers.Layer):
         else:
             pooled = self.pool(x)
         features = pooled if self.projection is None else self.projection(pooled)
-        return {"logits": self.classifier(features), "features": features}
-
-    def compute_output_shape(self, input_shape):
-        batch = input_shape[0]
-        return {"logits": (batch, self.num_classes), "features": (batch, self.feature_dim)}
+        return self.head_outputs(features)
 
     def get_config(self):
         return {
             **super().get_config(),
-            "num_classes": self.num_classes,
-            "feature_dim": self.feature_dim,
             "pooling": self.pooling,
             "num_heads": self.num_heads,
         }
