@@ -12,8 +12,7 @@ import pytest
 
 from keras_sd import litert_runtime
 from keras_sd.backbones import _common as c
-from keras_sd.callbacks._summary import _SummaryCallback, check_every_n_epochs
-from keras_sd.layers import augment as aug
+from keras_sd.callbacks._summary import _SummaryCallback
 from keras_sd.layers.exits import ExitHeadBase
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,13 +28,6 @@ def test_file_sha256_and_read_json_file(tmp_path):
     file.write_text("{")
     with pytest.raises(ValueError, match=r"^`f` a\.json is not valid JSON \("):
         litert_runtime.read_json_file(file, missing="no", label="`f` a.json")
-
-
-def test_check_positive_int():
-    assert c.check_positive_int(3, name="width") == 3
-    for bad in (0, -1, True, 2.0, "3"):
-        with pytest.raises(ValueError, match=f"^width must be a positive int, got {bad!r}$"):
-            c.check_positive_int(bad, name="width")
 
 
 def test_block_stages_names_strides_and_widths():
@@ -66,24 +58,7 @@ def test_final_bn_relu_layer_names():
     assert [layer.name for layer in model.layers[1:]] == ["final_bn", "final_relu"]
 
 
-def test_distortion_checks():
-    assert aug.check_int(0, name="padding", minimum=0) == 0
-    with pytest.raises(ValueError, match=r"^padding must be an int >= 0, got padding=-1$"):
-        aug.check_int(-1, name="padding", minimum=0)
-    with pytest.raises(ValueError, match=r"^height must be an int >= 1, got height=True$"):
-        aug.check_int(True, name="height", minimum=1)
-    assert aug.check_flag(False, name="horizontal_flip") is False
-    with pytest.raises(
-        ValueError, match=r"^horizontal_flip must be a bool, got horizontal_flip='y'$"
-    ):
-        aug.check_flag("y", name="horizontal_flip")
-
-
-def test_every_n_epochs_and_writes_epoch(tmp_path):
-    assert check_every_n_epochs(2) == 2
-    for bad in (0, True, 1.5):
-        with pytest.raises(ValueError, match="`every_n_epochs` must be a positive int"):
-            check_every_n_epochs(bad)
+def test_writes_epoch(tmp_path):
     callback = _SummaryCallback(tmp_path)
     callback.every_n_epochs = 3
     callback.set_params({"epochs": 5})

@@ -130,7 +130,7 @@ def test_a_preset_directory_loads_by_name(tmp_path):
         ({"stages": [2, 1]}, r"`stages` must be distinct and increasing, got \[2, 1\]"),
         ({"stages": "P2"}, r"`stages` must be a non-empty list of block numbers in 1..2"),
         ({"pooling": "max"}, r"`pooling` must be 'class_token' or 'mean' for a ViT, got 'max'"),
-        ({"num_classes": 0}, r"num_classes must be a positive int, got 0"),
+        ({"num_classes": 0}, r"`num_classes` must be a positive int, got 0\."),
     ],
 )
 def test_bad_vit_arguments(kwargs, match):

@@ -205,7 +205,7 @@ def test_distortion_layer_and_config():
         (lambda: data.load("digits", augment="randaugment"), r"augment='randaugment' needs 8-bit"),
         (lambda: data.distortion("randaugment", (32, 32, 3), mean=(0.5,), std=(0.2,)), "mean"),
         (lambda: ra.CifarRandAugment(mean=(0.5,) * 3), "mean and std"),
-        (lambda: ra.CifarRandAugment(num_ops=-1), r"num_ops must be an int >= 0, got num_ops=-1"),
+        (lambda: ra.CifarRandAugment(num_ops=-1), r"`num_ops` must be an int >= 0, got -1\."),
         (lambda: ra.randaugment(IMG[None], SEED, magnitude=11), r"magnitude must be in \[0, 10\]"),
         (lambda: ra.randaugment(IMG[None], SEED, prob=1.5), r"prob must be in \[0, 1\], got"),
         (lambda: ra.randaugment(IMG[None], SEED, magnitude_std=-1), "magnitude_std must be"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from keras_sd import validation
 from keras_sd.layers.stochastic_depth import StochasticDepth
 
 KERNEL_INIT = "he_normal"
@@ -50,15 +51,8 @@ def final_bn_relu(x: Any) -> Any:
     return relu("final_relu")(bn("final_bn")(x))
 
 
-def check_positive_int(value: Any, *, name: str) -> int:
-    """``value`` if it is a positive Python int (not a bool), else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def check_num_classes(num_classes: Any) -> int:
-    return check_positive_int(num_classes, name="num_classes")
+    return validation.positive_int(num_classes, "num_classes")
 
 
 def check_input_shape(input_shape: Any) -> tuple[int, int, int]:

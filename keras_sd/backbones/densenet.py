@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import keras
 
+from keras_sd import validation
 from keras_sd.backbones import _common as c
 
 
@@ -40,7 +41,7 @@ def densenet(
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 7 or (depth - 4) % 3:
         raise ValueError(f"depth must be 3n+4 with n >= 1 (7, 10, ..., 40, 100), got {depth!r}")
-    c.check_positive_int(growth_rate, name="growth_rate")
+    validation.positive_int(growth_rate, "growth_rate")
     num_classes = c.check_num_classes(num_classes)
     input_shape = c.check_input_shape(input_shape)
     n = (depth - 4) // 3

@@ -11,6 +11,7 @@ import functools
 
 import keras
 
+from keras_sd import validation
 from keras_sd.backbones import _common as c
 
 _PREACT_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -145,7 +146,7 @@ def wide_resnet(
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
         raise ValueError(f"depth must be 6n+4 with n >= 1 (10, 16, 22, 28, ...), got {depth!r}")
-    c.check_positive_int(width, name="width")
+    validation.positive_int(width, "width")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
     num_classes = c.check_num_classes(num_classes)

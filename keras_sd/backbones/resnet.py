@@ -11,6 +11,7 @@ import functools
 
 import keras
 
+from keras_sd import validation
 from keras_sd.backbones import _common as c
 from keras_sd.backbones.resnet_cifar import basic_block
 
@@ -196,8 +197,8 @@ def resnext50(
     Returns:
         A functional model with output ``{"stages": [s1..s4], "features", "logits"}``.
     """
-    c.check_positive_int(cardinality, name="cardinality")
-    c.check_positive_int(width_per_group, name="width_per_group")
+    validation.positive_int(cardinality, "cardinality")
+    validation.positive_int(width_per_group, "width_per_group")
     return _build(
         50,
         num_classes,

@@ -83,17 +83,6 @@ def _sparse(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return labels.reshape(-1).astype(np.int64)
 
 
-def check_every_n_epochs(every_n_epochs) -> int:
-    """``every_n_epochs`` if it is a positive Python int (not a bool), else a ValueError."""
-    if (
-        isinstance(every_n_epochs, bool)
-        or not isinstance(every_n_epochs, int)
-        or every_n_epochs < 1
-    ):
-        raise ValueError(f"`every_n_epochs` must be a positive int, got {every_n_epochs!r}.")
-    return every_n_epochs
-
-
 # ---------------------------------------------------------------------------- callbacks
 class _SummaryCallback(keras.callbacks.Callback):
     """Base: a lazily created file writer under ``<log_dir>/<subdir>``, flushed after writing."""

@@ -7,7 +7,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_sd.callbacks._summary import _SummaryCallback, check_every_n_epochs, take_images
+from keras_sd import validation
+from keras_sd.callbacks._summary import _SummaryCallback, take_images
 from keras_sd.models.multi_exit import MultiExitDistiller
 from keras_sd.plotting import attention_panels
 
@@ -48,7 +49,7 @@ class AttentionMaps(_SummaryCallback):
         every_n_epochs: int = 1,
     ):
         super().__init__(log_dir)
-        check_every_n_epochs(every_n_epochs)
+        validation.positive_int(every_n_epochs, "every_n_epochs")
         self.images, _ = take_images(validation_data, num_images)
         self.every_n_epochs = every_n_epochs
 

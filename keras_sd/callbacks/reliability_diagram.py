@@ -13,7 +13,6 @@ from keras_sd.callbacks._summary import (
     _softmax,
     _sparse,
     _SummaryCallback,
-    check_every_n_epochs,
 )
 from keras_sd.metrics import calibration_report
 from keras_sd.models.multi_exit import MultiExitDistiller
@@ -57,7 +56,7 @@ class ReliabilityDiagram(_SummaryCallback):
             )
         num_bins = validation.positive_int(num_bins, "num_bins")
         max_samples = validation.positive_int(max_samples, "max_samples", allow_none=True)
-        check_every_n_epochs(every_n_epochs)
+        validation.positive_int(every_n_epochs, "every_n_epochs")
         self.validation_data = validation_data
         self.num_bins = num_bins
         self.max_samples = max_samples

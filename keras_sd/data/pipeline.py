@@ -47,6 +47,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import validation
 from keras_sd.data import sources
 from keras_sd.layers import augment as aug
 from keras_sd.layers import autoaugment, randaugment
@@ -186,14 +187,6 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_positive_int(name: str, value, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        expected = "a positive int or None" if allow_none else "a positive int"
-        raise ValueError(f"{name} must be {expected}, got {name}={value!r}")
-
-
 def _make_source(name: str, data_dir, image_size) -> sources.Source:
     if not isinstance(name, str) or not name:
         raise ValueError(f"name must be a non-empty string, got name={name!r}")
@@ -330,9 +323,9 @@ def load(
         ValueError: For an unknown data set, a missing or malformed folder, labels out of
             range, or bad arguments.
     """
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("eval_batch_size", eval_batch_size, allow_none=True)
-    _check_positive_int("train_per_class", train_per_class, allow_none=True)
+    validation.positive_int(batch_size, "batch_size")
+    validation.positive_int(eval_batch_size, "eval_batch_size", allow_none=True)
+    validation.positive_int(train_per_class, "train_per_class", allow_none=True)
     if not _is_int(seed) or not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be an int (int64 range), got seed={seed!r}")
     if augment not in AUGMENTS:

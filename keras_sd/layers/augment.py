@@ -25,22 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import validation
+
 _MAX_SEED = 2**31 - 1
-
-
-def check_int(value, *, name: str, minimum: int) -> int:
-    """``value`` if it is an int (not a bool) >= ``minimum``, else the distortion layers'
-    ValueError ``"{name} must be an int >= {minimum}, got {name}={value!r}"``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {name}={value!r}")
-    return value
-
-
-def check_flag(value, *, name: str):
-    """``value`` if it is True or False (1 and 0 compare equal), else a ValueError naming it."""
-    if value not in (True, False):
-        raise ValueError(f"{name} must be a bool, got {name}={value!r}")
-    return value
 
 
 def _split_seed(seed: tf.Tensor, n: int) -> list[tf.Tensor]:
@@ -250,8 +237,8 @@ class PadAndRandomCrop(_SeededDistortion):
     def __init__(
         self, padding: int = 4, horizontal_flip: bool = False, seed: int | None = None, **kwargs
     ):
-        check_int(padding, name="padding", minimum=0)
-        check_flag(horizontal_flip, name="horizontal_flip")
+        validation.integer(padding, "padding", minimum=0)
+        validation.boolean(horizontal_flip, "horizontal_flip")
         super().__init__(seed=seed, **kwargs)
         self.padding = padding
         self.horizontal_flip = horizontal_flip
@@ -320,8 +307,8 @@ class RandomResizedCrop(_SeededDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        check_int(height, name="height", minimum=1)
-        check_int(width, name="width", minimum=1)
+        validation.integer(height, "height", minimum=1)
+        validation.integer(width, "width", minimum=1)
         scale, ratio = tuple(float(v) for v in scale), tuple(float(v) for v in ratio)
         if len(scale) != 2 or not 0.0 < scale[0] <= scale[1] <= 1.0:
             raise ValueError(
@@ -329,7 +316,7 @@ class RandomResizedCrop(_SeededDistortion):
             )
         if len(ratio) != 2 or not 0.0 < ratio[0] <= ratio[1]:
             raise ValueError(f"ratio must be (min, max) with 0 < min <= max, got ratio={ratio}")
-        check_flag(horizontal_flip, name="horizontal_flip")
+        validation.boolean(horizontal_flip, "horizontal_flip")
         super().__init__(seed=seed, **kwargs)
         self.height, self.width, self.scale, self.ratio = height, width, scale, ratio
         self.horizontal_flip = horizontal_flip
@@ -391,9 +378,9 @@ class RandomCropFlip(_SeededDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        check_int(height, name="height", minimum=1)
-        check_int(width, name="width", minimum=1)
-        check_flag(horizontal_flip, name="horizontal_flip")
+        validation.integer(height, "height", minimum=1)
+        validation.integer(width, "width", minimum=1)
+        validation.boolean(horizontal_flip, "horizontal_flip")
         super().__init__(seed=seed, **kwargs)
         self.height, self.width, self.horizontal_flip = height, width, horizontal_flip
 

@@ -69,6 +69,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_sd import validation
 from keras_sd.layers import augment as aug
 
 FILL = 128.0  # grey: the pad-crop border and the geometric operations' fill, as the reference
@@ -496,7 +497,7 @@ class PixelDistortion(aug._SeededDistortion):
     def __init__(self, mean=None, std=None, padding: int = 4, seed: int | None = None, **kwargs):
         if (mean is None) != (std is None):
             raise ValueError(f"mean and std must be given together, got mean={mean!r}, std={std!r}")
-        aug.check_int(padding, name="padding", minimum=0)
+        validation.integer(padding, "padding", minimum=0)
         super().__init__(seed=seed, **kwargs)
         self.mean = None if mean is None else [float(v) for v in mean]
         self.std = None if std is None else [float(v) for v in std]
@@ -552,7 +553,7 @@ class CifarAutoAugment(PixelDistortion):
         seed: int | None = None,
         **kwargs,
     ):
-        aug.check_int(cutout_length, name="cutout_length", minimum=0)
+        validation.integer(cutout_length, "cutout_length", minimum=0)
         super().__init__(mean=mean, std=std, padding=padding, seed=seed, **kwargs)
         self.cutout_length = cutout_length
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from keras_sd import validation
 from keras_sd.layers import augment as aug
 from keras_sd.layers import autoaugment as aa
 
@@ -146,7 +147,7 @@ def draws(
 
 
 def _check(num_ops, magnitude, magnitude_std, prob):
-    aug.check_int(num_ops, name="num_ops", minimum=0)
+    validation.integer(num_ops, "num_ops", minimum=0)
     if not 0 <= magnitude <= LEVELS:
         raise ValueError(f"magnitude must be in [0, {LEVELS:g}], got magnitude={magnitude!r}")
     if not magnitude_std >= 0:
