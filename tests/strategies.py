@@ -23,3 +23,16 @@ def mirrored(num_replicas: int = 2) -> tf.distribute.MirroredStrategy:
         return cls(devices)
     finally:
         cls._collective_key_base = saved
+
+
+def run_per_replica(strategy, fn, *tensors, batch_size):
+    """Runs ``fn`` on every replica of ``strategy`` (in a tf.function) for each batch of the
+    slices of ``tensors``, distributed by ``strategy``."""
+    dataset = tf.data.Dataset.from_tensor_slices(tensors).batch(batch_size)
+
+    @tf.function
+    def step(*args):
+        strategy.run(fn, args=args)
+
+    for args in strategy.experimental_distribute_dataset(dataset):
+        step(*args)

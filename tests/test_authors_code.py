@@ -16,6 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import staged_backbone
 
 from keras_sd import losses, recipes, train
 from keras_sd.models.multi_exit import MultiExitDistiller
@@ -32,18 +33,8 @@ Y = RNG.integers(0, CLASSES, size=12)
 
 def four_stage_backbone(seed=0):
     """Contract backbone with 4 stages (16, 8, 4, 2 pixels), so K = 4 exits as in ResNet-18."""
-    init = keras.initializers.HeNormal(seed=seed)
-    inp = keras.Input((16, 16, 1))
-    x, stages = inp, []
-    for i, (filters, stride) in enumerate([(4, 1), (6, 2), (8, 2), (8, 2)]):
-        x = keras.layers.Conv2D(
-            filters, 3, strides=stride, padding="same", kernel_initializer=init, name=f"conv{i}"
-        )(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        stages.append(x)
-    h = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    z = keras.layers.Dense(CLASSES, kernel_initializer=init, name="head")(h)
-    return keras.Model(inp, {"stages": stages, "features": h, "logits": z}, name="four")
+    stages = [(4, 1), (6, 2), (8, 2), (8, 2)]
+    return staged_backbone((16, 16, 1), stages, CLASSES, seed=seed, name="four")
 
 
 def authors_model(**overrides):

@@ -3,6 +3,13 @@
 import numpy as np
 import pytest
 import tensorflow as tf
+from image_helpers import (
+    assert_epochs_follow_the_seed,
+    eight_bit_pixels,
+    first_two_epochs,
+    pad_crop_flip_hits,
+    write_same_image_folder,
+)
 
 from keras_sd import data
 from keras_sd.layers import autoaugment as aa
@@ -292,46 +299,22 @@ def test_draws_differ_within_a_batch_and_are_seeded():
     assert abs(apply[0].mean() - p_first[index].mean()) < 0.02
 
 
-def _write_png(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tf.io.encode_png(image).numpy())
-
-
 @pytest.fixture(scope="module")
 def same_image_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("aa")
     img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    for k in range(16):
-        _write_png(root / "train" / "a" / f"{k:02d}.png", img)
-    _write_png(root / "test" / "a" / "0.png", img)
-    return root, img
+    return write_same_image_folder(root, img), img
 
 
 def test_pipeline_per_sample_deterministic_and_sane(same_image_folder):
     root, img = same_image_folder
-
-    def first_two_epochs(seed):
-        b = data.load(f"folder:{root}", batch_size=16, augment="autoaugment", seed=seed)
-        assert b.augment == "autoaugment" and b.info.image_shape == (32, 32, 3)
-        # Each pass over b.train is the next epoch (fresh shuffle and augmentation draws).
-        return [np.concatenate([x.numpy() for x, _ in b.train]) for _ in range(2)], b.info
-
-    (e1, e2), info = first_two_epochs(0)
+    (e1, e2), info = first_two_epochs(root, "autoaugment", 0)
     assert e1.shape == (16, 32, 32, 3) and e1.dtype == np.float32
-    mean, std = np.array(info.mean), np.array(info.std)
-    pixels = (e1 * std + mean) * 255
-    np.testing.assert_allclose(pixels, np.round(pixels), atol=2e-3)  # 8-bit values ...
-    assert pixels.min() > -0.01 and pixels.max() < 255.01  # ... in [0, 255]
+    pixels = eight_bit_pixels(e1, info)
     assert (np.abs(pixels).max(axis=-1) < 1e-3).any()  # Cutout: black before normalisation
     # 16 copies of one image: every copy gets its own draws.
     assert len({o.tobytes() for o in e1}) == 16
-    # Same seed -> the same epochs; next epoch and another seed -> different images.
-    (f1, f2), _ = first_two_epochs(0)
-    np.testing.assert_array_equal(e1, f1)
-    np.testing.assert_array_equal(e2, f2)
-    assert not np.array_equal(e1, e2)
-    (g1, _), _ = first_two_epochs(1)
-    assert not np.array_equal(e1, g1)
+    assert_epochs_follow_the_seed(root, "autoaugment", e1, e2)
 
 
 def test_pipeline_pads_with_grey_before_the_policy(same_image_folder):
@@ -345,21 +328,8 @@ def test_pipeline_pads_with_grey_before_the_policy(same_image_folder):
     )
     _, apply, _ = aa.policy_draws(8, tf.constant(policy_seed))
     untouched = ~apply.numpy().any(0)
-    padded = np.pad(img.astype(np.float32), [(4, 4), (4, 4), (0, 0)], constant_values=128)
     for o in out[untouched]:
-        hits = [
-            (dy, dx, f)
-            for dy in range(9)
-            for dx in range(9)
-            for f in (False, True)
-            if np.array_equal(
-                o,
-                padded[dy : dy + 32, dx : dx + 32][:, ::-1]
-                if f
-                else padded[dy : dy + 32, dx : dx + 32],
-            )
-        ]
-        assert hits
+        assert pad_crop_flip_hits(o, img.astype(np.float32), np.array_equal, pad_value=128)
 
 
 def test_distortion_layer(same_image_folder):

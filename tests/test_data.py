@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from image_helpers import pad_crop_flip_hits
 
 from keras_sd import data
 from keras_sd.data import sources
@@ -22,12 +23,6 @@ def _epoch(ds):
             xs.append(x.numpy())
         ys.append(y.numpy())
     return (np.concatenate(xs), np.concatenate(ys), np.concatenate(idx) if idx else None)
-
-
-def _np_pad_crop(image, dy, dx, padding):
-    h, w = image.shape[:2]
-    padded = np.pad(image, [(padding, padding), (padding, padding), (0, 0)])
-    return padded[dy : dy + h, dx : dx + w]
 
 
 # ------------------------------------------------------------------------------- digits
@@ -250,17 +245,7 @@ def test_pipeline_cifar_augment_is_per_sample_translation():
     images, index = x["image"].numpy(), x["index"].numpy()
     draws = []
     for out, i in zip(images, index):
-        hits = [
-            (dy, dx, f)
-            for dy in range(9)
-            for dx in range(9)
-            for f in (False, True)
-            if np.allclose(
-                out,
-                _np_pad_crop(ref[i], dy, dx, 4)[:, ::-1] if f else _np_pad_crop(ref[i], dy, dx, 4),
-                atol=1e-6,
-            )
-        ]
+        hits = pad_crop_flip_hits(out, ref[i], lambda a, b: np.allclose(a, b, atol=1e-6))
         assert hits, "augmented image must be a pad-4 translation (+ flip) of the original"
         draws.append(hits[0])
     assert len({d[:2] for d in draws}) > 5

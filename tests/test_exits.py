@@ -239,27 +239,20 @@ def test_bottleneck_downsample_is_the_size_ratio_to_the_last_stage():
 
 
 def test_make_exit_head_builds_either_kind():
-    attention = make_exit_head(
-        "attention",
-        5,
-        12,
-        num_blocks=2,
-        attention=True,
-        input_shape=X.shape,
-        final_shape=(None, 2, 2, 12),
-        name="a",
+    attention, bottleneck = (
+        make_exit_head(
+            kind,
+            5,
+            12,
+            num_blocks=2,
+            attention=True,
+            input_shape=X.shape,
+            final_shape=(None, 2, 2, 12),
+            name=name,
+        )
+        for kind, name in (("attention", "a"), ("bottleneck", "b"))
     )
     assert type(attention) is ExitHead and attention.built and attention.num_blocks == 2
-    bottleneck = make_exit_head(
-        "bottleneck",
-        5,
-        12,
-        num_blocks=2,
-        attention=True,
-        input_shape=X.shape,
-        final_shape=(None, 2, 2, 12),
-        name="b",
-    )
     assert type(bottleneck) is BottleneckExitHead and bottleneck.built
     assert bottleneck.downsample == 4 and bottleneck.name == "b"
 

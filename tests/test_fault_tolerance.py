@@ -3,10 +3,8 @@ every worker restores from the chief's backup, and two workers killed mid-epoch 
 finish with the weights and step count of an uninterrupted run."""
 
 import json
-import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from local_cluster import local_cluster, worker_env
 from tiny import tiny_backbone
 
 import keras_sd
@@ -238,34 +237,18 @@ KILL_EPOCH, KILL_BATCH = 1, 1  # 0-based: mid-way through the second epoch
 TIMEOUT = 240
 
 
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 class _Run:
     """Two ft_worker.py processes on fresh 127.0.0.1 ports, logs in files."""
 
     def __init__(self, root, tag, backup, kill=None):
-        cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+        cluster = local_cluster(2)
         self.logs = [root / f"{tag}_w{i}.log" for i in range(2)]
         self.outs = [root / f"{tag}_w{i}.npz" for i in range(2)]
         self.tmps = [root / f"{tag}_tmp{i}" for i in range(2)]
         self.procs = []
         for i in range(2):
             self.tmps[i].mkdir()
-            env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-            env.update(
-                TF_CPP_MIN_LOG_LEVEL="2",
-                CUDA_VISIBLE_DEVICES="",
-                TMPDIR=str(self.tmps[i]),
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}),
-            )
+            env = worker_env(cluster, i, TMPDIR=str(self.tmps[i]))
             args = [sys.executable, str(WORKER), str(self.outs[i]), str(backup)]
             if kill is not None and i == 1:
                 args += [str(k) for k in kill]

@@ -13,6 +13,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tiny import confident_multi_exit, staged_backbone
 
 import keras_sd
 from keras_sd.inference import (
@@ -35,30 +36,14 @@ H, W, C, CLASSES = 8, 8, 3, 5
 
 
 def three_stage_backbone(input_shape=(H, W, C), num_classes=CLASSES, seed=0):
-    init = keras.initializers.HeNormal(seed=seed)
-    inp = keras.Input(input_shape)
-    a = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=init, name="c1")(inp)
-    a = keras.layers.ReLU()(a)
-    b = keras.layers.Conv2D(6, 3, strides=2, padding="same", kernel_initializer=init, name="c2")(a)
-    b = keras.layers.ReLU()(b)
-    c = keras.layers.Conv2D(8, 3, strides=2, padding="same", kernel_initializer=init, name="c3")(b)
-    c = keras.layers.BatchNormalization(name="bn3")(c)
-    c = keras.layers.ReLU()(c)
-    h = keras.layers.GlobalAveragePooling2D()(c)
-    z = keras.layers.Dense(num_classes, kernel_initializer=init, name="fc")(h)
-    return keras.Model(inp, {"stages": [a, b, c], "features": h, "logits": z}, name="three")
+    """3 stages (8x8x4, 4x4x6, 2x2x8, batch norm on the last) and a dense "fc" head."""
+    stages = [(4, 1), (6, 2), (8, 2)]
+    return staged_backbone(input_shape, stages, num_classes, {2}, seed, name="three", head="fc")
 
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    m = MultiExitDistiller(three_stage_backbone())
-    # Larger classifier weights: confident, varied exits (an untrained net is near uniform).
-    for head in m.exit_heads:
-        head.classifier.kernel.assign(head.classifier.kernel * 8.0)
-    fc = m.backbone.get_layer("fc")
-    fc.kernel.assign(fc.kernel * 8.0)
-    return m
+    return confident_multi_exit(three_stage_backbone)
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +89,9 @@ def naive_early_exit(model, images, thresholds):
     return np.array(preds), np.array(exits), np.array(logits)
 
 
-# ---------------------------------------------------------------------------- early exit
-def test_early_exit_equals_naive_reference(model, images):
+def _early_exit_equals_naive(model, images):
+    """EarlyExitModel at the median thresholds gives `naive_early_exit`'s exits, predictions and
+    logits; returns the model and the reference's exits and logits."""
     thresholds = _median_thresholds(model, images)
     early = EarlyExitModel(model, thresholds)
     out = {k: np.asarray(v) for k, v in early(images).items()}
@@ -113,6 +99,12 @@ def test_early_exit_equals_naive_reference(model, images):
     np.testing.assert_array_equal(out["exit"], exits)
     np.testing.assert_array_equal(out["prediction"], preds)
     np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+    return early, exits, logits
+
+
+# ---------------------------------------------------------------------------- early exit
+def test_early_exit_equals_naive_reference(model, images):
+    early, exits, logits = _early_exit_equals_naive(model, images)
     # Every path is exercised: some samples at each exit and some by the ensemble.
     assert set(exits.tolist()) == {0, 1, 2, 3}
     # The compiled graph gives the same answers, batch by batch (ragged last batch).
@@ -318,26 +310,14 @@ def _bottleneck_head(h, w, cin, s, classes, feature_dim):
 
 @pytest.fixture(scope="module")
 def bottleneck_model():
-    keras.utils.set_random_seed(0)
-    m = MultiExitDistiller(three_stage_backbone(), exit_head="bottleneck")
-    for head in m.exit_heads:
-        head.classifier.kernel.assign(head.classifier.kernel * 8.0)
-    fc = m.backbone.get_layer("fc")
-    fc.kernel.assign(fc.kernel * 8.0)
-    return m
+    return confident_multi_exit(three_stage_backbone, exit_head="bottleneck")
 
 
 def test_bottleneck_exits_early_exit_and_macs(bottleneck_model, images):
     """The bottleneck exit head (exit_head="bottleneck") works with stage_models, early-exit
     inference and the MAC count."""
     model = bottleneck_model
-    thresholds = _median_thresholds(model, images)
-    early = EarlyExitModel(model, thresholds)
-    out = {k: np.asarray(v) for k, v in early(images).items()}
-    preds, exits, logits = naive_early_exit(model, images, thresholds)
-    np.testing.assert_array_equal(out["exit"], exits)
-    np.testing.assert_array_equal(out["prediction"], preds)
-    np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+    _, exits, _ = _early_exit_equals_naive(model, images)
     assert len(set(exits.tolist())) >= 3  # several paths exercised
     # The stage models' exit outputs are the training-graph exits.
     full = model.call_exits(images)

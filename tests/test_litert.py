@@ -11,6 +11,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+from tiny import confident_multi_exit, staged_backbone
 
 pytest.importorskip("ai_edge_litert", reason="the [litert] extra (part of [test]) is not installed")
 
@@ -23,18 +24,10 @@ NORM = {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3], "scale": 255.0}
 
 
 def three_stage_backbone(seed=0):
-    init = keras.initializers.HeNormal(seed=seed)
-    inp = keras.Input((H, W, C))
-    a = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=init)(inp)
-    a = keras.layers.ReLU()(a)
-    b = keras.layers.Conv2D(6, 3, strides=2, padding="same", kernel_initializer=init)(a)
-    b = keras.layers.BatchNormalization()(b)  # folded by the converter: still the same answers
-    b = keras.layers.ReLU()(b)
-    c = keras.layers.Conv2D(8, 3, strides=2, padding="same", kernel_initializer=init)(b)
-    c = keras.layers.ReLU()(c)
-    h = keras.layers.GlobalAveragePooling2D()(c)
-    z = keras.layers.Dense(CLASSES, kernel_initializer=init, name="fc")(h)
-    return keras.Model(inp, {"stages": [a, b, c], "features": h, "logits": z}, name="three")
+    """3 stages (8x8x4, 4x4x6, 2x2x8) and a dense "fc" head; batch norm on the second stage, which
+    the converter folds: still the same answers."""
+    stages = [(4, 1), (6, 2), (8, 2)]
+    return staged_backbone((H, W, C), stages, CLASSES, {1}, seed, name="three", head="fc")
 
 
 def _softmax(z):
@@ -45,13 +38,7 @@ def _softmax(z):
 
 @pytest.fixture(scope="module")
 def model():
-    keras.utils.set_random_seed(0)
-    m = MultiExitDistiller(three_stage_backbone())
-    # Larger classifier weights: confident, varied exits (an untrained net is near uniform).
-    for head in m.exit_heads:
-        head.classifier.kernel.assign(head.classifier.kernel * 8.0)
-    m.backbone.get_layer("fc").kernel.assign(m.backbone.get_layer("fc").kernel * 8.0)
-    return m
+    return confident_multi_exit(three_stage_backbone)
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ def logit_pair(draw, bound=BOUND):
     return a, b
 
 
-temperatures = st.floats(0.0625, 20.0, width=32)
+temperatures = st.floats(0.0625, 20.0, width=32)  # Python floats (float32-representable)
 kl_scales = st.sampled_from(losses.KL_SCALES)
 
 
@@ -47,6 +47,11 @@ def np_kl(target_logits, logits):
     return (np.exp(log_p) * (log_p - log_q)).sum(-1)
 
 
+def kl_factor(t, scale):
+    """The factor ``kl_scale`` puts on a KL at temperature ``t``."""
+    return t * t if scale == "t2" else 1.0
+
+
 def kl_tolerance(a, b, t=1.0):
     # float32 log-softmax of values of magnitude m has absolute rounding error ~ m * 2**-23 per
     # class; the KL sums (classes) such differences, each weighted by a probability <= 1.
@@ -58,11 +63,10 @@ def kl_tolerance(a, b, t=1.0):
 @given(logit_pair(), temperatures, kl_scales)
 def test_softened_kl_finite_nonnegative_and_matches_float64(pair, t, scale):
     a, b = pair
-    t = float(t)
     kl = np.asarray(losses.softened_kl(a, b, t, scale))
     assert kl.shape == (a.shape[0],)
     assert np.all(np.isfinite(kl))
-    factor = t * t if scale == "t2" else 1.0
+    factor = kl_factor(t, scale)
     tol = factor * kl_tolerance(a, b, t)
     # The float64 reference itself can round to -1e-29 for near-identical one-hot distributions,
     # so non-negativity is asserted on our float32 value (within its rounding), not on NumPy's.
@@ -75,8 +79,8 @@ def test_softened_kl_finite_nonnegative_and_matches_float64(pair, t, scale):
 @given(logit_pair(), temperatures, kl_scales)
 def test_kl_is_exactly_zero_for_equal_inputs(pair, t, scale):
     a, _ = pair
-    assert np.all(np.asarray(losses.softened_kl(a, a, float(t), scale)) == 0.0)
-    assert np.all(np.asarray(losses.symmetric_kl(a, a, float(t), scale)) == 0.0)
+    assert np.all(np.asarray(losses.softened_kl(a, a, t, scale)) == 0.0)
+    assert np.all(np.asarray(losses.symmetric_kl(a, a, t, scale)) == 0.0)
     assert np.all(np.asarray(losses.kl_from_logits(a, a)) == 0.0)
     assert np.all(np.asarray(losses.feature_kl(a, a)) == 0.0)
 
@@ -85,13 +89,12 @@ def test_kl_is_exactly_zero_for_equal_inputs(pair, t, scale):
 @given(logit_pair(), temperatures, kl_scales)
 def test_symmetric_kl_is_symmetric_and_sum_of_both_directions(pair, t, scale):
     a, b = pair
-    t = float(t)
     ab = np.asarray(losses.symmetric_kl(a, b, t, scale))
     ba = np.asarray(losses.symmetric_kl(b, a, t, scale))
     assert np.all(np.isfinite(ab))
     # The two directions are added in the opposite order; float addition commutes exactly.
     np.testing.assert_array_equal(ab, ba)
-    factor = t * t if scale == "t2" else 1.0
+    factor = kl_factor(t, scale)
     expected = factor * (np_kl(a / t, b / t) + np_kl(b / t, a / t))
     np.testing.assert_allclose(ab, expected, rtol=1e-4, atol=2 * factor * kl_tolerance(a, b, t))
 
@@ -117,10 +120,10 @@ def test_cross_entropy_finite_and_matches_float64(pair, label):
 @given(logit_pair(bound=20.0), st.floats(-100, 100, width=32), temperatures, kl_scales)
 def test_invariant_to_adding_a_constant_to_logits(pair, c, t, scale):
     a, b = pair
-    c, t = np.float32(c), float(t)
+    c = np.float32(c)
     # Rounding of a + c (|a + c| <= 120) moves each logit by <= 120 * 2**-24; through a
     # log-softmax and a sum over <= 7 classes, and times T**2 / T, that bounds the change.
-    tol = 8 * 7 * 120 * 2.0**-23 * max(t, 1.0 / t) * (t * t if scale == "t2" else 1.0)
+    tol = 8 * 7 * 120 * 2.0**-23 * max(t, 1.0 / t) * kl_factor(t, scale)
     base = np.asarray(losses.softened_kl(a, b, t, scale))
     for shifted in (
         losses.softened_kl(a + c, b, t, scale),

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from strategies import mirrored, run_per_replica
 from tiny import tiny_backbone
 
 from keras_sd import metrics
@@ -25,22 +26,6 @@ HAND_PROBS = np.array(
     np.float32,
 )
 HAND_LABELS = np.array([0, 0, 0, 2, 1])
-
-
-def mirrored(key_base):
-    """A 2-replica MirroredStrategy on the logical CPUs, with its own collective key range.
-
-    Every MirroredStrategy starts its collective group/instance keys at the same values, so two
-    strategies in one process (one per test) clash in the collective executor's cache. TF's own
-    tests give each strategy a distinct `_collective_key_base`; this does the same.
-    """
-    cls = tf.distribute.MirroredStrategy
-    saved = cls._collective_key_base
-    cls._collective_key_base = key_base
-    try:
-        return cls(["/cpu:0", "/cpu:1"])
-    finally:
-        cls._collective_key_base = saved
 
 
 def run_metric(metric, probs_or_logits, labels, batch=None, sample_weight=None):
@@ -228,22 +213,13 @@ def test_aurc_capacity_and_sample_weight_errors():
 
 
 def test_aurc_two_replicas_sees_every_sample():
-    strategy = mirrored(7300)
+    strategy = mirrored()
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(20, 4)).astype(np.float32)
     labels = rng.integers(0, 4, 20)
     with strategy.scope():
         m = metrics.AURC(capacity=16)
-    data = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices((labels, logits)).batch(8)
-    )
-
-    @tf.function
-    def step(y, z):
-        strategy.run(m.update_state, args=(y, z))
-
-    for y, z in data:
-        step(y, z)
+    run_per_replica(strategy, m.update_state, labels, logits, batch_size=8)
     probs = softmax(logits.astype(np.float64))
     assert float(m.result()) == pytest.approx(ref_aurc(probs, labels), rel=1e-5)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import check_model
-from tiny import tiny_backbone
+from tiny import staged_backbone, tiny_backbone
 
 from keras_sd import backbones
 from keras_sd.callbacks import DistillationAnnealing
@@ -20,21 +20,8 @@ T = 3.0
 
 def three_stage_backbone(batch_norm=False, seed=0, num_classes=5):
     """Contract backbone with 3 stages (8x8x4, 4x4x6, 2x2x8), so that K = 3 exits."""
-    init = keras.initializers.HeNormal(seed=seed)
-    inp = keras.Input((8, 8, 1))
-    x = inp
-    stages = []
-    for i, (filters, stride) in enumerate([(4, 1), (6, 2), (8, 2)]):
-        x = keras.layers.Conv2D(
-            filters, 3, strides=stride, padding="same", kernel_initializer=init, name=f"conv{i}"
-        )(x)
-        if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        stages.append(x)
-    h = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    z = keras.layers.Dense(num_classes, kernel_initializer=init, name="head")(h)
-    return keras.Model(inp, {"stages": stages, "features": h, "logits": z}, name="three")
+    stages = [(4, 1), (6, 2), (8, 2)]
+    return staged_backbone((8, 8, 1), stages, num_classes, batch_norm, seed, name="three")
 
 
 # ---------------------------------------------------------------- NumPy reference

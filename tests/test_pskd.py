@@ -7,28 +7,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import check_config_roundtrip, check_model
+from strategies import mirrored, run_per_replica
 from tiny import tiny_backbone
 
 from keras_sd import pskd
 from keras_sd.models.base import Baseline
 
 N, C = 16, 5
-
-
-def mirrored(key_base):
-    """A 2-replica MirroredStrategy on the logical CPUs, with its own collective key range.
-
-    Every MirroredStrategy starts its collective group/instance keys at the same values, so two
-    strategies in one process (one per test) clash in the collective executor's cache. TF's own
-    tests give each strategy a distinct `_collective_key_base`; this does the same.
-    """
-    cls = tf.distribute.MirroredStrategy
-    saved = cls._collective_key_base
-    cls._collective_key_base = key_base
-    try:
-        return cls(["/cpu:0", "/cpu:1"])
-    finally:
-        cls._collective_key_base = saved
 
 
 def data(n=N, seed=0):
@@ -148,21 +133,12 @@ def test_float16_bank():
 
 # ---------------------------------------------------------------- distribution
 def test_two_replica_writes_all_land():
-    strategy = mirrored(7100)
+    strategy = mirrored()
     with strategy.scope():
         bank = pskd.PredictionBank(10, 3)
     index = np.array([3, 7, 1, 8], np.int32)
     probs = softmax(np.random.default_rng(0).normal(size=(4, 3))).astype(np.float32)
-    dist = strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensor_slices((index, probs)).batch(4)
-    )
-
-    @tf.function
-    def step(i, p):
-        strategy.run(bank.write, args=(i, p))
-
-    for i, p in dist:
-        step(i, p)
+    run_per_replica(strategy, bank.write, index, probs, batch_size=4)
     expected = np.zeros((10, 3), np.float32)
     expected[index] = probs
     copies = bank.predictions.value.values
@@ -173,7 +149,7 @@ def test_two_replica_writes_all_land():
 
 def test_two_replica_fit_fills_the_bank():
     x, y = data()
-    strategy = mirrored(7200)
+    strategy = mirrored()
     with strategy.scope():
         model = pskd_model()
         model.compile(optimizer=keras.optimizers.SGD(0.0))

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from harness import check_model
+from strategies import mirrored
+from tiny import staged_backbone
 
 from keras_sd import backbones, recipes
 from keras_sd.models.base import Baseline
@@ -27,35 +29,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 def backbone(num_stages=3, seed=0):
     """Contract backbone without batch norm (so the final exit's train-mode logits do not depend
     on the batch), ``num_stages`` conv stages, spatial 8 -> 8 -> 4 -> 2 -> 1."""
-    init = keras.initializers.HeNormal(seed=seed)
-    inp = keras.Input((8, 8, 1))
-    x, stages = inp, []
-    for i in range(num_stages):
-        x = keras.layers.Conv2D(
-            4 + 2 * i,
-            3,
-            strides=1 if i == 0 else 2,
-            padding="same",
-            kernel_initializer=init,
-            name=f"conv{i}",
-        )(x)
-        x = keras.layers.ReLU(name=f"relu{i}")(x)
-        stages.append(x)
-    h = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    z = keras.layers.Dense(C, kernel_initializer=init, name="head")(h)
-    return keras.Model(inp, {"stages": stages, "features": h, "logits": z}, name="bb")
-
-
-def mirrored(key_base):
-    """A 2-replica MirroredStrategy on the logical CPUs with its own collective key range (two
-    strategies in one process otherwise clash on collective keys; see tests/test_pskd.py)."""
-    cls = tf.distribute.MirroredStrategy
-    saved = cls._collective_key_base
-    cls._collective_key_base = key_base
-    try:
-        return cls(["/cpu:0", "/cpu:1"])
-    finally:
-        cls._collective_key_base = saved
+    stages = [(4 + 2 * i, 1 if i == 0 else 2) for i in range(num_stages)]
+    return staged_backbone((8, 8, 1), stages, C, seed=seed, name="bb")
 
 
 # ---------------------------------------------------------------- NumPy reference
@@ -242,7 +217,7 @@ def test_evaluation_uses_one_hot_targets_with_pskd():
 
 
 def test_two_replica_training_fills_the_bank_from_both_replicas():
-    strategy = mirrored(7300)
+    strategy = mirrored()
     with strategy.scope():
         model = paper_model(pskd_alpha=0.8, num_train_examples=N, mutual_feature_weight=1.0)
         model.compile(optimizer=keras.optimizers.SGD(0.0))

@@ -4,6 +4,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from image_helpers import (
+    assert_epochs_follow_the_seed,
+    eight_bit_pixels,
+    first_two_epochs,
+    write_same_image_folder,
+)
 
 from keras_sd import data
 from keras_sd.layers import randaugment as ra
@@ -146,42 +152,19 @@ def test_keras_randaugment_draws_one_operation_set_per_batch():
     assert tuple(t["layer_idxes"].shape) == (2,)
 
 
-def _write_png(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tf.io.encode_png(image).numpy())
-
-
 @pytest.fixture(scope="module")
 def same_image_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("ra")
-    img = IMG.astype(np.uint8)
-    for k in range(16):
-        _write_png(root / "train" / "a" / f"{k:02d}.png", img)
-    _write_png(root / "test" / "a" / "0.png", img)
-    return root
+    return write_same_image_folder(root, IMG.astype(np.uint8))
 
 
 def test_pipeline_per_sample_deterministic_and_in_range(same_image_folder):
-    def first_two_epochs(seed):
-        b = data.load(
-            f"folder:{same_image_folder}", batch_size=16, augment="randaugment", seed=seed
-        )
-        assert b.augment == "randaugment" and b.info.image_shape == (32, 32, 3)
-        return [np.concatenate([x.numpy() for x, _ in b.train]) for _ in range(2)], b.info
-
-    (e1, e2), info = first_two_epochs(0)
-    pixels = (e1 * np.array(info.std) + np.array(info.mean)) * 255
-    np.testing.assert_allclose(pixels, np.round(pixels), atol=2e-3)  # 8-bit values ...
-    assert pixels.min() > -0.01 and pixels.max() < 255.01  # ... in [0, 255]
+    (e1, e2), info = first_two_epochs(same_image_folder, "randaugment", 0)
+    eight_bit_pixels(e1, info)
     # 16 copies of one image, each its own draws: a copy may match another only when both
     # took no operation (probability 1/4 each) and the same of the 162 crop-and-flip outcomes.
     assert len({o.tobytes() for o in e1}) >= 14
-    (f1, f2), _ = first_two_epochs(0)
-    np.testing.assert_array_equal(e1, f1)
-    np.testing.assert_array_equal(e2, f2)
-    assert not np.array_equal(e1, e2)
-    (g1, _), _ = first_two_epochs(1)
-    assert not np.array_equal(e1, g1)
+    assert_epochs_follow_the_seed(same_image_folder, "randaugment", e1, e2)
 
 
 def test_distortion_layer_and_config():

@@ -194,18 +194,9 @@ def _cli(*args, cwd=REPO):
 
 def test_cli_train_resume_evaluate_and_errors(tmp_path):
     out = tmp_path / "run"
-    res = _cli(
-        "train",
-        f"{BASE}:smoke",
-        "--out",
-        str(out),
-        "--verbose",
-        "0",
-        "--set",
-        "epochs=2",
-        "--set",
-        "steps_per_epoch=3",
-    )
+    train_args = ("train", f"{BASE}:smoke", "--out", str(out), "--verbose", "0")
+    train_args += ("--set", "epochs=2", "--set", "steps_per_epoch=3")
+    res = _cli(*train_args)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "test accuracy of every output" in res.stdout
     metrics = json.loads((out / "metrics.json").read_text())
@@ -215,18 +206,7 @@ def test_cli_train_resume_evaluate_and_errors(tmp_path):
     meta = json.loads((out / "backup" / "training_metadata.json").read_text())
     assert meta["epoch"] == 2
     # Rerunning resumes at the last epoch: nothing is retrained, same final numbers.
-    res2 = _cli(
-        "train",
-        f"{BASE}:smoke",
-        "--out",
-        str(out),
-        "--verbose",
-        "0",
-        "--set",
-        "epochs=2",
-        "--set",
-        "steps_per_epoch=3",
-    )
+    res2 = _cli(*train_args)
     assert res2.returncode == 0, res2.stderr[-2000:]
     again = json.loads((out / "metrics.json").read_text())
     assert again["accuracy"] == metrics["accuracy"]

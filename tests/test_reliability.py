@@ -337,6 +337,40 @@ def _weights_of(run):
     return [np.asarray(w) for w in keras.models.load_model(run / "model.keras").get_weights()]
 
 
+def _start_training(out, cwd, env):
+    import subprocess
+
+    return subprocess.Popen(
+        _train_cmd(out), cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def _commit_times(out, cwd, env, position):
+    """Trains into ``out`` uninterrupted, recording when each backup commit, ``position(out)``,
+    first appears (to place kills at chosen moments of a later run)."""
+    import time
+
+    proc = _start_training(out, cwd, env)
+    commits = {}
+    while proc.poll() is None:
+        commits.setdefault(position(out), time.monotonic())
+        time.sleep(0.01)
+    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    return commits
+
+
+def _assert_rerun_matches(ref, run, cwd, env):
+    """Reruns the killed ``run`` to the end: its weights equal those of ``ref``, bit for bit."""
+    import subprocess
+
+    final = subprocess.run(_train_cmd(run), cwd=cwd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr[-2000:]
+    want, got = _weights_of(ref), _weights_of(run)
+    assert len(want) == len(got)
+    for a, b in zip(want, got):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     """`keras-sd train` SIGKILLed at 6 random moments (mid-epoch in every epoch and during the
@@ -350,7 +384,6 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     import os
     import random
     import signal
-    import subprocess
     import time
 
     (tmp_path / "recipe.py").write_text(RESUME_RECIPE.replace("EPOCHS", str(RESUME_EPOCHS)))
@@ -358,14 +391,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     ref = tmp_path / "uninterrupted"
     # The reference run, timing the wall clock between its backup commits (one epoch with
     # validation and callbacks) to place the kills below.
-    proc = subprocess.Popen(
-        _train_cmd(ref), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    commits = {}
-    while proc.poll() is None:
-        commits.setdefault(_committed_epoch(ref), time.monotonic())
-        time.sleep(0.01)
-    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    commits = _commit_times(ref, tmp_path, env, _committed_epoch)
     epoch_wall = max(commits[e + 1] - commits[e] for e in range(1, RESUME_EPOCHS - 1))
 
     run = tmp_path / "killed"
@@ -375,13 +401,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     targets = [*range(RESUME_EPOCHS), RESUME_EPOCHS]
     killed_at = []
     for target in targets:
-        proc = subprocess.Popen(
-            _train_cmd(run),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc = _start_training(run, tmp_path, env)
         # (Epoch 0: wait for fit to start, i.e. TensorBoard's logs folder, not just the import.)
         while proc.poll() is None and (
             _committed_epoch(run) < target or not (run / "logs" / "train").exists()
@@ -400,12 +420,7 @@ def test_sigkilled_training_resumes_to_the_uninterrupted_weights(tmp_path):
     print(f"SIGKILLs after committed epochs {killed_at} (targets {targets})")
     assert len(killed_at) >= 5, killed_at
     assert min(killed_at) < RESUME_EPOCHS  # at least one kill forced epochs to be retrained
-    final = subprocess.run(_train_cmd(run), cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert final.returncode == 0, final.stderr[-2000:]
-    want, got = _weights_of(ref), _weights_of(run)
-    assert len(want) == len(got)
-    for a, b in zip(want, got):
-        np.testing.assert_array_equal(a, b)
+    _assert_rerun_matches(ref, run, tmp_path, env)
 
 
 def _committed_state(out):
@@ -435,7 +450,6 @@ def test_sigkilled_mid_epoch_resumes_from_the_step_backup_to_the_uninterrupted_w
     import os
     import random
     import signal
-    import subprocess
     import time
 
     recipe = RESUME_RECIPE.replace("EPOCHS", str(MID_EPOCH_EPOCHS)).replace(
@@ -449,14 +463,7 @@ def test_sigkilled_mid_epoch_resumes_from_the_step_backup_to_the_uninterrupted_w
         return state[0] * DIGITS_STEPS + state[1]
 
     ref = tmp_path / "uninterrupted"
-    proc = subprocess.Popen(
-        _train_cmd(ref), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    commits = {}
-    while proc.poll() is None:
-        commits.setdefault(position(_committed_state(ref)), time.monotonic())
-        time.sleep(0.01)
-    assert proc.returncode == 0, proc.stderr.read().decode()[-2000:]
+    commits = _commit_times(ref, tmp_path, env, lambda out: position(_committed_state(out)))
     # Commits every 5 steps (a commit due on an epoch's last step is made at its end).
     assert {5, 10, 15, 20, 25, 30} <= set(commits), sorted(commits)
     step_wall = (commits[30] - commits[25]) / 5
@@ -465,13 +472,7 @@ def test_sigkilled_mid_epoch_resumes_from_the_step_backup_to_the_uninterrupted_w
     rng = random.Random(0)
     killed_at = []
     for target in (5, 25, 50):  # commits (0, 5), (1, 3) and (2, 6)
-        proc = subprocess.Popen(
-            _train_cmd(run),
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        proc = _start_training(run, tmp_path, env)
         while proc.poll() is None and position(_committed_state(run)) < target:
             time.sleep(0.005)
         time.sleep(rng.uniform(0.0, 3.0) * step_wall)
@@ -482,12 +483,7 @@ def test_sigkilled_mid_epoch_resumes_from_the_step_backup_to_the_uninterrupted_w
     print(f"SIGKILLs after commits {killed_at} (epoch, step)")
     assert sum(step > 0 for _, step in killed_at) >= 2, killed_at  # resumed mid-epoch
     assert [position(s) for s in killed_at] == sorted(position(s) for s in killed_at)
-    final = subprocess.run(_train_cmd(run), cwd=tmp_path, env=env, capture_output=True, text=True)
-    assert final.returncode == 0, final.stderr[-2000:]
-    want, got = _weights_of(ref), _weights_of(run)
-    assert len(want) == len(got)
-    for a, b in zip(want, got):
-        np.testing.assert_array_equal(a, b)
+    _assert_rerun_matches(ref, run, tmp_path, env)
 
 
 @keras.saving.register_keras_serializable(package="keras_sd_tests")
@@ -556,16 +552,20 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
     expected = [np.asarray(x["index"]) for e in (0, 1) for x, _ in bundle.epoch(e)]
     expected = expected[: epochs * steps]
 
+    def fit(model, callbacks, start=0):
+        """``epochs`` Keras epochs of ``steps`` steps over the stream from its batch ``start``."""
+        return model.fit(
+            bundle.batches(start, epochs * steps),
+            epochs=epochs,
+            steps_per_epoch=steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=callbacks,
+        )
+
     ref = _recorder()
     ref_starts = _EpochStarts()
-    ref.fit(
-        bundle.batches(0, epochs * steps),
-        epochs=epochs,
-        steps_per_epoch=steps,
-        verbose=0,
-        shuffle=False,
-        callbacks=[AtomicBackupAndRestore(str(tmp_path / "a"), save_freq=3), ref_starts],
-    )
+    fit(ref, [AtomicBackupAndRestore(str(tmp_path / "a"), save_freq=3), ref_starts])
     assert len(ref.seen) == epochs * steps
     assert ref_starts.starts == {0: 0, 1: 5, 2: 10, 3: 15}
     for got, want in zip(ref.seen, expected):
@@ -573,17 +573,8 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
 
     killed = _recorder()
     with pytest.raises(RuntimeError, match="after step 8"):
-        killed.fit(
-            bundle.batches(0, epochs * steps),
-            epochs=epochs,
-            steps_per_epoch=steps,
-            verbose=0,
-            shuffle=False,
-            callbacks=[
-                AtomicBackupAndRestore(str(tmp_path / "b"), save_freq=3, delete_checkpoint=False),
-                _CrashAtStep(8),
-            ],
-        )
+        backup = AtomicBackupAndRestore(str(tmp_path / "b"), save_freq=3, delete_checkpoint=False)
+        fit(killed, [backup, _CrashAtStep(8)])
     meta = json.loads((tmp_path / "b" / "training_metadata.json").read_text())
     assert (meta["epoch"], meta["step"]) == (1, 1)  # step 6 = 1 * 5 + 1
 
@@ -595,14 +586,7 @@ def test_step_backup_resumes_mid_epoch_with_the_uninterrupted_batches(tmp_path):
     starts = _EpochStarts(offset=6)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # e.g. Keras' "input ran out of data"
-        history = resumed.fit(
-            bundle.batches(epoch * steps + step, epochs * steps),
-            epochs=epochs,
-            steps_per_epoch=steps,
-            verbose=0,
-            shuffle=False,
-            callbacks=[backup, starts],
-        ).history
+        history = fit(resumed, [backup, starts], start=epoch * steps + step).history
     assert len(history["loss"]) == epochs - 1  # epochs 1 (its last 4 steps), 2 and 3
     # Epochs 2 and 3 start at the uninterrupted run's steps (callbacks' per-epoch schedules and
     # epoch-end saves stay aligned): epoch 1 ended after its remaining 4 steps.

@@ -6,17 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from image_helpers import write_png
 
 from keras_sd import data, layers, recipes
 from keras_sd.experiment import pipeline_augment
 from keras_sd.models import two_view
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _write_png(path, image):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(tf.io.encode_png(image).numpy())
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +27,9 @@ def folder(tmp_path_factory):
     same = rng.integers(0, 256, (70, 90, 3), dtype=np.uint8)
     images = [same] * 4 + [rng.integers(0, 256, (70, 90, 3), dtype=np.uint8) for _ in range(4)]
     for k, img in enumerate(images):
-        _write_png(root / "train" / "a" / f"{k}.png", img)
+        write_png(root / "train" / "a" / f"{k}.png", img)
     for k in range(2):
-        _write_png(root / "test" / "a" / f"{k}.png", images[4 + k])
+        write_png(root / "test" / "a" / f"{k}.png", images[4 + k])
     return root, images
 
 

@@ -9,11 +9,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-from tiny import tiny_backbone
+from tiny import tiny_backbone, tiny_multi_exit_recipe
 
 from keras_sd import backbones, callbacks, plotting, train
 from keras_sd.metrics import calibration_report
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd.recipes import DataConfig
 
 BACKBONE = "tiny_tensorboard_test"
 
@@ -118,19 +118,12 @@ def test_callback_bad_input(tmp_path):
 
 # ---------------------------------------------------------------------------- a real run
 def _recipe(**changes):
-    base = Recipe(
-        name="test/tb_multi_exit",
-        method="multi_exit",
-        backbone=BACKBONE,
-        method_args={"alpha": 0.5, "feature_weight": 0.02},
-        callbacks={"DistillationAnnealing": {"last_epochs": 1}},
-        data=DataConfig(name="digits", batch_size=32),
-        optimizer=OptimizerConfig(learning_rate=0.05, schedule="cosine"),
-        epochs=2,
-        steps_per_epoch=2,
-        strategy="default",
-    )
-    return base.replace(**changes)
+    base = {
+        "name": "test/tb_multi_exit",
+        "method_args": {"alpha": 0.5, "feature_weight": 0.02},
+        "epochs": 2,
+    }
+    return tiny_multi_exit_recipe(BACKBONE, **{**base, **changes})
 
 
 def _events(directory):

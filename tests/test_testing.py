@@ -11,24 +11,6 @@ import keras_sd
 from keras_sd import testing
 
 
-@keras.saving.register_keras_serializable(package="keras_sd_test")
-class _ForgetsItsArgument(keras.layers.Layer):
-    """get_config omits `scale`, so a revived layer silently falls back to the default."""
-
-    def __init__(self, scale=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.scale = scale
-
-    def call(self, x):
-        return x * self.scale
-
-    def get_config(self):
-        # Keras' automatic config would record `scale`; an override that forgets it is the bug.
-        config = super().get_config()
-        config.pop("scale", None)
-        return config
-
-
 class _NotJSON(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "table": np.arange(3)}
@@ -45,6 +27,17 @@ class _Scale(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "scale": self.scale}
+
+
+@keras.saving.register_keras_serializable(package="keras_sd_test")
+class _ForgetsItsArgument(_Scale):
+    """get_config omits `scale`, so a revived layer silently falls back to the default."""
+
+    def get_config(self):
+        # _Scale's config records `scale` (as Keras' automatic one would); dropping it is the bug.
+        config = super().get_config()
+        config.pop("scale", None)
+        return config
 
 
 class _Unregistered(_Scale):

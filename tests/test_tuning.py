@@ -4,10 +4,10 @@ import json
 
 import keras_tuner
 import pytest
-from tiny import tiny_backbone
+from tiny import tiny_backbone, tiny_multi_exit_recipe
 
 from keras_sd import backbones, cli, recipes, tuning
-from keras_sd.recipes import DataConfig, OptimizerConfig, Recipe
+from keras_sd.recipes import DataConfig, Recipe
 
 BACKBONE = "tiny_tuning_test"
 
@@ -23,19 +23,7 @@ def tiny_registered(monkeypatch):
 
 
 def tiny_recipe(**changes) -> Recipe:
-    base = Recipe(
-        name="test/tiny_multi_exit",
-        method="multi_exit",
-        backbone=BACKBONE,
-        method_args={"alpha": 0.5, "feature_weight": 0.02, "temperature": 3.0},
-        callbacks={"DistillationAnnealing": {"last_epochs": 1}},
-        data=DataConfig(name="digits", batch_size=32),
-        optimizer=OptimizerConfig(learning_rate=0.05, schedule="cosine"),
-        epochs=1,
-        steps_per_epoch=2,
-        strategy="default",
-    )
-    return base.replace(**changes)
+    return tiny_multi_exit_recipe(BACKBONE, **changes)
 
 
 RECIPE_FILE = '''"""Tiny multi-exit recipe for the tuning tests."""

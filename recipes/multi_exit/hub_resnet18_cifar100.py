@@ -1,14 +1,11 @@
 """Multi-exit self-distillation (BYOT / TPAMI) on keras-hub's ResNet-18 (ImageNet stem), CIFAR-100.
 
-Papers (method and settings): Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact
-Neural Networks", TPAMI; Zhang et al., "Be Your Own Teacher", ICCV 2019.
-Follows TPAMI Table 1's ResNet18 row (recipes/multi_exit/resnet18_cifar100.py) in everything but
-the network: the same method (`keras_sd.paper_args.TPAMI`: an attention exit after every stage,
-deepest-exit teacher, alpha = 0.6, lambda = 0.04, T = 3, no T^2, summed; both weights 0 for the
-last 5 epochs), schedule (`keras_sd.schedules.TPAMI_CIFAR`: SGD, momentum 0.9, coupled weight
-decay 5e-4, learning rate 0.1 divided by 10 at epochs 90, 180 and 270 of 300, batch 128) and
-augmentation (``augment="autoaugment"``: pad-4 crop + flip, AutoAugment's CIFAR-10 policy,
-Cutout 16), so the two runs compare the keras-hub network with keras_sd's on the paper's row.
+Follows TPAMI Table 1's ResNet18 row, recipes/multi_exit/resnet18_cifar100.py (whose docstring
+cites the papers and gives every value's source), in everything but the network: the same method
+(`keras_sd.paper_args.TPAMI`, `keras_sd.paper_args.TPAMI_ANNEALING`), schedule
+(`keras_sd.schedules.TPAMI_CIFAR`, 300 epochs, batch 128) and augmentation
+(``augment="autoaugment"``), so the two runs compare the keras-hub network with keras_sd's on the
+paper's row.
 
 Network (``backbone="hub_resnet18"``): keras-hub's ``ResNetBackbone`` with its ResNet-18 preset
 configuration (v1 basic blocks, 2-2-2-2, 64-512 filters), built from config with random

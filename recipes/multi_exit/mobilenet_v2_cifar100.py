@@ -3,7 +3,7 @@
 Row: MobileNetV2, TPAMI Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
 TPAMI 65.49 / 62.93 / 66.03 / 67.95 / 67.17 / 68.87.
-Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet18_cifar100.py.
+Settings and their sources: `keras_sd.paper_args.tpami_row`.
 
 Command: keras-sd train multi_exit/mobilenet_v2_cifar100  (or :baseline, :smoke)
 """

@@ -4,7 +4,7 @@ Row: ResNet152, TPAMI Table 1 and ICCV Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
 TPAMI 82.92 / 81.25 / 82.94 / 84.37 / 84.52 / 85.41;
 ICCV 79.21 / 68.84 / 78.72 / 81.43 / 81.61 / 82.29 (the nearest to ``:authors_code``).
-Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet18_cifar100.py.
+Settings and their sources: `keras_sd.paper_args.tpami_row`.
 ``:authors_code`` is the authors' released code, ``train.py --model=resnet152``.
 
 Command: keras-sd train multi_exit/resnet152_cifar100  (or :baseline, :authors_code, :authors_code_baseline, :smoke)

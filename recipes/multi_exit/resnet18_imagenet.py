@@ -1,7 +1,6 @@
 """Multi-exit self-distillation (BYOT / TPAMI): ResNet18 on ImageNet-2012 (ILSVRC2012 validation set).
 
-Papers: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks", TPAMI;
-Zhang et al., "Be Your Own Teacher", ICCV 2019.
+Papers: TPAMI and ICCV 2019, cited in recipes/multi_exit/resnet18_cifar100.py.
 Row: ResNet18, TPAMI Table 2 and ICCV Table 2.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63

@@ -6,9 +6,9 @@ schedule). ResNet-20 has three stages, so there are three exits: two attention e
 1 and 2 and the backbone's own head (``exit3``); the run prints the top-1 / top-5 accuracy of every
 exit and of their ensemble (``ensemble_accuracy``: mean of the exits' softmax probabilities).
 
-Method: TPAMI defaults (Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural
-Networks"): deepest-teacher path, alpha = 0.6, feature_weight = 0.04, T = 3, no T^2 factor, exits'
-losses summed (as the authors' released code); both weights annealed to 0 for the last 2 of 15 epochs (5 of 300 in the paper).
+Method: TPAMI's (`keras_sd.paper_args.TPAMI`; recipes/multi_exit/resnet18_cifar100.py gives the
+paper, the values and their sources); both weights annealed to 0 for the last 2 of 15 epochs (5 of
+300 in the paper).
 
 Command: keras-sd train recipes/multi_exit/resnet20_digits.py
 """

@@ -1,7 +1,6 @@
 """Multi-exit self-distillation (BYOT / TPAMI): ResNet50 on ImageNet-2012 (ILSVRC2012 validation set).
 
-Papers: Zhang, Bao & Ma, "Self-Distillation: Towards Efficient and Compact Neural Networks", TPAMI;
-Zhang et al., "Be Your Own Teacher", ICCV 2019.
+Papers: TPAMI and ICCV 2019, cited in recipes/multi_exit/resnet18_cifar100.py.
 Row: ResNet50, TPAMI Table 2 and ICCV Table 2.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
     TPAMI: 76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28
@@ -12,13 +11,10 @@ stated: 1e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment 
 keras_sd implements the CIFAR-10 AutoAugment policy only, not the ImageNet one, so this recipe uses
 the standard "imagenet" augmentation (random-resized crop, flip): expect somewhat lower numbers.
 
-Method (TPAMI): an exit after every backbone stage (the last is the backbone's head), attention
-exits, deepest-teacher path, alpha = 0.6, feature_weight (lambda) = 0.04, T = 3, no T^2 factor
-and the exits' losses summed (both as the authors' released code; TPAMI's eq. 3 writes 1/K,
-``--set method_args.reduction=mean``); both weights set to 0 for the last 5 epochs
-(`DistillationAnnealing`). ``:baseline`` trains the backbone alone. There is no ``:authors_code``
-row here (see recipes/multi_exit/resnet18_cifar100.py): the authors' released code trains on CIFAR
-only, not ImageNet. The former ``:iccv`` variant, which mixed the code's weights with TPAMI's
+Method: TPAMI's, as recipes/multi_exit/resnet18_cifar100.py gives it (`keras_sd.paper_args.TPAMI`,
+`keras_sd.paper_args.TPAMI_ANNEALING`). ``:baseline`` trains the backbone alone. There is no
+``:authors_code`` row here (see recipes/multi_exit/resnet18_cifar100.py): the authors' released
+code trains on CIFAR only, not ImageNet. The former ``:iccv`` variant, which mixed the code's weights with TPAMI's
 schedule, annealing and squared per-sample hint, is removed.
 
 Command: keras-sd train multi_exit/resnet50_imagenet  (or :baseline, :smoke)

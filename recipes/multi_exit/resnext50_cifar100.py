@@ -3,7 +3,7 @@
 Row: ResNeXt50-4, TPAMI Table 1.
 Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
 TPAMI 82.65 / 82.03 / 83.50 / 83.78 / 83.42 / 85.12.
-Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet18_cifar100.py.
+Settings and their sources: `keras_sd.paper_args.tpami_row`.
 
 Command: keras-sd train multi_exit/resnext50_cifar100  (or :baseline, :smoke)
 """

@@ -13,10 +13,9 @@ image is 64 patch tokens plus the class token; 5.4M parameters, 365M MACs per im
 norm, mean of the tokens, dense) on the tokens after blocks 3, 6 and 9, and the backbone's own
 head (class token) after block 12 (`from_keras_hub`'s default stages, every depth // 4 blocks).
 
-Method (`keras_sd.paper_args.TPAMI`, as recipes/multi_exit/resnet18_cifar100.py): deepest-exit
-teacher, alpha = 0.6, feature_weight (lambda) = 0.04 on the pooled token features, T = 3, no T^2
-factor, exit losses summed; both weights set to 0 for the last 5 epochs. TPAMI's attention
-modules and exit convolutions apply to 4-D feature maps only, not to token exits.
+Method: TPAMI's, as recipes/multi_exit/resnet18_cifar100.py gives it (`keras_sd.paper_args.TPAMI`,
+`keras_sd.paper_args.TPAMI_ANNEALING`), the feature term on the pooled token features. TPAMI's
+attention modules and exit convolutions apply to 4-D feature maps only, not to token exits.
 
 Schedule: DeiT's (Touvron et al., "Training data-efficient image transformers & distillation
 through attention", ICML 2021, Table 9), for the schedule only (`keras_sd.schedules.deit_adamw`):

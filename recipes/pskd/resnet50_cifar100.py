@@ -1,9 +1,7 @@
 """PS-KD, BYOT and deep mutual feature learning: ResNet-50 on CIFAR-100.
 
-Paper: Chottananurak, Jeong, Kabir & Phisannupawong, "Progressive Self-Knowledge Distillation
-with Mutual Learning" (KAIST), Table 1 rows 9-16; PS-KD itself is Kim et al., "Self-Knowledge
-Distillation with Progressive Refinement of Targets", ICCV 2021; BYOT is Zhang et al., "Be Your
-Own Teacher", ICCV 2019.
+Paper: Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning",
+Table 1 rows 9-16 (full citations, with PS-KD's and BYOT's: recipes/pskd/resnet18_cifar100.py).
 Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one ``:arg`` per row:
     #9   ResNet-50                          :baseline        21.96 / 5.21 / 0.89 / 8.75 / 57.24
     #10  ResNet-50+BYOT                     :byot            19.03 / 4.38 / 0.94 / 11.51 / 48.32
@@ -13,9 +11,8 @@ Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one `
     #14  ResNet-50+PS-KD+DMFL               :pskd_dmfl       19.12 / 4.43 / 0.73 / 3.51 / 47.57
     #15  ResNet-50+DMFL+BYOT                :dmfl_byot       19.70 / 4.77 / 0.87 / 9.79 / 48.58
     #16  ResNet-50+PS-KD+BYOT+DMFL          :pskd_byot_dmfl  17.52 / 3.75 / 0.71 / 10.00 / 46.25
-Schedule, data and method arguments: as recipes/pskd/resnet18_cifar100.py, whose docstring gives
-their sources and the reasons for the values the paper leaves out (`keras_sd.schedules.PSKD_CIFAR`,
-`keras_sd.paper_args.pskd_rows`).
+Settings and their sources: `keras_sd.paper_args.pskd_cifar100_row`; the reasons for the values
+the paper leaves out: recipes/pskd/resnet18_cifar100.py.
 
 Command: keras-sd train pskd/resnet50_cifar100:ROW  (ROW: one of the ``:args`` above; ``:smoke`` trains PS-KD alone)
 """

@@ -1,9 +1,7 @@
 """PS-KD, BYOT and deep mutual feature learning: ResNeXt-50 (32x4d) on CIFAR-100.
 
-Paper: Chottananurak, Jeong, Kabir & Phisannupawong, "Progressive Self-Knowledge Distillation
-with Mutual Learning" (KAIST), Table 1 rows 17-24; PS-KD itself is Kim et al., "Self-Knowledge
-Distillation with Progressive Refinement of Targets", ICCV 2021; BYOT is Zhang et al., "Be Your
-Own Teacher", ICCV 2019.
+Paper: Chottananurak et al., "Progressive Self-Knowledge Distillation with Mutual Learning",
+Table 1 rows 17-24 (full citations, with PS-KD's and BYOT's: recipes/pskd/resnet18_cifar100.py).
 Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one ``:arg`` per row:
     #17  ResNeXt-50 (32x4d)                 :baseline        19.25 / 4.48 / 0.81 / 7.49 / 48.13
     #18  ResNeXt-50 (32x4d)+BYOT            :byot            19.09 / 4.54 / 0.84 / 9.62 / 46.66
@@ -13,9 +11,8 @@ Published (CIFAR-100) top-1 err % / top-5 err % / NLL / ECE % / AURC x1e3, one `
     #22  ResNeXt-50 (32x4d)+PS-KD+DMFL      :pskd_dmfl       19.25 / 4.14 / 0.75 / 5.18 / 47.46
     #23  ResNeXt-50 (32x4d)+DMFL+BYOT       :dmfl_byot       19.30 / 4.23 / 0.88 / 9.86 / 47.98
     #24  ResNeXt-50 (32x4d)+PS-KD+BYOT+DMFL :pskd_byot_dmfl  18.27 / 4.11 / 0.72 / 10.32 / 45.71
-Schedule, data and method arguments: as recipes/pskd/resnet18_cifar100.py, whose docstring gives
-their sources and the reasons for the values the paper leaves out (`keras_sd.schedules.PSKD_CIFAR`,
-`keras_sd.paper_args.pskd_rows`).
+Settings and their sources: `keras_sd.paper_args.pskd_cifar100_row`; the reasons for the values
+the paper leaves out: recipes/pskd/resnet18_cifar100.py.
 
 * ``exit_head="attention"`` (TPAMI's exits), unlike the ResNet recipes: the paper does not
   describe its exits, and its parameter counts are the only evidence. For ResNet-18 / ResNet-50

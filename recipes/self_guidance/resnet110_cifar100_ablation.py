@@ -1,9 +1,9 @@
 """Self-Guidance, Table 6: component analysis of ResNet-110 on CIFAR-100.
 
 Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
-Distillation", WACV 2022, Table 6 (Sec. 4.3). CIFAR ResNet-110 (n = 18), the Table 1 schedule:
-SGD with Nesterov momentum 0.9, weight decay 1e-4, batch 128, 300 epochs, learning rate 0.1
-divided by 10 at epochs 150 and 225; tau = 3; survival decaying linearly to 0.5.
+Distillation", WACV 2022, Table 6 (Sec. 4.3). CIFAR ResNet-110 (n = 18) in the Table 1 setting
+(`keras_sd.paper_args.self_guidance_row`, `keras_sd.schedules.SELF_GUIDANCE`; values and sources:
+recipes/self_guidance/resnet_cifar.py).
 
 Rows (``:arg``) and published top-1 error (%):
 

@@ -3,9 +3,8 @@
 Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
 Distillation", WACV 2022, Table 3 (Sec. 4.2). FER-2013 (Goodfellow et al. 2013): 7 expressions,
 28,709 training and 3,589 test gray-scale faces (48x48). The paper resizes images to 32x32,
-duplicates the gray channel to RGB and otherwise uses the CIFAR setting: SGD with Nesterov
-momentum 0.9, weight decay 1e-4, batch 128, 300 epochs, learning rate 0.1 divided by 10 at epochs
-150 and 225, tau = 3, lambda = 0.25, survival decaying linearly to 0.5.
+duplicates the gray channel to RGB and otherwise uses the CIFAR setting
+(`keras_sd.paper_args.self_guidance_faces`; values and sources: recipes/self_guidance/resnet_cifar.py).
 
 Data: YOU supply the folder; it is not downloaded. Lay it out as ``PATH/train/<class>/*.png`` and
 ``PATH/test/<class>/*.png`` (7 class folders, e.g. angry, disgust, fear, happy, neutral, sad,

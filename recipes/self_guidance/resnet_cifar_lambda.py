@@ -3,8 +3,8 @@ ResNet-110 on CIFAR-100.
 
 Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
 Distillation", WACV 2022, Table 5 (Sec. 4.3). CIFAR ResNet-(6n+2): ResNet-50 is n = 8, ResNet-110
-n = 18. Table 1 schedule: SGD with Nesterov momentum 0.9, weight decay 1e-4, batch 128, 300 epochs,
-learning rate 0.1 divided by 10 at epochs 150 and 225; tau = 3; survival decaying linearly to 0.5.
+n = 18. Otherwise the Table 1 setting (`keras_sd.paper_args.self_guidance_row`,
+`keras_sd.schedules.SELF_GUIDANCE`; values and sources: recipes/self_guidance/resnet_cifar.py).
 
 ``:arg`` is ``<dataset>,<row>``: ``cifar10`` selects ResNet-50, ``cifar100`` ResNet-110; ``row`` is
 a lambda value, ``baseline`` or ``stochastic_depth``. Published top-1 error (%):

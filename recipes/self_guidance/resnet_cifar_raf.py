@@ -3,17 +3,14 @@
 Paper: Zheng & Peng, "Self-Guidance: Improve Deep Neural Network Generalization via Knowledge
 Distillation", WACV 2022, Table 3 (Sec. 4.2). RAF-DB (Li et al., CVPR 2017), basic set: 7 expressions,
 12,271 training and 3,068 test RGB faces (aligned: 100x100). The paper resizes images to 32x32
-and otherwise uses the CIFAR setting: SGD with Nesterov
-momentum 0.9, weight decay 1e-4, batch 128, 300 epochs, learning rate 0.1 divided by 10 at epochs
-150 and 225, tau = 3, lambda = 0.25, survival decaying linearly to 0.5.
+and otherwise uses the CIFAR setting (`keras_sd.paper_args.self_guidance_faces`; values and
+sources: recipes/self_guidance/resnet_cifar.py).
 
-Data: YOU supply the folder; it is not downloaded. Lay it out as ``PATH/train/<class>/*.png`` and
-``PATH/test/<class>/*.png`` (7 class folders from the basic set's labels 1-7: surprise, fear,
-disgust, happiness, sadness, anger, neutral), with the images already resized to 32x32 as in the
-paper (the folder loader keeps the size of the first training image; at 100x100 the "cifar"
-augmentation would crop 100x100 images). Point the recipe at it with
-``--set data.name=folder:PATH``; the default ``folder:data/raf`` is relative to the working
-directory.
+Data: YOU supply the folder, laid out and resized to 32x32 as
+recipes/self_guidance/resnet_cifar_fer2013.py describes (at 100x100 the "cifar" augmentation would
+crop 100x100 images), with 7 class folders from the basic set's labels 1-7: surprise, fear,
+disgust, happiness, sadness, anger, neutral. The default ``folder:data/raf`` is relative to the
+working directory.
 
 Published top-1 error (%), baseline -> Self-Guidance: ResNet-32 18.55 -> 17.80, ResNet-50
 17.67 -> 16.43, ResNet-110 19.62 -> 16.53.

@@ -1,11 +1,8 @@
 """Two-view self-distillation (DDGSD): DenseNet-100, k = 12 (7.0M) on CIFAR-100.
 
 Row: DenseNet-100, k = 12 (7.0M) on CIFAR-100, Table 3 (baseline also Table 2).
-Published top-1 test error (single run, Caffe): baseline 21.58 %, self-distillation 20.50 %.
-Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 3 on CIFAR-100, the paper's DenseNet schedule
-(batch 64, 300 epochs). Sources: `keras_sd.schedules.DDGSD_DENSENET_CIFAR`,
-recipes/two_view/resnet32_cifar100.py.
-The Table 6 ablations (published for CIFAR-100 ResNet-32 and WRN-16-8 only) run here too.
+Published top-1 test error: baseline 21.58 %, self-distillation 20.50 %.
+Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
 
 Command: keras-sd train two_view/densenet100_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """

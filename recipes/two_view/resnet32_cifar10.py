@@ -1,11 +1,8 @@
 """Two-view self-distillation (DDGSD): ResNet-32 (0.5M) on CIFAR-10.
 
 Row: ResNet-32 (0.5M) on CIFAR-10, Tables 2 and 3.
-Published top-1 test error (single run, Caffe): baseline 7.22 %, self-distillation 6.32 %.
-Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 2 on CIFAR-10, the paper's ResNet schedule
-(batch 64, 200 epochs). Sources: `keras_sd.schedules.DDGSD_RESNET_CIFAR`,
-recipes/two_view/resnet32_cifar100.py.
-The Table 6 ablations (published for CIFAR-100 ResNet-32 and WRN-16-8 only) run here too.
+Published top-1 test error: baseline 7.22 %, self-distillation 6.32 %.
+Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
 
 Command: keras-sd train two_view/resnet32_cifar10  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """

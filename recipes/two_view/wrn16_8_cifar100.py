@@ -1,10 +1,8 @@
 """Two-view self-distillation (DDGSD): WRN-16-8 (11.0M) on CIFAR-100.
 
 Row: WRN-16-8 (11.0M) on CIFAR-100, Tables 2, 3 and 6.
-Published top-1 test error (single run, Caffe): baseline 20.43 %, self-distillation 19.33 %.
-Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 3 on CIFAR-100, the paper's WRN schedule
-(batch 128, 200 epochs). Sources: `keras_sd.schedules.DDGSD_WRN_CIFAR`,
-recipes/two_view/resnet32_cifar100.py.
+Published top-1 test error: baseline 20.43 %, self-distillation 19.33 %.
+Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
 Table 6 ablations (error %): ``:two_branch`` 20.25, ``:mmd_only`` 19.98, ``:kl_only`` 19.48.
 
 Command: keras-sd train two_view/wrn16_8_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)

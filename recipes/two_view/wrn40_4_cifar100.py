@@ -1,11 +1,8 @@
 """Two-view self-distillation (DDGSD): WRN-40-4 (8.9M) on CIFAR-100.
 
 Row: WRN-40-4 (8.9M) on CIFAR-100, Table 3.
-Published top-1 test error (single run, Caffe): baseline 21.18 %, self-distillation 19.93 %.
-Settings: `keras_sd.paper_args.ddgsd_cifar_row`: T = 3 on CIFAR-100, the paper's WRN schedule
-(batch 128, 200 epochs). Sources: `keras_sd.schedules.DDGSD_WRN_CIFAR`,
-recipes/two_view/resnet32_cifar100.py.
-The Table 6 ablations (published for CIFAR-100 ResNet-32 and WRN-16-8 only) run here too.
+Published top-1 test error: baseline 21.18 %, self-distillation 19.93 %.
+Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
 
 Command: keras-sd train two_view/wrn40_4_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """
