@@ -81,7 +81,8 @@ def tpami_row(
     also gets ``:authors_code`` (`BYOT_CODE` with `schedules.BYOT_CODE`, no annealing: the
     authors' released code, which trains on CIFAR only) and ``:authors_code_baseline`` (the
     backbone alone on that data and schedule). ``ablations`` maps names of `TPAMI_ABLATIONS` to
-    their published text. recipes/multi_exit/resnet18_cifar100.py gives every source.
+    their published text. recipes/multi_exit/resnet18_cifar100.py gives every source on CIFAR-100
+    (and the papers' full citations), recipes/multi_exit/resnet50_imagenet.py those on ImageNet.
     """
     if dataset not in ("cifar100", "imagenet"):
         raise ValueError(f"`dataset` must be 'cifar100' or 'imagenet', got {dataset!r}.")
@@ -175,7 +176,12 @@ def ddgsd_cifar_row(
     its step, so the pipeline feeds undistorted batches and ``:baseline`` takes the same pad-4
     crop + flip from the pipeline (`DDGSD_CIFAR_BASELINE`). ``error`` / ``baseline_error``: the
     published top-1 test errors (%); ``table6`` maps ablations of `DDGSD_ABLATIONS` (which every
-    row accepts) to their Table 6 error. recipes/two_view/resnet32_cifar100.py gives the sources.
+    row accepts) to their Table 6 error; the paper publishes Table 6 for CIFAR-100 ResNet-32 and
+    WRN-16-8 only. ``family`` is the paper's schedule (Implementation Details): "resnet" (ResNet
+    and pre-activation ResNet) batch 64, 200 epochs, `schedules.DDGSD_RESNET_CIFAR`; "wrn" batch
+    128, 200 epochs, `schedules.DDGSD_WRN_CIFAR`; "densenet" batch 64, 300 epochs,
+    `schedules.DDGSD_DENSENET_CIFAR`. The published errors are the paper's single Caffe runs.
+    recipes/two_view/resnet32_cifar100.py gives the sources.
     """
     temperature = {"cifar10": 2.0, "cifar100": 3.0}
     if dataset not in temperature:
@@ -262,8 +268,9 @@ def pskd_cifar100_row(
     """Chottananurak et al.'s Table 1 rows for one backbone on CIFAR-100: every arg of
     `pskd_rows` with ``exit_head`` plus the generic ``:baseline``, batch 128, the "cifar"
     augmentation, `schedules.PSKD_CIFAR` for 300 epochs. ``published`` maps each arg to its
-    Table 1 row number and figures (``PSKD_METRICS``). recipes/pskd/resnet18_cifar100.py gives the
-    sources. The recipe file sets ``DEFAULT_ARG = "pskd"`` (PS-KD alone)."""
+    Table 1 row number and figures (``PSKD_METRICS``; AURC x1e3). recipes/pskd/resnet18_cifar100.py
+    gives the full citations (the paper, PS-KD's and BYOT's), the sources and the reasons for the
+    values the paper leaves out. The recipe file sets ``DEFAULT_ARG = "pskd"`` (PS-KD alone)."""
     variants = pskd_rows(exit_head)
 
     def get_config(arg: str | None = None) -> Recipe:
@@ -322,7 +329,12 @@ def self_guidance_faces(
     ``data_name``), as the paper runs it: the CIFAR setting (batch 128, "cifar" augmentation,
     `schedules.SELF_GUIDANCE`, 300 epochs). Its argument is a network of
     `SELF_GUIDANCE_DEPTHS`, optionally with ``,baseline``; ``published`` maps each network to
-    its (baseline, Self-Guidance) top-1 error, %; ``tag`` names the runs."""
+    its (baseline, Self-Guidance) top-1 error, %; ``tag`` names the runs. The data folder is the
+    user's (not downloaded): ``PATH/train/<class>/*.png`` and ``PATH/test/<class>/*.png``, images
+    already resized to 32x32 as in the paper (the folder loader keeps the first training image's
+    size); select it with ``--set data.name=folder:PATH`` (the default ``folder:data/<tag>`` is
+    relative to the working directory). recipes/self_guidance/resnet_cifar.py gives the CIFAR
+    setting's sources."""
 
     def get_config(arg: str | None = None) -> Recipe:
         words = [w for w in (arg or "resnet32").split(",") if w]
