@@ -383,3 +383,35 @@ VIT_SMOKE = {
 }
 # DeiT's batch and learning rate pair (5e-4 at batch 512), its 300 epochs and RandAugment.
 VIT_BATCH = 512
+
+
+def vit_tiny_cifar10_row(
+    method: str,
+    method_args: Mapping,
+    *,
+    paper: str,
+    variants: Mapping | None = None,
+    callbacks: Mapping | None = None,
+    augment: str = "randaugment",
+) -> Callable[[str | None], Recipe]:
+    """``get_config`` of a ViT-Tiny/4 CIFAR-10 recipe (no paper row): ``backbone="hub_vit"`` with
+    `VIT_TINY_CIFAR`, batch `VIT_BATCH`, DeiT's AdamW schedule (`schedules.deit_adamw`) for
+    `schedules.DEIT_EPOCHS`. ``method_args`` are the method's (``variants`` map an arg to more);
+    ``augment`` is the pipeline's ("none" where the method distorts each view in its step);
+    ``paper`` names the method's paper, and `DEIT_PAPER` is appended as the schedule's."""
+    variants = {None: {}} if variants is None else variants
+
+    def get_config(arg: str | None = None) -> Recipe:
+        return Recipe(
+            method=method,
+            backbone="hub_vit",
+            backbone_args=VIT_TINY_CIFAR,
+            method_args={**method_args, **variant(arg, variants)},
+            callbacks=dict(callbacks or {}),
+            data=DataConfig(name="cifar10", batch_size=VIT_BATCH, augment=augment),
+            optimizer=schedules.deit_adamw(VIT_BATCH),
+            epochs=schedules.DEIT_EPOCHS,
+            paper=f"{paper}; schedule: {DEIT_PAPER}",
+        )
+
+    return get_config

@@ -36,8 +36,7 @@ Commands:
     keras-sd train recipes/multi_exit/vit_tiny_cifar10.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
 PUBLISHED = {
     None: "none: no paper ran multi-exit self-distillation on ViT-Tiny/DeiT-Tiny on CIFAR-10",
@@ -46,17 +45,9 @@ PUBLISHED = {
 VARIANTS = {None: {}}
 BASELINE = {}  # `:baseline`: the ViT alone, same data and schedule
 SMOKE = paper_args.VIT_SMOKE
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="multi_exit",
-        backbone="hub_vit",
-        backbone_args=paper_args.VIT_TINY_CIFAR,
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks=paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="cifar10", batch_size=paper_args.VIT_BATCH, augment="randaugment"),
-        optimizer=schedules.deit_adamw(paper_args.VIT_BATCH),
-        epochs=schedules.DEIT_EPOCHS,
-        paper=f"{paper_args.TPAMI_PAPER}; schedule: {paper_args.DEIT_PAPER}",
-    )
+get_config = paper_args.vit_tiny_cifar10_row(
+    "multi_exit",
+    paper_args.TPAMI,
+    paper=paper_args.TPAMI_PAPER,
+    callbacks=paper_args.TPAMI_ANNEALING,
+)

@@ -28,8 +28,7 @@ Commands:
     keras-sd train recipes/two_view/vit_tiny_cifar10.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
 PUBLISHED = {
     None: "none: no paper ran two-view self-distillation (DDGSD) on ViT-Tiny/DeiT-Tiny on CIFAR-10",
@@ -38,21 +37,10 @@ PUBLISHED = {
 VARIANTS = paper_args.DDGSD_ABLATIONS
 BASELINE = {"data.augment": "randaugment"}  # the pipeline makes the baseline's one view
 SMOKE = paper_args.VIT_SMOKE
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="two_view",
-        backbone="hub_vit",
-        backbone_args=paper_args.VIT_TINY_CIFAR,
-        method_args={
-            "temperature": 2.0,
-            **paper_args.DDGSD,
-            "distortion": "randaugment",
-            **variant(arg, VARIANTS),
-        },
-        data=DataConfig(name="cifar10", batch_size=paper_args.VIT_BATCH, augment="none"),
-        optimizer=schedules.deit_adamw(paper_args.VIT_BATCH),
-        epochs=schedules.DEIT_EPOCHS,
-        paper=f"{paper_args.DDGSD_PAPER}; schedule: {paper_args.DEIT_PAPER}",
-    )
+get_config = paper_args.vit_tiny_cifar10_row(
+    "two_view",
+    {"temperature": 2.0, **paper_args.DDGSD, "distortion": "randaugment"},
+    paper=paper_args.DDGSD_PAPER,
+    variants=VARIANTS,
+    augment="none",  # each view is distorted in the train step
+)
