@@ -8,6 +8,7 @@ learning rate 0.1, stepped down at fixed epochs, and ``weight_decay`` is their c
 Where a paper leaves a value out, the recipe docstrings say which value is used and why.
 """
 
+from keras_sd import validation
 from keras_sd.recipes import OptimizerConfig
 
 
@@ -81,8 +82,7 @@ DEIT_EPOCHS = 300
 def deit_adamw(batch_size: int, warmup_epochs: int = 5) -> OptimizerConfig:
     """DeiT's optimizer for ``batch_size``: AdamW, learning rate 5e-4 * batch_size / 512 (DeiT's
     linear scaling), weight decay 0.05, cosine decay after ``warmup_epochs`` of linear warm-up."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+    validation.positive_int(batch_size, "batch_size")
     return OptimizerConfig(
         name="adamw",
         learning_rate=5e-4 * batch_size / 512,

@@ -17,6 +17,7 @@ from typing import Any
 
 import keras
 
+from keras_sd import validation
 from keras_sd.backbones import _common as c
 from keras_sd.layers.stochastic_depth import StochasticDepth
 from keras_sd.layers.tokens import TokenPooling
@@ -478,8 +479,7 @@ def hub_vit(
         ("hidden_dim", hidden_dim),
         ("mlp_dim", mlp_dim),
     ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{name}` must be a positive int, got {value!r}.")
+        validation.positive_int(value, name)
     if shape[0] % patch_size or shape[1] % patch_size:
         raise ValueError(
             f"`patch_size`={patch_size} must divide the image height and width, got "

@@ -235,8 +235,7 @@ class EarlyExitModel(keras.Model):
                 largest at small batches), but a snapshot: after training further, rebuild it;
                 `set_thresholds` discards it.
         """
-        if not isinstance(frozen, bool):
-            raise ValueError(f"`frozen` must be True or False, got {frozen!r}.")
+        validation.boolean(frozen, "frozen")
         spec = tf.TensorSpec((None, *self.input_spec_shape), "float32", name="images")
         if self._runtime.serving_fn is None:
             self._runtime.serving_fn = tf.function(

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 import keras_sd.litert_runtime
+from keras_sd import validation
 
 QUANTIZE_OPTIONS = (None, "dynamic_int8")
 
@@ -108,8 +109,7 @@ def export_litert(
         )
     if quantize not in QUANTIZE_OPTIONS:
         raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
-    if not isinstance(backbone, bool):
-        raise ValueError(f"`backbone` must be True or False, got {backbone!r}.")
+    validation.boolean(backbone, "backbone")
     normalization = check_normalization(normalization)
     target = pathlib.Path(path)
     if target.exists() and not (target / keras_sd.litert_runtime.MANIFEST).is_file():

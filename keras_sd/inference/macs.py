@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from keras_sd import validation
 from keras_sd.layers.walk import iter_layers
 from keras_sd.models.multi_exit import MultiExitDistiller
 
@@ -226,8 +227,7 @@ def count_macs(
     """
     if not isinstance(model, keras.Model):
         raise ValueError(f"`model` must be a keras.Model, got {type(model).__name__}.")
-    if not isinstance(include_batchnorm, bool):
-        raise ValueError(f"`include_batchnorm` must be True or False, got {include_batchnorm!r}.")
+    validation.boolean(include_batchnorm, "include_batchnorm")
     is_multi_exit = isinstance(model, MultiExitDistiller)
     if input_shape is None:
         source = model.backbone if is_multi_exit else model

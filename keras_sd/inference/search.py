@@ -492,8 +492,7 @@ def plain_backbone_function(model, frozen: bool = False):
     like-for-like baseline of a frozen early-exit graph."""
     import tensorflow as tf
 
-    if not isinstance(frozen, bool):
-        raise ValueError(f"`frozen` must be True or False, got {frozen!r}.")
+    validation.boolean(frozen, "frozen")
     plain_model = model.exit_graph.export_backbone()
     spec = tf.TensorSpec((None, *plain_model.inputs[0].shape[1:]), "float32")
     fn = tf.function(lambda v: plain_model(v, training=False), input_signature=[spec])

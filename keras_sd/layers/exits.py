@@ -232,8 +232,7 @@ class ExitHead(ExitHeadBase):
     ):
         super().__init__(num_classes, feature_dim, **kwargs)
         self.num_blocks = validation.positive_int(num_blocks, "num_blocks")
-        if not isinstance(attention, bool):
-            raise ValueError(f"`attention` must be True or False, got {attention!r}.")
+        validation.boolean(attention, "attention")
         self.attention = attention
 
     def build(self, input_shape):

@@ -387,9 +387,8 @@ def _check_options(path, reduction, feature_hint, attention, exit_losses) -> Non
     ):
         if value not in allowed:
             raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
-    for name, value in (("attention", attention), ("exit_losses", exit_losses)):
-        if not isinstance(value, bool):
-            raise ValueError(f"`{name}` must be True or False, got {value!r}.")
+    validation.boolean(attention, "attention")
+    validation.boolean(exit_losses, "exit_losses")
 
 
 def _check_teacher(teacher, backbone: keras.Model) -> None:

@@ -145,8 +145,7 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         final_survival = _check_final_survival(final_survival)
         if drop_mode not in DROP_MODES:
             raise ValueError(f"`drop_mode` must be one of {DROP_MODES}, got {drop_mode!r}.")
-        if not isinstance(teacher_gradient, bool):
-            raise ValueError(f"`teacher_gradient` must be True or False, got {teacher_gradient!r}.")
+        validation.boolean(teacher_gradient, "teacher_gradient")
         losses.check_kl_scale(kl_scale)
         super().__init__(
             backbone,

@@ -13,6 +13,7 @@ import keras
 import keras_tuner
 
 from keras_sd import recipes as recipes_lib
+from keras_sd import validation
 from keras_sd.recipes import Recipe
 from keras_sd.tuning.hypermodel import RecipeHyperModel
 from keras_sd.tuning.objective import default_objective, make_objective
@@ -47,8 +48,7 @@ def make_tuner(
     """
     if tuner not in TUNERS:
         raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
-    if isinstance(max_trials, bool) or not isinstance(max_trials, int) or max_trials < 1:
-        raise ValueError(f"`max_trials` must be a positive int, got {max_trials!r}.")
+    validation.positive_int(max_trials, "max_trials")
     if objective is None:
         objective = default_objective(_probe_model(hypermodel))
     common = dict(
