@@ -67,9 +67,11 @@ def tpami_row(
     backbone: str,
     dataset: str,
     *,
-    tpami: str,
+    tpami: str | None,
     iccv: str | None = None,
     ablations: Mapping[str, str] | None = None,
+    backbone_args: Mapping | None = None,
+    unpublished: Mapping[str | None, str] | None = None,
 ) -> RowFile:
     """A TPAMI Table 1 (``dataset="cifar100"``) or Table 2 (``"imagenet"``) row.
 
@@ -81,16 +83,26 @@ def tpami_row(
     also gets ``:authors_code`` (`BYOT_CODE` with `schedules.BYOT_CODE`, no annealing: the
     authors' released code, which trains on CIFAR only) and ``:authors_code_baseline`` (the
     backbone alone on that data and schedule). ``ablations`` maps names of `TPAMI_ABLATIONS` to
-    their published text. recipes/multi_exit/resnet18_cifar100.py gives every source on CIFAR-100
+    their published text. ``backbone_args`` replaces the default ``{"variant": "cifar"}`` (or
+    ``"imagenet"``) for a backbone without that argument; a configuration no paper ran passes
+    ``tpami=None`` and says so in ``unpublished`` (arg -> text, for ``None`` and ``"baseline"``).
+    recipes/multi_exit/resnet18_cifar100.py gives every source on CIFAR-100
     (and the papers' full citations), recipes/multi_exit/resnet50_imagenet.py those on ImageNet.
     """
     if dataset not in ("cifar100", "imagenet"):
         raise ValueError(f"`dataset` must be 'cifar100' or 'imagenet', got {dataset!r}.")
+    if (tpami is None) == (unpublished is None):
+        raise ValueError("Give either `tpami` (the published row) or `unpublished`, not both.")
     cifar = dataset == "cifar100"
-    published = {
-        None: f"TPAMI: {tpami} {TPAMI_EXITS}",
-        "baseline": f"TPAMI baseline {_first(tpami)}",
-    }
+    if backbone_args is None:
+        backbone_args = {"variant": "cifar" if cifar else "imagenet"}
+    if unpublished is not None:
+        published = dict(unpublished)
+    else:
+        published = {
+            None: f"TPAMI: {tpami} {TPAMI_EXITS}",
+            "baseline": f"TPAMI baseline {_first(tpami)}",
+        }
     variants: dict = {None: {}}
     if cifar and iccv is not None:
         nearest = "none for exactly this configuration; nearest: ICCV Table 1"
@@ -115,7 +127,7 @@ def tpami_row(
         return Recipe(
             method="multi_exit",
             backbone=backbone,
-            backbone_args={"variant": "cifar" if cifar else "imagenet"},
+            backbone_args=dict(backbone_args),
             method_args={**TPAMI, **variant(arg, variants)},
             callbacks={} if authors else TPAMI_ANNEALING,
             data=data,

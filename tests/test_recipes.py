@@ -241,6 +241,16 @@ def test_help_on_every_verb(verb):
             "`family`.*'vgg'",
         ),
         (
+            lambda: paper_args.tpami_row("resnet18", "cifar100", tpami=None),
+            "either `tpami`.*or `unpublished`",
+        ),
+        (
+            lambda: paper_args.tpami_row(
+                "resnet18", "cifar100", tpami="1 / 2", unpublished={None: "none"}
+            ),
+            "either `tpami`.*or `unpublished`",
+        ),
+        (
             lambda: paper_args.ddgsd_cifar_row(
                 "resnet32", "svhn", "resnet", error="1", baseline_error="2"
             ),
@@ -272,3 +282,18 @@ def test_row_builder_rows_differ_only_where_the_paper_does():
     code = get18("authors_code")
     assert (code.epochs, code.callbacks, code.method_args["alpha"]) == (250, {}, 0.3)
     assert get18("authors_code_baseline") == recipes.baseline(code)
+
+
+def test_tpami_row_for_a_configuration_no_paper_ran():
+    get, variants, _, published = paper_args.tpami_row(
+        "hub_resnet18", "cifar100", tpami=None, backbone_args={}, unpublished={None: "none: x"}
+    )
+    row = get(None)
+    assert row.backbone_args == {} and published == {None: "none: x"}
+    paper_row = paper_args.tpami_row("resnet18", "cifar100", tpami="79.01 / 1")[0](None)
+    assert paper_row.backbone_args == {"variant": "cifar"}
+    # Everything but the backbone is the paper row's.
+    assert row.replace(backbone="x", backbone_args={}) == paper_row.replace(
+        backbone="x", backbone_args={}
+    )
+    assert list(variants) == [None]

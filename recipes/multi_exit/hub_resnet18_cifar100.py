@@ -26,25 +26,16 @@ Commands:
     keras-sd train recipes/multi_exit/hub_resnet18_cifar100.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
-from keras_sd import paper_args, schedules
-from keras_sd.recipes import DataConfig, Recipe, variant
+from keras_sd import paper_args
 
-PUBLISHED = {
-    None: "none: no paper ran multi-exit self-distillation on keras-hub's ImageNet-stem ResNet-18 at 32x32",
-    "baseline": "none: TPAMI's ResNet18 baseline (79.01) is the CIFAR-stem network",
-}
-VARIANTS = {None: {}}
-BASELINE = {}  # `:baseline`: the backbone alone, same data and schedule
-
-
-def get_config(arg: str | None = None) -> Recipe:
-    return Recipe(
-        method="multi_exit",
-        backbone="hub_resnet18",
-        method_args={**paper_args.TPAMI, **variant(arg, VARIANTS)},
-        callbacks=paper_args.TPAMI_ANNEALING,
-        data=DataConfig(name="cifar100", batch_size=128, augment="autoaugment"),
-        optimizer=schedules.TPAMI_CIFAR,
-        epochs=300,
-        paper=paper_args.TPAMI_PAPER,
-    )
+get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
+    "hub_resnet18",
+    "cifar100",
+    tpami=None,
+    backbone_args={},  # keras-hub's ResNet-18 configuration as it is
+    unpublished={
+        None: "none: no paper ran multi-exit self-distillation on keras-hub's ImageNet-stem "
+        "ResNet-18 at 32x32",
+        "baseline": "none: TPAMI's ResNet18 baseline (79.01) is the CIFAR-stem network",
+    },
+)
