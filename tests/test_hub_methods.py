@@ -1,5 +1,5 @@
 """Methods on keras-hub backbones: multi-exit (all four paths) and two-view on a tiny keras-hub
-ViT and a tiny keras-hub ResNet, each through the harness (fit before compile raises, a training
+ViT and a tiny keras-hub ResNet (multi-exit also on a tiny EfficientNet), each through the harness (fit before compile raises, a training
 epoch with finite, logged terms, config and `.keras` round trips with identical predictions), and
 early-exit inference on a ViT."""
 
@@ -40,6 +40,27 @@ def hub_resnet():
     return backbones.from_keras_hub(rn, num_classes=CLASSES)
 
 
+def hub_efficientnet():
+    """A 4-stage keras-hub EfficientNet (MBConv "v1" blocks) small enough for a test."""
+    eff = keras_hub.models.EfficientNetBackbone(
+        stackwise_width_coefficients=[1.0] * 4,
+        stackwise_depth_coefficients=[1.0] * 4,
+        stackwise_kernel_sizes=[3, 3, 3, 3],
+        stackwise_num_repeats=[1, 1, 1, 1],
+        stackwise_input_filters=[8, 8, 16, 16],
+        stackwise_output_filters=[8, 16, 16, 24],
+        stackwise_expansion_ratios=[1, 2, 2, 2],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25, 0.25, 0.25],
+        stackwise_strides=[1, 2, 2, 2],
+        stackwise_block_types=["v1"] * 4,
+        stackwise_force_input_filters=[0] * 4,
+        stackwise_nores_option=[False] * 4,
+        input_shape=(16, 16, 3),
+        num_features=32,
+    )
+    return backbones.from_keras_hub(eff, num_classes=CLASSES)
+
+
 X = RNG.normal(size=(4, 16, 16, 3)).astype("float32")
 Y = np.array([0, 1, 2, 3])
 MULTI_EXIT_LOGS = {
@@ -75,6 +96,19 @@ def test_multi_exit_on_a_hub_resnet():
         expected_logs=MULTI_EXIT_LOGS | {"exit3_accuracy"},
     )
     assert [type(h).__name__ for h in model.exit_heads] == ["BottleneckExitHead"] * 2
+
+
+def test_multi_exit_on_a_hub_efficientnet():
+    # Its pyramid levels from P2 (P1, stride 2, is skipped): P2 and P3 get exits, P4 is the last.
+    net = hub_efficientnet()
+    stages = net(X)["stages"]
+    assert [tuple(s.shape[1:3]) for s in stages] == [(4, 4), (2, 2), (1, 1)]
+    run_model_test(
+        lambda: MultiExitDistiller(hub_efficientnet()),
+        X,
+        Y,
+        expected_logs=MULTI_EXIT_LOGS,
+    )
 
 
 @pytest.mark.parametrize("factory", [hub_vit, hub_resnet], ids=["vit", "resnet"])
