@@ -1,7 +1,8 @@
 """Methods on keras-hub backbones: multi-exit (all four paths) and two-view on a tiny keras-hub
-ViT and a tiny keras-hub ResNet (multi-exit also on a tiny EfficientNet), each through the harness (fit before compile raises, a training
-epoch with finite, logged terms, config and `.keras` round trips with identical predictions), and
-early-exit inference on a ViT."""
+ViT and a tiny keras-hub ResNet (multi-exit also on a tiny EfficientNet), each through the
+harness (fit before compile raises, a training epoch with finite, logged terms, config and
+`.keras` round trips with identical predictions), and early-exit inference on a ViT (Keras and
+LiteRT)."""
 
 import numpy as np
 import pytest
