@@ -92,7 +92,10 @@ def tpami_row(
     if dataset not in ("cifar100", "imagenet"):
         raise ValueError(f"`dataset` must be 'cifar100' or 'imagenet', got {dataset!r}.")
     if (tpami is None) == (unpublished is None):
-        raise ValueError("Give either `tpami` (the published row) or `unpublished`, not both.")
+        raise ValueError(
+            "Give either `tpami` (the published row) or `unpublished` (a configuration no paper "
+            f"ran), exactly one; got tpami={tpami!r}, unpublished={unpublished!r}."
+        )
     cifar = dataset == "cifar100"
     if backbone_args is None:
         backbone_args = {"variant": "cifar" if cifar else "imagenet"}

@@ -104,8 +104,8 @@ class _SummaryCallback(keras.callbacks.Callback):
     def writes_epoch(self, epoch: int) -> bool:
         """Whether a subclass with ``every_n_epochs`` writes at the end of 0-based ``epoch``:
         every ``every_n_epochs``-th epoch, and always the last one of ``fit``."""
-        last = epoch + 1 == int(self.params.get("epochs") or 0) if self.params else False
-        return not ((epoch + 1) % self.every_n_epochs and not last)
+        last = bool(self.params) and epoch + 1 == int(self.params.get("epochs") or 0)
+        return last or (epoch + 1) % self.every_n_epochs == 0
 
     def on_train_end(self, logs=None):
         if self._writer is not None:

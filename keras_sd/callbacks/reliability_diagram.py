@@ -8,12 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd import validation
-from keras_sd.callbacks._summary import (
-    _iterate,
-    _softmax,
-    _sparse,
-    _SummaryCallback,
-)
+from keras_sd.callbacks._summary import _iterate, _softmax, _sparse, _SummaryCallback
 from keras_sd.metrics import calibration_report
 from keras_sd.models.multi_exit import MultiExitDistiller
 from keras_sd.plotting import reliability_diagram_image
