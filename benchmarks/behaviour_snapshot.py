@@ -65,7 +65,9 @@ def _numbers(tree, prefix=""):
         pass
     elif isinstance(tree, (int, float)):
         name = prefix[:-1]
-        if not any(word in name for word in ("seconds", "minutes", "img_per_s", "time")):
+        if not any(
+            word in name for word in ("seconds", "minutes", "img_per_s", "per_second", "time")
+        ):
             out[name] = float(tree)
     return out
 
