@@ -1,9 +1,7 @@
 """Multi-exit self-distillation (BYOT / TPAMI): MobileNetV2 on CIFAR-100.
 
 Row: MobileNetV2, TPAMI Table 1.
-Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-TPAMI 65.49 / 62.93 / 66.03 / 67.95 / 67.17 / 68.87.
-Settings and their sources: `keras_sd.paper_args.tpami_row`.
+Settings and sources: `keras_sd.paper_args.tpami_row`; published numbers: its arguments.
 
 Command: keras-sd train multi_exit/mobilenet_v2_cifar100  (or :baseline, :smoke)
 """
@@ -13,5 +11,6 @@ from keras_sd import paper_args
 get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
     "mobilenet_v2",
     "cifar100",
+    # published top-1 (%): baseline / exit1 / exit2 / exit3 / exit4 / ensemble
     tpami="65.49 / 62.93 / 66.03 / 67.95 / 67.17 / 68.87",
 )

@@ -1,9 +1,8 @@
 """Multi-exit self-distillation (BYOT / TPAMI): ResNet101 on ImageNet-2012 (ILSVRC2012 validation set).
 
 Row: ResNet101, TPAMI Table 2.
-Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-TPAMI 77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87.
-Settings: `keras_sd.paper_args.tpami_row`; their sources: recipes/multi_exit/resnet50_imagenet.py.
+Settings: `keras_sd.paper_args.tpami_row` (the published numbers are its arguments); their
+sources: recipes/multi_exit/resnet50_imagenet.py.
 
 Command: keras-sd train multi_exit/resnet101_imagenet  (or :baseline, :smoke)
 """
@@ -13,5 +12,6 @@ from keras_sd import paper_args
 get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
     "resnet101",
     "imagenet",
+    # published top-1 (%): baseline / exit1 / exit2 / exit3 / exit4 / ensemble
     tpami="77.03 / 71.75 / 74.39 / 79.47 / 79.70 / 78.87",
 )

@@ -2,9 +2,6 @@
 
 Papers: TPAMI and ICCV 2019, cited in recipes/multi_exit/resnet18_cifar100.py.
 Row: ResNet18, TPAMI Table 2 and ICCV Table 2.
-Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-    TPAMI: 69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63
-    ICCV:  68.12 / 41.26 / 51.94 / 62.29 / 69.84 / 68.93
 Schedule, augmentation and method: as recipes/multi_exit/resnet50_imagenet.py, whose docstring
 gives the sources (`keras_sd.schedules.IMAGENET_RESNET`, 100 epochs; the standard "imagenet"
 augmentation, since keras_sd has no ImageNet AutoAugment policy; `keras_sd.paper_args.TPAMI`).
@@ -18,5 +15,6 @@ from keras_sd import paper_args
 get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
     "resnet18",
     "imagenet",
+    # published top-1 (%): baseline / exit1 / exit2 / exit3 / exit4 / ensemble
     tpami="69.21 / 55.03 / 60.94 / 64.70 / 70.51 / 70.63",
 )

@@ -2,9 +2,6 @@
 
 Papers: TPAMI and ICCV 2019, cited in recipes/multi_exit/resnet18_cifar100.py.
 Row: ResNet50, TPAMI Table 2 and ICCV Table 2.
-Published top-1 accuracy (%), baseline / exit1 / exit2 / exit3 / exit4 / ensemble:
-    TPAMI: 76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28
-    ICCV:  73.56 / 43.95 / 58.47 / 72.84 / 75.24 / 74.73
 Schedule (TPAMI section 4.1): batch 256, SGD, learning rate 0.1 divided by 10 at epochs
 30, 60 and 90 of 100. Weight decay and momentum type are not
 stated: 1e-4 and plain momentum 0.9 are used. The paper trains with AutoAugment on RGB images;
@@ -25,5 +22,6 @@ from keras_sd import paper_args
 get_config, VARIANTS, BASELINE, PUBLISHED = paper_args.tpami_row(
     "resnet50",
     "imagenet",
+    # published top-1 (%): baseline / exit1 / exit2 / exit3 / exit4 / ensemble
     tpami="76.30 / 71.72 / 74.58 / 77.45 / 77.89 / 78.28",
 )

@@ -1,8 +1,7 @@
 """Two-view self-distillation (DDGSD): DenseNet-40, k = 12 (1.0M) on CIFAR-100.
 
 Row: DenseNet-40, k = 12 (1.0M) on CIFAR-100, Tables 2 and 3.
-Published top-1 test error: baseline 25.20 %, self-distillation 23.68 %.
-Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
+Settings and sources: `keras_sd.paper_args.ddgsd_cifar_row`; published numbers: its arguments.
 
 Command: keras-sd train two_view/densenet40_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """

@@ -1,8 +1,7 @@
 """Two-view self-distillation (DDGSD): WRN-28-10 (36.5M) on CIFAR-100.
 
 Row: WRN-28-10 (36.5M) on CIFAR-100, Table 3 (baseline also Table 2).
-Published top-1 test error: baseline 19.25 %, self-distillation 18.54 %.
-Settings and their sources: `keras_sd.paper_args.ddgsd_cifar_row`.
+Settings and sources: `keras_sd.paper_args.ddgsd_cifar_row`; published numbers: its arguments.
 
 Command: keras-sd train two_view/wrn28_10_cifar100  (or :baseline, :two_branch, :mmd_only, :kl_only, :smoke)
 """
