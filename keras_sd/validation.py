@@ -89,6 +89,29 @@ def positive(value: Any, name: str) -> float:
     return number
 
 
+def survival_probability(value: Any, name: str, *, allow_none: bool = False) -> float | None:
+    """``value`` as a float in ``(0, 1]``, a stochastic-depth block's chance to be kept (1 keeps
+    it always); a real number, not a string or bool. None passes through when ``allow_none``.
+
+    Example:
+        >>> survival_probability(0.5, "final_survival")
+        0.5
+        >>> survival_probability(0, "final_survival")
+        Traceback (most recent call last):
+            ...
+        ValueError: `final_survival` must be a number in (0, 1] (a survival probability), got 0.
+    """
+    if value is None and allow_none:
+        return None
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not 0.0 < float(value) <= 1.0:  # NaN fails the comparison
+        raise ValueError(
+            f"`{name}` must be {'None or ' if allow_none else ''}a number in (0, 1] (a survival "
+            f"probability), got {value!r}."
+        )
+    return float(value)
+
+
 def one_of(value: Any, name: str, allowed: Collection) -> Any:
     """``value`` itself if it is one of ``allowed``."""
     if isinstance(value, bool) or value not in allowed:

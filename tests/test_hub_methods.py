@@ -198,7 +198,9 @@ def test_vit_stochastic_depth_gates_both_residual_branches_of_each_block():
     assert len(net.output["stages"]) == 2
     with pytest.raises(ValueError, match=r"`stochastic_depth` applies to Vision Transformers only"):
         backbones.from_keras_hub(hub_resnet_raw(), num_classes=CLASSES, stochastic_depth=0.5)
-    with pytest.raises(ValueError, match=r"stochastic_depth .* must be None or a number in"):
+    with pytest.raises(
+        ValueError, match=r"`stochastic_depth` must be None or a number in \(0, 1\]"
+    ):
         backbones.from_keras_hub(vit, num_classes=CLASSES, stochastic_depth=1.5)
 
 

@@ -69,3 +69,17 @@ def test_choices_and_flags():
     assert validation.boolean(False, "flag") is False
     with pytest.raises(ValueError, match="`flag` must be True or False, got 1"):
         validation.boolean(1, "flag")
+
+
+def test_survival_probability():
+    assert validation.survival_probability(1, "p") == 1.0
+    assert validation.survival_probability(np.float32(0.25), "p") == 0.25
+    assert validation.survival_probability(None, "p", allow_none=True) is None
+    for bad in (0, 0.0, -0.1, 1.5, float("nan"), "0.5", True, None):
+        with pytest.raises(ValueError) as e:
+            validation.survival_probability(bad, "p")
+        assert (
+            str(e.value) == f"`p` must be a number in (0, 1] (a survival probability), got {bad!r}."
+        )
+    with pytest.raises(ValueError, match=r"^`q` must be None or a number in \(0, 1\]"):
+        validation.survival_probability(2, "q", allow_none=True)

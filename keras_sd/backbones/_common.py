@@ -98,18 +98,13 @@ class DepthSchedule:
     ) -> None:
         if drop_mode not in DROP_MODES:
             raise ValueError(f"drop_mode must be one of {list(DROP_MODES)}, got {drop_mode!r}")
-        if stochastic_depth is not None:
-            ok = isinstance(stochastic_depth, (int, float)) and not isinstance(
-                stochastic_depth, bool
-            )
-            if not ok or not 0.0 < float(stochastic_depth) <= 1.0:
-                raise ValueError(
-                    "stochastic_depth (the final block's survival probability) must be None or "
-                    f"a number in (0, 1], got {stochastic_depth!r}"
-                )
+        # The last block's survival probability; the gates decay linearly to it.
+        stochastic_depth = validation.survival_probability(
+            stochastic_depth, "stochastic_depth", allow_none=True
+        )
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ValueError(f"seed must be an int or None, got {seed!r}")
-        self.final = None if stochastic_depth is None else float(stochastic_depth)
+        self.final = stochastic_depth
         self.num_blocks = num_blocks
         self.drop_mode = drop_mode
         self.seed = seed

@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_sd import _keras_compat
+from keras_sd import _keras_compat, validation
 
 _MODES = ("per_sample", "per_batch")
 
@@ -101,14 +101,7 @@ class StochasticDepth(keras.layers.Layer):
                 f"branch must be a keras.layers.Layer (or Model), got {branch!r} "
                 f"of type {type(branch).__name__}"
             )
-        try:
-            p = float(survival_probability)
-        except (TypeError, ValueError):
-            p = float("nan")
-        if not 0.0 < p <= 1.0:
-            raise ValueError(
-                f"survival_probability must be a number in (0, 1], got {survival_probability!r}"
-            )
+        p = validation.survival_probability(survival_probability, "survival_probability")
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
         if seed is not None and not isinstance(seed, int):

@@ -40,21 +40,6 @@ def stochastic_depth_gates(model: keras.layers.Layer) -> list[StochasticDepth]:
     return found
 
 
-def _check_final_survival(value) -> float:
-    if isinstance(value, bool):
-        value = float("nan")
-    try:
-        p = float(value)
-    except (TypeError, ValueError):
-        p = float("nan")
-    if not 0.0 < p <= 1.0:
-        raise ValueError(
-            f"`final_survival` must be a number in (0, 1] (the last block's survival "
-            f"probability), got {value!r}."
-        )
-    return p
-
-
 @keras.saving.register_keras_serializable(package="keras_sd")
 class SelfGuidanceDistiller(SelfDistillationModel):
     """Self-Guidance training of a residual backbone with stochastic-depth gates.
@@ -142,7 +127,7 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         kd_weight = validation.non_negative(kd_weight, "kd_weight")
         teacher_ce_weight = validation.non_negative(teacher_ce_weight, "teacher_ce_weight")
         temperature = validation.positive(temperature, "temperature")
-        final_survival = _check_final_survival(final_survival)
+        final_survival = validation.survival_probability(final_survival, "final_survival")
         if drop_mode not in DROP_MODES:
             raise ValueError(f"`drop_mode` must be one of {DROP_MODES}, got {drop_mode!r}.")
         validation.boolean(teacher_gradient, "teacher_gradient")
