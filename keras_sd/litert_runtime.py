@@ -133,7 +133,25 @@ def _softmax64(z: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-class LiteRTEarlyExit:
+class ExitThresholds:
+    """The threshold properties both early-exit runtimes share (`LiteRTEarlyExit` and
+    `keras_sd.inference.EarlyExitModel`); the class sets ``num_exits`` and ``_thresholds``."""
+
+    num_exits: int
+    _thresholds: list[float]
+
+    @property
+    def thresholds(self) -> list[float]:
+        """The current thresholds, shallow to deep."""
+        return list(self._thresholds)
+
+    @property
+    def ensemble_index(self) -> int:
+        """The value of ``exit`` for images answered by the ensemble (``num_exits``)."""
+        return self.num_exits
+
+
+class LiteRTEarlyExit(ExitThresholds):
     """Early exit (TPAMI Algorithm 1) on the per-stage LiteRT flatbuffers of an export.
 
     ``fast(images)`` returns ``{"prediction": int32, "exit": int32, "logits": float32}`` like
@@ -193,16 +211,6 @@ class LiteRTEarlyExit:
         self._backbone = None
 
     # ------------------------------------------------------------------ thresholds
-    @property
-    def thresholds(self) -> list[float]:
-        """The current thresholds, shallow to deep."""
-        return list(self._thresholds)
-
-    @property
-    def ensemble_index(self) -> int:
-        """The value of ``exit`` for images answered by the ensemble (``num_exits``)."""
-        return self.num_exits
-
     def set_thresholds(self, thresholds: Sequence[float]) -> None:
         """Replaces the thresholds (the flatbuffers do not hold them, so nothing is rebuilt)."""
         self._thresholds = check_thresholds(thresholds, self.num_exits)

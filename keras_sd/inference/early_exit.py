@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd import _keras_compat, validation
-from keras_sd.litert_runtime import check_thresholds
+from keras_sd.litert_runtime import ExitThresholds, check_thresholds
 from keras_sd.models.multi_exit import MultiExitDistiller
 
 
@@ -88,7 +88,7 @@ def check_multi_exit(model: Any, name: str = "model") -> int:
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")
-class EarlyExitModel(keras.Model):
+class EarlyExitModel(ExitThresholds, keras.Model):
     """A multi-exit model that stops computing for a sample once an exit is confident.
 
     ``model(images)`` returns ``{"prediction": int32 [batch], "exit": int32 [batch], "logits":
@@ -136,16 +136,6 @@ class EarlyExitModel(keras.Model):
         )
         self.input_spec_shape = tuple(self._runtime.stages[0].inputs[0].shape[1:])
         self.built = True
-
-    @property
-    def thresholds(self) -> list[float]:
-        """The current thresholds, shallow to deep."""
-        return list(self._thresholds)
-
-    @property
-    def ensemble_index(self) -> int:
-        """The value of ``exit`` for samples answered by the ensemble (``num_exits``)."""
-        return self.num_exits
 
     def set_thresholds(self, thresholds: Sequence[float]) -> None:
         """Replaces the thresholds (no retracing: they are read from a variable)."""
