@@ -213,6 +213,46 @@ def log_mean_softmax(logits: Sequence[Any], temperature: float = 1.0):
     return ops.logsumexp(logp, axis=0) - math.log(len(logits))
 
 
+def distillation_references(
+    path: str, i: int, logits: Sequence[Any], features: Sequence[Any], temperature: float
+):
+    """``[(ref_logits, ref_feature), ...]``: what shallow exit ``i`` (0-based) of ``K`` exits
+    imitates under a BYOT distillation ``path`` (TPAMI Table 7), one pair per teacher.
+
+    ``"deepest"``: exit ``K``; ``"transitive"``: exit ``i + 1``; ``"dense"``: every deeper exit;
+    ``"ensemble"``: all ``K`` exits at once, as reference logits ``T * log(mean_k softmax(z_k /
+    T))`` (softened by ``T`` again inside `softened_kl` they give back the mean of the softened
+    probabilities) and the mean feature. Reference logits are such that ``softmax(ref / T)`` is
+    the reference distribution.
+
+    Example:
+        >>> logits = [[[2.0, 0.0]], [[0.0, 2.0]], [[1.0, 1.0]]]
+        >>> features = [[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], [[2.0, 2.0, 2.0]]]
+        >>> [len(distillation_references(p, 0, logits, features, 3.0))
+        ...  for p in ("deepest", "transitive", "dense", "ensemble")]
+        [1, 1, 2, 1]
+        >>> [(ref_logits, ref_feature)] = distillation_references("ensemble", 0, logits, features, 3.0)
+        >>> ops.convert_to_numpy(ops.softmax(ref_logits / 3.0)).round(4)
+        array([[0.5, 0.5]], dtype=float32)
+        >>> ops.convert_to_numpy(ref_feature).tolist()
+        [[1.0, 1.0, 1.0]]
+    """
+    last = len(logits) - 1
+    if path == "deepest":
+        return [(logits[last], features[last])]
+    if path == "transitive":
+        return [(logits[i + 1], features[i + 1])]
+    if path == "dense":
+        return [(logits[j], features[j]) for j in range(i + 1, last + 1)]
+    if path != "ensemble":
+        raise ValueError(
+            f"`path` must be one of ('deepest', 'ensemble', 'transitive', 'dense'), got {path!r}."
+        )
+    ref_logits = temperature * log_mean_softmax(logits, temperature)
+    ref_features = ops.mean(ops.stack([ops.cast(f, "float32") for f in features]), axis=0)
+    return [(ref_logits, ref_features)]
+
+
 def mean_feature_mmd(features_a, features_b):
     """``|| mean_i h(x_a,i) - mean_i h(x_b,i) ||_2^2``: squared L2 between the batch-mean features.
 

@@ -122,3 +122,26 @@ def test_docstring_examples():
 
     result = doctest.testmod(losses)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_distillation_references_follow_the_path():
+    logits = [np.full((2, 3), float(k)) for k in range(4)]
+    features = [np.full((2, 5), 10.0 * k) for k in range(4)]
+    refs = {
+        p: losses.distillation_references(p, 1, logits, features, 2.0)
+        for p in ("deepest", "transitive", "dense")
+    }
+    # Exit 2 (index 1) of 4: the deepest is exit 4, the next deeper exit 3, dense both 3 and 4.
+    assert [float(np.asarray(r[0])[0, 0]) for r in refs["deepest"]] == [3.0]
+    assert [float(np.asarray(r[0])[0, 0]) for r in refs["transitive"]] == [2.0]
+    assert [float(np.asarray(r[1])[0, 0]) for r in refs["dense"]] == [20.0, 30.0]
+    # Ensemble: softmax(ref / T) is the mean of the softened probabilities, by hand in NumPy.
+    rng = np.random.default_rng(0)
+    z = [rng.normal(size=(4, 6)).astype("float32") for _ in range(3)]
+    [(ref, feature)] = losses.distillation_references("ensemble", 0, z, features[:3], 2.0)
+    soft = [np.exp(v / 2.0) / np.exp(v / 2.0).sum(-1, keepdims=True) for v in z]
+    got = np.exp(np.asarray(ref) / 2.0)
+    np.testing.assert_allclose(got / got.sum(-1, keepdims=True), np.mean(soft, 0), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(feature), np.full((2, 5), 10.0), rtol=0)
+    with pytest.raises(ValueError, match=r"`path` must be one of .* got 'widest'"):
+        losses.distillation_references("widest", 0, z, features[:3], 2.0)

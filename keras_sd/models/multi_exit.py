@@ -241,28 +241,6 @@ class MultiExitDistiller(SelfDistillationModel):
         return self.exit_graph.export_backbone()
 
     # ------------------------------------------------------------------ loss
-    def _references(self, i: int, logits: list, features: list, ensemble=None):
-        """``[(ref_logits, ref_feature), ...]`` of shallow exit ``i`` (0-based) for the path.
-
-        Reference logits are such that ``softmax(ref / T)`` is the reference distribution.
-        """
-        last = len(logits) - 1
-        if self.distillation_path == "deepest":
-            return [(logits[last], features[last])]
-        if self.distillation_path == "transitive":
-            return [(logits[i + 1], features[i + 1])]
-        if self.distillation_path == "dense":
-            return [(logits[j], features[j]) for j in range(i + 1, last + 1)]
-        return [ensemble]
-
-    def _ensemble_reference(self, logits, features):
-        t = self.temperature
-        # T * log(mean_k softmax(z_k / T)): softened by T again inside the KL, it gives back the
-        # mean of the softened probabilities.
-        ref_logits = t * losses.log_mean_softmax(logits, t)
-        ref_features = ops.mean(ops.stack([ops.cast(f, "float32") for f in features]), axis=0)
-        return ref_logits, ref_features
-
     def compute_loss_terms(self, images, targets, training, index=None):
         logits, features = self.exit_logits_and_features(images, training=training)
         k = len(logits)
@@ -279,17 +257,20 @@ class MultiExitDistiller(SelfDistillationModel):
             # Per sample [batch] for the paper's hint, one batch scalar for the adapted form.
             batch_hint = self.feature_hint == "adapted_l2_batch"
             feature_total = ops.zeros((), "float32") if batch_hint else ops.zeros_like(ce_total)
-            ensemble = None
             # alpha of TPAMI eq. 3 is the (scheduled) weight of the KL term: annealing it to 0
             # also gives the shallow exits' cross-entropy its full weight.
             alpha = self.term_weight("kl_loss")
-            if self.distillation_path == "ensemble":  # one reference shared by every shallow exit
-                ensemble = self._ensemble_reference(logits, features)
+            path, t = self.distillation_path, self.temperature
+            # The ensemble reference is the same for every shallow exit: computed once.
+            shared = None
+            if path == "ensemble":
+                shared = losses.distillation_references(path, 0, logits, features, t)
             for i in range(k - 1):
                 ce_total = ce_total + (1.0 - alpha) * losses.soft_target_cross_entropy(
                     targets, logits[i]
                 )
-                for ref_logits, ref_features in self._references(i, logits, features, ensemble):
+                refs = shared or losses.distillation_references(path, i, logits, features, t)
+                for ref_logits, ref_features in refs:
                     kl_total = kl_total + losses.softened_kl(
                         ref_logits, logits[i], self.temperature, self.kl_scale
                     )
