@@ -213,6 +213,10 @@ def log_mean_softmax(logits: Sequence[Any], temperature: float = 1.0):
     return ops.logsumexp(logp, axis=0) - math.log(len(logits))
 
 
+# BYOT's distillation paths (TPAMI Table 7): which deeper exits a shallow exit imitates.
+DISTILLATION_PATHS = ("deepest", "ensemble", "transitive", "dense")
+
+
 def distillation_references(
     path: str, i: int, logits: Sequence[Any], features: Sequence[Any], temperature: float
 ):
@@ -245,9 +249,7 @@ def distillation_references(
     if path == "dense":
         return [(logits[j], features[j]) for j in range(i + 1, last + 1)]
     if path != "ensemble":
-        raise ValueError(
-            f"`path` must be one of ('deepest', 'ensemble', 'transitive', 'dense'), got {path!r}."
-        )
+        raise ValueError(f"`path` must be one of {DISTILLATION_PATHS}, got {path!r}.")
     ref_logits = temperature * log_mean_softmax(logits, temperature)
     ref_features = ops.mean(ops.stack([ops.cast(f, "float32") for f in features]), axis=0)
     return [(ref_logits, ref_features)]

@@ -27,7 +27,7 @@ from keras_sd.losses import log_mean_softmax, mutual_feature_loss  # noqa: F401 
 from keras_sd.models.base import SelfDistillationModel
 from keras_sd.models.exit_graph import ExitGraph
 
-PATHS = ("deepest", "ensemble", "transitive", "dense")
+PATHS = losses.DISTILLATION_PATHS
 REDUCTIONS = ("mean", "sum")
 # Feature hint forms: TPAMI eq. 4 (per-sample squared L2) or the official code's (a trained dense
 # adaptation layer on the shallow feature, then the un-squared L2 norm over the whole batch).
