@@ -241,6 +241,7 @@ def distillation_references(
         >>> ops.convert_to_numpy(ref_feature).tolist()
         [[1.0, 1.0, 1.0]]
     """
+    validation.one_of(path, "path", DISTILLATION_PATHS)
     last = len(logits) - 1
     if path == "deepest":
         return [(logits[last], features[last])]
@@ -248,8 +249,6 @@ def distillation_references(
         return [(logits[i + 1], features[i + 1])]
     if path == "dense":
         return [(logits[j], features[j]) for j in range(i + 1, last + 1)]
-    if path != "ensemble":
-        raise ValueError(f"`path` must be one of {DISTILLATION_PATHS}, got {path!r}.")
     ref_logits = temperature * log_mean_softmax(logits, temperature)
     ref_features = ops.mean(ops.stack([ops.cast(f, "float32") for f in features]), axis=0)
     return [(ref_logits, ref_features)]
