@@ -172,3 +172,45 @@ def test_best_epoch_of_a_hand_made_history():
 def test_bad_eval_every_is_named(value):
     with pytest.raises(ValueError, match="eval_every"):
         recipes.load(BASELINE, [f"eval_every={value}"])
+
+
+SELF_GUIDANCE = (
+    str(REPO / "recipes" / "self_guidance" / "resnet_cifar.py") + ":resnet32,cifar10,smoke"
+)
+
+
+@pytest.mark.parametrize(
+    "spec, extra",
+    [(BASELINE, []), (MULTI_EXIT, []), (SELF_GUIDANCE, ["backbone_args.depth=8"])],
+    ids=["baseline", "multi_exit", "self_guidance"],
+)
+def test_evaluation_frequency_does_not_change_training(tmp_path, spec, extra):
+    """The CIFAR-10 study evaluates some rows every epoch and others every 5th: that must be a
+    choice of reporting only. Evaluating must draw nothing from the data order, the augmentation
+    or the model's seed generator (Self-Guidance samples its sub-network from one), so the same
+    recipe and seed trains the same weights whatever ``eval_every`` is."""
+    runs = {}
+    for every in (1, 3):
+        recipe = recipes.load(
+            spec, ["epochs=3", "steps_per_epoch=3", f"eval_every={every}", *extra]
+        )
+        train.train(recipe, tmp_path / f"every{every}", verbose=0)
+        history = train.read_history(tmp_path / f"every{every}")
+        model = keras.models.load_model(tmp_path / f"every{every}" / "model.keras")
+        runs[every] = (history, model.get_weights())
+    (h1, w1), (h3, w3) = runs[1], runs[3]
+    assert [e["epoch"] for e in h1 if "val_loss" in e] == [1, 2, 3]
+    assert [e["epoch"] for e in h3 if "val_loss" in e] == [3]
+    train_keys = sorted(
+        k for k in h1[0] if not k.startswith("val_") and k != "epoch" and "seconds" not in k
+    )
+    assert "loss" in train_keys
+    for a, b in zip(h1, h3, strict=True):
+        assert {k: a[k] for k in train_keys} == {k: b[k] for k in train_keys}
+    assert len(w1) == len(w3)
+    for a, b in zip(w1, w3, strict=True):
+        assert (a == b).all()
+    # and the last evaluation, which both made, gives the same figures
+    assert {k: v for k, v in h1[-1].items() if k.startswith("val_")} == {
+        k: v for k, v in h3[-1].items() if k.startswith("val_")
+    }
