@@ -217,3 +217,54 @@ def test_convergence_reads_the_last_tenth_of_epochs():
     assert text.splitlines()[2] == "| 1 | 20 | 97.5-98.2 | 71.0-71.0 | 0.00 | 26 |"
     assert len(text.splitlines()) == 3  # the two_view run is not the baseline
     assert study.convergence([other], "B") is None
+
+
+def _record(row, seed, test_curve, last, commit="abc"):
+    epochs = list(range(1, len(test_curve) + 1))
+    return {
+        "protocol": "B",
+        "row": row,
+        "seed": seed,
+        "primary_output": "output",
+        "last_epoch": {"epoch": epochs[-1], "top1": last, "outputs_top1": {"output": last}},
+        "best_epoch": {"top1": max(v for v in test_curve if v is not None)},
+        "ece": 1.0,
+        "nll": 1.0,
+        "aurc": 1.0,
+        "wall_clock_seconds": 60.0,
+        "code_commit": commit,
+        "curves": {
+            "epoch": epochs,
+            "train_top1": {"output": [None] * len(epochs)},
+            "test_top1": {"output": test_curve},
+        },
+    }
+
+
+def test_best_epoch_difference_uses_the_epochs_both_runs_evaluated():
+    study = _study()
+    # The baseline, evaluated every epoch, peaks at epoch 3 (an epoch the method never saw);
+    # over epochs 5 and 10 its best is 70. The method, evaluated at 5 and 10, peaks at 71.
+    base0 = _record("baseline", 0, [50, 60, 80, 65, 70, 60, 61, 62, 63, 69], 69.0)
+    meth0 = _record("two_view", 0, [None] * 4 + [71] + [None] * 4 + [70], 70.0)
+    base1 = _record("baseline", 1, [50, 60, 75, 65, 66, 60, 61, 62, 63, 68], 68.0)
+    meth1 = _record("two_view", 1, [None] * 4 + [69] + [None] * 4 + [67], 67.0)
+    assert study.evaluated(meth0) == [5, 10]
+    assert study.best_over(base0, [5, 10]) == 70 and study.best_over(base0, [11]) is None
+    runs = [base0, meth0, base1, meth1]
+    assert study._best_differences(
+        {"baseline": {0: base0, 1: base1}, "two_view": {0: meth0, 1: meth1}}, "two_view", "baseline"
+    ) == [(0, 1.0), (1, 1.0)]
+    text = study.table(runs, "B")
+    header, _, *rows = [line for line in text.splitlines() if line.startswith("|")]
+    cells = dict(
+        zip(
+            header.split(" | "),
+            next(r for r in rows if r.startswith("| two_view")).split(" | "),
+            strict=True,
+        )
+    )
+    # last epoch: +1 and -1 per seed; best over the same epochs: 71 - 70 and 69 - 68 (the bests
+    # over all evaluated epochs would give 71 - 80 and 69 - 75)
+    assert cells["last-epoch top-1 − reference, per seed"] == "s0: +1.00, s1: -1.00"
+    assert cells["best-epoch top-1 − reference, same evaluated epochs, mean"] == "+1.00"
