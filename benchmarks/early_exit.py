@@ -5,7 +5,9 @@ schedule (benchmarks/cifar10_study.py, row ``multi_exit``: real CIFAR-10, 1,000 
 per class, 20 epochs, batch 128, SGD Nesterov, lr 0.1 cosine, weight decay 5e-4). By default the
 lowest-seed model the study saved (the first harness's models under the system temp dir, else
 the study's short-schedule run directories) is used; if there is none, this script runs the
-study's short-schedule multi_exit row for seed 0 first (never in the repo).
+study's short-schedule multi_exit row for seed 0 first (never in the repo). ``--model
+RUN/model.keras`` benchmarks the model of any finished multi-exit run (e.g. a protocol-B row of
+the study), on that run's own test split and normalisation (its recipe.json).
 
 Thresholds: the 10,000 test images are split in two seeded halves
 (`keras_sd.inference.split_search_report`, as `keras-sd thresholds` does). The genetic search
@@ -20,7 +22,9 @@ data-dependent gathers and conditionals), at batch 1 and batch 256, best of alte
 rounds after warm-up; both as ordinary ``tf.function`` graphs reading variables, and both frozen
 (weights as constants, `keras_sd.inference.freeze_function`), like against like; and at batch
 1 in LiteRT (`EarlyExitModel.export_litert`, run by `keras_sd.litert_runtime.LiteRTEarlyExit`, one
-thread and all threads) against the LiteRT plain backbone. Results go
+thread and all threads) against the LiteRT plain backbone, with each flatbuffer's median invoke
+time (what the stage costs predict at the measured exit shares) and the dynamic-int8 export's
+accuracy change and speed. Results go
 to benchmarks/results/early_exit.json and to the section
 between ``<!-- early_exit:start -->`` and ``<!-- early_exit:end -->`` of docs/results.md.
 
@@ -31,6 +35,7 @@ between ``<!-- early_exit:start -->`` and ``<!-- early_exit:end -->`` of docs/re
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import pathlib
 import shutil
@@ -96,11 +101,18 @@ def train_model(path: pathlib.Path) -> None:
     os.replace(tmp, path)
 
 
-def test_arrays(folder: pathlib.Path):
-    """The 10,000 test images (normalised as in training) and labels of the short-schedule
-    multi_exit run, as arrays: the run's own test split (`Experiment`, evaluation data)."""
-    recipe, _ = study.study_recipe("multi_exit", SHORT, SEED, folder, eval_every=1)
-    bundle = Experiment(recipe, evaluation=True).bundle
+def test_arrays(folder: pathlib.Path, model_path: pathlib.Path):
+    """The 10,000 test images (normalised as in training) and labels, as arrays: the test split of
+    the run that saved ``model_path`` (its recipe.json, `Experiment.from_run`), else of the
+    study's short-schedule multi_exit row (models the first harness saved outside run folders).
+    Normalisation is computed from the training images a run used, so a protocol-B model (5,000
+    images) and a short-schedule one (10,000) each need their own."""
+    run = model_path.parent
+    if (run / "recipe.json").exists():
+        bundle = Experiment.from_run(run).bundle
+    else:
+        recipe, _ = study.study_recipe("multi_exit", SHORT, SEED, folder, eval_every=1)
+        bundle = Experiment(recipe, evaluation=True).bundle
     xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in bundle.test])
     return np.concatenate(xs).astype("float32"), np.concatenate(ys).astype("int64")
 
@@ -132,6 +144,7 @@ def litert_throughput(model, thresholds, images: np.ndarray, threads: int | None
         inference.EarlyExitModel(model, thresholds).export_litert(
             pathlib.Path(tmp) / "ee", backbone=True
         )
+        stage_ms = litert_stage_ms(pathlib.Path(tmp) / "ee", images[0], threads or 1)
         fast = LiteRTEarlyExit(pathlib.Path(tmp) / "ee", num_threads=threads)
         one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
         for v in one[:50]:  # warm-up
@@ -163,6 +176,102 @@ def litert_throughput(model, thresholds, images: np.ndarray, threads: int | None
         "median_chunk_speedup": float(np.median(ratios)),
         "exit_agreement_with_tf": agree,
         "threads": threads,
+        "stage_ms": stage_ms,
+    }
+
+
+def model_run(model_path: pathlib.Path) -> str:
+    """The recipe name of the run that saved ``model_path`` (its recipe.json), or a label for a
+    model saved outside a run folder by the first study harness."""
+    recipe = model_path.parent / "recipe.json"
+    if recipe.exists():
+        return json.loads(recipe.read_text()).get("name", "unnamed run")
+    return "short schedule, first harness"
+
+
+def litert_stage_ms(folder: pathlib.Path, image: np.ndarray, threads: int, calls: int = 300):
+    """Median milliseconds of one invoke of each LiteRT flatbuffer of an export (every stage, fed
+    the feature map the previous stage gives for ``image``, and the plain backbone), through
+    ai-edge-litert's public interpreter API: what each part costs at batch 1, free of the
+    runtime's Python between stages."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = [s["file"] for s in manifest["stages"]] + [manifest["backbone"]["file"]]
+    out, h = {}, image[None]
+    for n, file in enumerate(files):
+        interp = Interpreter(model_path=str(folder / file), num_threads=threads)
+        runner = interp.get_signature_runner()
+        (name,) = runner.get_input_details()
+        is_stage = n < len(files) - 1
+        x = h if is_stage else image[None]
+        result = runner(**{name: x})
+        for _ in range(30):  # warm-up
+            runner(**{name: x})
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            runner(**{name: x})
+            times.append(time.perf_counter() - start)
+        out["backbone" if not is_stage else f"stage{n + 1}"] = 1e3 * float(np.median(times))
+        if is_stage and "stage" in result:
+            h = result["stage"]
+    return out
+
+
+def litert_limits(stage_ms: dict, shares, macs) -> dict:
+    """What the stage costs predict for early exit at these shares (ensemble answers pay every
+    stage), against the MAC acceleration: how far the per-stage costs are from the MAC shares."""
+    stages = [v for k, v in stage_ms.items() if k.startswith("stage")]
+    cumulative = np.cumsum(stages)
+    paths = [*cumulative, cumulative[-1]]  # exit i pays stages 1..i; the ensemble pays all
+    predicted_ms = float(np.dot(shares, paths))
+    return {
+        "predicted_ms_per_image": predicted_ms,
+        "predicted_speedup": stage_ms["backbone"] / predicted_ms,
+        "through_all_stages_ms": float(cumulative[-1]),
+        "through_all_stages_over_backbone": float(cumulative[-1] / stage_ms["backbone"]),
+        "exit_path_ms_over_backbone": [float(c / stage_ms["backbone"]) for c in cumulative],
+        "exit_path_macs_over_backbone": [float(m / macs.backbone) for m in macs.exits],
+    }
+
+
+def litert_int8(model, thresholds, images, labels, float_exits) -> dict:
+    """Dynamic-range int8 export (int8 weights, float activations) against float32 on the same
+    images: accuracy of the early exit, how many exits and predictions change, batch-1 speed."""
+    from keras_sd.litert_runtime import LiteRTEarlyExit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inference.EarlyExitModel(model, thresholds).export_litert(
+            pathlib.Path(tmp) / "f32", backbone=False
+        )
+        inference.EarlyExitModel(model, thresholds).export_litert(
+            pathlib.Path(tmp) / "i8", quantize="dynamic_int8", backbone=False
+        )
+        f32 = LiteRTEarlyExit(pathlib.Path(tmp) / "f32", num_threads=1)
+        i8 = LiteRTEarlyExit(pathlib.Path(tmp) / "i8", num_threads=1)
+        a, b = f32.predict(images), i8.predict(images)
+        one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+        for v in one[:50]:
+            f32(v)
+            i8(v)
+        seconds = {"float32": 0.0, "dynamic_int8": 0.0}
+        for rep in range(3):
+            for c, s in enumerate(range(0, len(one), LITERT_CHUNK)):
+                pair = [("float32", f32), ("dynamic_int8", i8)]
+                for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
+                    start = time.perf_counter()
+                    for v in one[s : s + LITERT_CHUNK]:
+                        fn(v)
+                    seconds[name] += time.perf_counter() - start
+    n = 3 * len(one)
+    return {
+        "accuracy_float32": 100.0 * float(np.mean(a["prediction"] == labels)),
+        "accuracy_dynamic_int8": 100.0 * float(np.mean(b["prediction"] == labels)),
+        "exits_changed": 100.0 * float(np.mean(a["exit"] != b["exit"])),
+        "predictions_changed": 100.0 * float(np.mean(a["prediction"] != b["prediction"])),
+        "float32_exits_match_tf": 100.0 * float(np.mean(a["exit"] == float_exits)),
+        "images_per_second_1_thread": {k: n / v for k, v in seconds.items()},
     }
 
 
@@ -206,7 +315,7 @@ def benchmark(
 ) -> dict:
     folder = study.cifar10_folder()
     model = keras.models.load_model(model_path)
-    x, y = test_arrays(folder)
+    x, y = test_arrays(folder, model_path)
     if limit:  # quick check of the script only; reported figures use every test image
         x, y = x[:limit], y[:limit]
     split = inference.split_search_report(len(x), seed=SEED)
@@ -275,6 +384,12 @@ def benchmark(
             threads=len(os.sched_getaffinity(0)),
         ),
     }
+    for v in litert.values():
+        v["limits"] = litert_limits(v["stage_ms"], sim_r["shares"][0], macs)
+        v["fraction_of_mac_acceleration"] = v["speedup"] / float(macs.backbone / sim_r["macs"][0])
+    litert["dynamic_int8"] = litert_int8(
+        model, chosen, images, y[report_idx], early.predict_early_exit(images)["exit"]
+    )
     load_after = os.getloadavg()
     # The graph answers as the NumPy replay of Algorithm 1 did.
     served = early.predict_early_exit(images, batch_size=256)
@@ -285,8 +400,8 @@ def benchmark(
         inference.rescore(sweep, report),
         list(model.exit_names),
         PLOT if write_plot and not limit else None,
-        title="Multi-exit ResNet-20, CIFAR-10 study model: report half of the test split "
-        f"({report.num_samples} images; thresholds searched on the other half)",
+        title=f"Multi-exit ResNet-20, CIFAR-10 study ({model_run(model_path)}): report half of the "
+        f"test split ({report.num_samples} images; thresholds searched on the other half)",
         num_samples=report.num_samples,
     )
     import tensorflow as tf
@@ -294,6 +409,7 @@ def benchmark(
     return {
         "protocol": __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2],
         "model": str(model_path),
+        "model_run": model_run(model_path),
         "search_images": int(search.num_samples),
         "report_images": int(report.num_samples),
         "exit_accuracy_report": exit_acc,
@@ -366,7 +482,8 @@ def table(r: dict) -> str:
     return "\n".join(
         [
             "Early-exit inference (TPAMI Algorithm 1) of the multi-exit ResNet-20 from the CIFAR-10 "
-            "study protocol, thresholds found by the genetic search on half of the test split, "
+            f"study ({r.get('model_run', 'short schedule')}), thresholds found by the genetic "
+            "search on half of the test split, "
             "figures on the other half ("
             f"{r['report_images']} images). Produced by `python benchmarks/early_exit.py`.",
             "",
@@ -415,15 +532,48 @@ def litert_rows(r: dict) -> list[str]:
         "img/s over chunks of 25 images alternating backbone / early exit; speedup on total "
         "time (median of chunk pairs).",
         "",
-        "| LiteRT, batch 1 | plain backbone | early exit | speedup |",
-        "|---|---|---|---|",
+        "| LiteRT, batch 1 | plain backbone | early exit | speedup | of the MAC acceleration "
+        "| predicted by stage times |",
+        "|---|---|---|---|---|---|",
     ]
     for key in ("1_thread", "all_threads"):
         v = lt[key]
+        frac = v.get("fraction_of_mac_acceleration")
+        pred = (v.get("limits") or {}).get("predicted_speedup")
         out.append(
-            f"| {v['threads']} thread(s) ({key.replace('_', ' ')}) | {v['backbone']:.0f} img/s | {v['early_exit']:.0f} img/s "
-            f"| **{v['speedup']:.2f}x** ({v['median_chunk_speedup']:.2f}x) |"
+            f"| {v['threads']} thread(s) ({key.replace('_', ' ')}) | {v['backbone']:.0f} img/s "
+            f"| {v['early_exit']:.0f} img/s "
+            f"| **{v['speedup']:.2f}x** ({v['median_chunk_speedup']:.2f}x) "
+            f"| {'-' if frac is None else f'{frac:.2f}'} "
+            f"| {'-' if pred is None else f'{pred:.2f}x'} |"
         )
+    one = lt["1_thread"]
+    if one.get("stage_ms"):
+        lim = one["limits"]
+        out += [
+            "",
+            "One thread, median ms per invoke: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in one["stage_ms"].items())
+            + ". Cost of answering at each exit, as a fraction of the backbone: "
+            + ", ".join(f"{v:.2f}" for v in lim["exit_path_ms_over_backbone"])
+            + " in time against "
+            + ", ".join(f"{v:.2f}" for v in lim["exit_path_macs_over_backbone"])
+            + " in MACs; an image that goes through every stage costs "
+            + f"{lim['through_all_stages_over_backbone']:.2f}x the backbone.",
+        ]
+    q = lt.get("dynamic_int8")
+    if q:
+        ips = q["images_per_second_1_thread"]
+        out += [
+            "",
+            f"Dynamic int8 (int8 weights, float activations), same thresholds, report half: "
+            f"early-exit accuracy {q['accuracy_dynamic_int8']:.2f} % against "
+            f"{q['accuracy_float32']:.2f} % in float32 "
+            f"({q['accuracy_dynamic_int8'] - q['accuracy_float32']:+.2f} points); "
+            f"{q['exits_changed']:.1f} % of exits and {q['predictions_changed']:.1f} % of "
+            f"predictions change; one thread, batch 1: {ips['dynamic_int8']:.0f} img/s against "
+            f"{ips['float32']:.0f} img/s in float32.",
+        ]
     return [*out, ""]
 
 
