@@ -58,6 +58,10 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
     study = _study()
     protocol = study.PROTOCOLS["B"]
     for row, spec in study.ROWS.items():
+        if spec.network != protocol.network:
+            with pytest.raises(SystemExit, match=f"row '{row}' does not belong to protocol 'B'"):
+                study.study_recipe(row, protocol, 1, tmp_path, 1)
+            continue
         if spec.augment == "autoaugment" and not study.augment_available("autoaugment"):
             with pytest.raises(SystemExit, match="needs augment='autoaugment'"):
                 study.study_recipe(row, protocol, 1, tmp_path, 1)
@@ -268,3 +272,37 @@ def test_best_epoch_difference_uses_the_epochs_both_runs_evaluated():
     # over all evaluated epochs would give 71 - 80 and 69 - 75)
     assert cells["last-epoch top-1 − reference, per seed"] == "s0: +1.00, s1: -1.00"
     assert cells["best-epoch top-1 − reference, same evaluated epochs, mean"] == "+1.00"
+
+
+def test_vit_protocol_keeps_the_recipe_network_and_optimizer(tmp_path):
+    study = _study()
+    protocol = study.PROTOCOLS["vit"]
+    base = recipes.load(str(REPO / "recipes" / "multi_exit" / "vit_tiny_cifar10.py"))
+    me, overrides = study.study_recipe("vit_multi_exit", protocol, 0, tmp_path, 5)
+    assert (me.method, dict(me.method_args)) == (base.method, dict(base.method_args))
+    assert (me.backbone, dict(me.backbone_args)) == ("hub_vit", dict(base.backbone_args))
+    # DeiT's AdamW at batch 128: 5e-4 * 128 / 512, decoupled decay 0.05, 5 warm-up epochs kept.
+    opt = me.optimizer
+    assert (opt.name, opt.weight_decay, opt.schedule, opt.warmup_epochs) == (
+        "adamw",
+        0.05,
+        "cosine",
+        5,
+    )
+    assert opt.learning_rate == pytest.approx(1.25e-4)
+    assert (me.epochs, me.eval_every, me.data.batch_size, me.data.augment) == (
+        60,
+        5,
+        128,
+        "randaugment",
+    )
+    assert me.data.train_per_class == 500 and me.data.subset_seed == 0
+    # TPAMI anneals for the last 5 of 300 epochs: 1 of 60.
+    assert me.callbacks["DistillationAnnealing"]["last_epochs"] == 1
+    assert "backbone" not in overrides and "optimizer.name" not in overrides
+    baseline, _ = study.study_recipe("vit_baseline", protocol, 0, tmp_path, 5)
+    assert baseline.method == "baseline" and baseline.backbone == "hub_vit"
+    assert baseline.optimizer == opt
+    assert study.ROWS["vit_multi_exit"].reference == "vit_baseline"
+    with pytest.raises(SystemExit, match="run it under --protocol short or B or smoke"):
+        study.study_recipe("multi_exit", protocol, 0, tmp_path, 5)
