@@ -886,13 +886,21 @@ def curves_chart(runs: list[dict], protocol: str, row: str, path: pathlib.Path) 
     return True
 
 
-def convergence(runs: list[dict], protocol: str, row: str = "baseline") -> str | None:
+def baseline_row(protocol: str) -> str:
+    """The row a protocol's methods are measured against: its first row with no reference."""
+    rows = PROTOCOLS[protocol].rows if protocol in PROTOCOLS else ()
+    return next((r for r in rows if ROWS[r].reference is None), "baseline")
+
+
+def convergence(runs: list[dict], protocol: str, row: str | None = None) -> str | None:
     """Whether ``row`` has fitted its training set: one table line per seed.
 
     Over the last 10 % of epochs (at least one): the range of training top-1 (Keras' running
     mean over the augmented batches of each epoch) and of test top-1 over the evaluated epochs,
-    the test top-1 spread in points, and the run's minutes (training + evaluation).
+    the test top-1 spread in points, and the run's minutes (training + evaluation). ``row``:
+    the protocol's baseline row (`baseline_row`) unless given.
     """
+    row = row or baseline_row(protocol)
     runs = sorted(
         (r for r in runs if r["protocol"] == protocol and r["row"] == row and r.get("curves")),
         key=lambda r: r["seed"],
@@ -943,7 +951,7 @@ def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -
             rel = pathlib.Path(os.path.relpath(img_dir, doc.parent)).as_posix()
             if bar_chart(runs, protocol, bars):
                 body += f"\n\n![{protocol}: test top-1 per row, seed dots]({rel}/{bars.name})"
-            if curves_chart(runs, protocol, "baseline", base):
+            if curves_chart(runs, protocol, baseline_row(protocol), base):
                 body += (
                     f"\n\n![{protocol}: baseline train and test top-1 per epoch]({rel}/{base.name})"
                 )

@@ -306,3 +306,15 @@ def test_vit_protocol_keeps_the_recipe_network_and_optimizer(tmp_path):
     assert study.ROWS["vit_multi_exit"].reference == "vit_baseline"
     with pytest.raises(SystemExit, match="run it under --protocol short or B or smoke"):
         study.study_recipe("multi_exit", protocol, 0, tmp_path, 5)
+
+
+def test_each_protocol_names_its_baseline_row():
+    study = _study()
+    assert study.baseline_row("B") == "baseline" and study.baseline_row("vit") == "vit_baseline"
+    assert study.baseline_row("smoke") == "baseline"
+    run = _record("vit_baseline", 0, [40.0, 50.0], 50.0)
+    run["protocol"] = "vit"
+    run["curves"]["train_top1"]["output"] = [45.0, 55.0]
+    text = study.convergence([run, dict(run, row="vit_multi_exit")], "vit")
+    assert text.splitlines()[2] == "| 0 | 2 | 55.0-55.0 | 50.0-50.0 | 0.00 | 1 |"
+    assert len(text.splitlines()) == 3
