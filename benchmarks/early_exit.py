@@ -190,10 +190,11 @@ def model_run(model_path: pathlib.Path) -> str:
 
 
 def litert_stage_ms(folder: pathlib.Path, image: np.ndarray, threads: int, calls: int = 300):
-    """Median milliseconds of one invoke of each LiteRT flatbuffer of an export (every stage, fed
+    """Median milliseconds of one call of each LiteRT flatbuffer of an export (every stage, fed
     the feature map the previous stage gives for ``image``, and the plain backbone), through
-    ai-edge-litert's public interpreter API: what each part costs at batch 1, free of the
-    runtime's Python between stages."""
+    ai-edge-litert's raw interpreter API as `LiteRTEarlyExit` calls it (set the input, invoke,
+    read the logits): what each part costs at batch 1, free of the runtime's Python between
+    stages."""
     from ai_edge_litert.interpreter import Interpreter
 
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -202,20 +203,26 @@ def litert_stage_ms(folder: pathlib.Path, image: np.ndarray, threads: int, calls
     for n, file in enumerate(files):
         interp = Interpreter(model_path=str(folder / file), num_threads=threads)
         runner = interp.get_signature_runner()
-        (name,) = runner.get_input_details()
+        (inp,) = [d["index"] for d in runner.get_input_details().values()]
+        outs = {name: d["index"] for name, d in runner.get_output_details().items()}
+        del runner  # as `LiteRTEarlyExit` does: indices from the signature, raw calls after
         is_stage = n < len(files) - 1
-        x = h if is_stage else image[None]
-        result = runner(**{name: x})
-        for _ in range(30):  # warm-up
-            runner(**{name: x})
+        x = np.ascontiguousarray(h if is_stage else image[None])
+        interp.resize_tensor_input(inp, list(x.shape), strict=False)
+        interp.allocate_tensors()
+        logits = outs.get("logits", next(iter(outs.values())))
+
         times = []
-        for _ in range(calls):
+        for c in range(30 + calls):  # 30 warm-up calls
             start = time.perf_counter()
-            runner(**{name: x})
-            times.append(time.perf_counter() - start)
+            interp.set_tensor(inp, x)
+            interp.invoke()
+            interp.get_tensor(logits)
+            if c >= 30:
+                times.append(time.perf_counter() - start)
         out["backbone" if not is_stage else f"stage{n + 1}"] = 1e3 * float(np.median(times))
-        if is_stage and "stage" in result:
-            h = result["stage"]
+        if is_stage and "stage" in outs:
+            h = interp.get_tensor(outs["stage"])
     return out
 
 
