@@ -694,7 +694,7 @@ def evaluated(record: dict) -> list[int]:
 def _best_differences(by: dict, row: str, ref: str | None) -> list[tuple[int, float]]:
     """``[(seed, best-epoch top-1 of row - best of ref over the same evaluated epochs)]``: a row
     evaluated every 5th epoch is compared with its reference's best over those epochs, not with a
-    best picked from four times as many evaluations."""
+    best picked from five times as many evaluations."""
     if not ref or ref not in by:
         return []
     out = []

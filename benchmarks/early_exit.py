@@ -130,53 +130,47 @@ LITERT_IMAGES = 500  # images timed one at a time in LiteRT
 LITERT_CHUNK = 25  # images per timed chunk; backbone and early exit alternate chunk by chunk
 
 
-def litert_throughput(model, thresholds, images: np.ndarray, threads: int | None) -> dict:
-    """Batch-1 images/s of the LiteRT plain backbone and the LiteRT early exit
-    (`keras_sd.litert_runtime.LiteRTEarlyExit`, same thresholds), ``threads`` CPU threads (None: all).
+def alternating_chunks(fns: dict, images: list) -> dict:
+    """Seconds per chunk of LITERT_CHUNK images, one at a time, for each of two callables:
+    chunks alternate between them (order swapped every chunk, 3 passes, after a 50-image
+    warm-up), so a load change on the shared CPU hits both alike. ``{name: [seconds, ...]}``."""
+    pair = list(fns.items())
+    for v in images[:50]:
+        for _, fn in pair:
+            fn(v)
+    chunks = {name: [] for name in fns}
+    for rep in range(3):
+        for c, s in enumerate(range(0, len(images), LITERT_CHUNK)):
+            for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
+                start = time.perf_counter()
+                for v in images[s : s + LITERT_CHUNK]:
+                    fn(v)
+                chunks[name].append(time.perf_counter() - start)
+    return chunks
 
-    Chunks of LITERT_CHUNK images alternate between the two (order swapped every chunk, 3
-    passes), so a load change on the shared CPU hits both alike; reported: images/s over all
-    chunks and the median of the per-chunk-pair ratios.
-    """
+
+def litert_throughput(folder: pathlib.Path, images: np.ndarray, threads: int, tf_exits) -> dict:
+    """Batch-1 images/s of the LiteRT plain backbone and the LiteRT early exit
+    (`keras_sd.litert_runtime.LiteRTEarlyExit` on the float32 export in ``folder``), ``threads``
+    CPU threads, over `alternating_chunks`: images/s over all chunks and the median of the
+    per-chunk-pair ratios; ``tf_exits``: `EarlyExitModel`'s exits on ``images``, to check the
+    runtime against."""
     from keras_sd.litert_runtime import LiteRTEarlyExit
 
-    with tempfile.TemporaryDirectory() as tmp:
-        inference.EarlyExitModel(model, thresholds).export_litert(
-            pathlib.Path(tmp) / "ee", backbone=True
-        )
-        stage_ms = litert_stage_ms(pathlib.Path(tmp) / "ee", images[0], threads or 1)
-        fast = LiteRTEarlyExit(pathlib.Path(tmp) / "ee", num_threads=threads)
-        one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
-        for v in one[:50]:  # warm-up
-            fast(v)
-            fast.backbone(v)
-        ratios, seconds = [], {"backbone": 0.0, "early_exit": 0.0}
-        for rep in range(3):
-            for c, s in enumerate(range(0, len(one), LITERT_CHUNK)):
-                pair = [("backbone", fast.backbone), ("early_exit", fast)]
-                t = {}
-                for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
-                    start = time.perf_counter()
-                    for v in one[s : s + LITERT_CHUNK]:
-                        fn(v)
-                    t[name] = time.perf_counter() - start
-                    seconds[name] += t[name]
-                ratios.append(t["backbone"] / t["early_exit"])
-        agree = float(
-            np.mean(
-                fast.predict(images)["exit"]
-                == inference.EarlyExitModel(model, thresholds).predict_early_exit(images)["exit"]
-            )
-        )
+    fast = LiteRTEarlyExit(folder, num_threads=threads)
+    one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+    chunks = alternating_chunks({"backbone": fast.backbone, "early_exit": fast}, one)
+    seconds = {name: sum(t) for name, t in chunks.items()}
+    ratios = [b / e for b, e in zip(chunks["backbone"], chunks["early_exit"], strict=True)]
     n = 3 * len(one)
     return {
         "backbone": n / seconds["backbone"],
         "early_exit": n / seconds["early_exit"],
         "speedup": seconds["backbone"] / seconds["early_exit"],
         "median_chunk_speedup": float(np.median(ratios)),
-        "exit_agreement_with_tf": agree,
+        "exit_agreement_with_tf": float(np.mean(fast.predict(images)["exit"] == tf_exits)),
         "threads": threads,
-        "stage_ms": stage_ms,
+        "stage_ms": litert_stage_ms(folder, images[0], threads),
     }
 
 
@@ -243,42 +237,25 @@ def litert_limits(stage_ms: dict, shares, macs) -> dict:
     }
 
 
-def litert_int8(model, thresholds, images, labels, float_exits) -> dict:
-    """Dynamic-range int8 export (int8 weights, float activations) against float32 on the same
-    images: accuracy of the early exit, how many exits and predictions change, batch-1 speed."""
+def litert_int8(float32: pathlib.Path, int8: pathlib.Path, images, labels, tf_exits) -> dict:
+    """The dynamic-range int8 export (int8 weights, float activations) against the float32 one on
+    the same images: accuracy of the early exit, how many exits and predictions change, batch-1
+    speed at one thread (`alternating_chunks`)."""
     from keras_sd.litert_runtime import LiteRTEarlyExit
 
-    with tempfile.TemporaryDirectory() as tmp:
-        inference.EarlyExitModel(model, thresholds).export_litert(
-            pathlib.Path(tmp) / "f32", backbone=False
-        )
-        inference.EarlyExitModel(model, thresholds).export_litert(
-            pathlib.Path(tmp) / "i8", quantize="dynamic_int8", backbone=False
-        )
-        f32 = LiteRTEarlyExit(pathlib.Path(tmp) / "f32", num_threads=1)
-        i8 = LiteRTEarlyExit(pathlib.Path(tmp) / "i8", num_threads=1)
-        a, b = f32.predict(images), i8.predict(images)
-        one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
-        for v in one[:50]:
-            f32(v)
-            i8(v)
-        seconds = {"float32": 0.0, "dynamic_int8": 0.0}
-        for rep in range(3):
-            for c, s in enumerate(range(0, len(one), LITERT_CHUNK)):
-                pair = [("float32", f32), ("dynamic_int8", i8)]
-                for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
-                    start = time.perf_counter()
-                    for v in one[s : s + LITERT_CHUNK]:
-                        fn(v)
-                    seconds[name] += time.perf_counter() - start
+    f32 = LiteRTEarlyExit(float32, num_threads=1)
+    i8 = LiteRTEarlyExit(int8, num_threads=1)
+    a, b = f32.predict(images), i8.predict(images)
+    one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+    chunks = alternating_chunks({"float32": f32, "dynamic_int8": i8}, one)
     n = 3 * len(one)
     return {
         "accuracy_float32": 100.0 * float(np.mean(a["prediction"] == labels)),
         "accuracy_dynamic_int8": 100.0 * float(np.mean(b["prediction"] == labels)),
         "exits_changed": 100.0 * float(np.mean(a["exit"] != b["exit"])),
         "predictions_changed": 100.0 * float(np.mean(a["prediction"] != b["prediction"])),
-        "float32_exits_match_tf": 100.0 * float(np.mean(a["exit"] == float_exits)),
-        "images_per_second_1_thread": {k: n / v for k, v in seconds.items()},
+        "float32_exits_match_tf": 100.0 * float(np.mean(a["exit"] == tf_exits)),
+        "images_per_second_1_thread": {k: n / sum(t) for k, t in chunks.items()},
     }
 
 
@@ -381,25 +358,25 @@ def benchmark(
     tp1 = throughput(fns, images[:BATCH1_IMAGES], 1)
     tp256 = throughput(fns, images, 256)
     components = component_latency(model, images)
-    litert = {
-        "1_thread": litert_throughput(model, chosen, images, threads=1),
-        "all_threads": litert_throughput(
-            # Every core this process may use (one under `taskset -c 1`).
-            model,
-            chosen,
-            images,
-            threads=len(os.sched_getaffinity(0)),
-        ),
-    }
-    for v in litert.values():
-        v["limits"] = litert_limits(v["stage_ms"], sim_r["shares"][0], macs)
-        v["fraction_of_mac_acceleration"] = v["speedup"] / float(macs.backbone / sim_r["macs"][0])
-    litert["dynamic_int8"] = litert_int8(
-        model, chosen, images, y[report_idx], early.predict_early_exit(images)["exit"]
-    )
-    load_after = os.getloadavg()
-    # The graph answers as the NumPy replay of Algorithm 1 did.
+    mac_acceleration = float(macs.backbone / sim_r["macs"][0])
+    # The graph answers as the NumPy replay of Algorithm 1 did (and is what LiteRT must match).
     served = early.predict_early_exit(images, batch_size=256)
+    with tempfile.TemporaryDirectory() as tmp:
+        float32, int8 = pathlib.Path(tmp) / "float32", pathlib.Path(tmp) / "int8"
+        early.export_litert(float32, backbone=True)
+        early.export_litert(int8, quantize="dynamic_int8")
+        litert = {
+            "1_thread": litert_throughput(float32, images, 1, served["exit"]),
+            # Every core this process may use (one under `taskset -c 1`).
+            "all_threads": litert_throughput(
+                float32, images, len(os.sched_getaffinity(0)), served["exit"]
+            ),
+        }
+        for v in litert.values():
+            v["limits"] = litert_limits(v["stage_ms"], sim_r["shares"][0], macs)
+            v["fraction_of_mac_acceleration"] = v["speedup"] / mac_acceleration
+        litert["dynamic_int8"] = litert_int8(float32, int8, images, y[report_idx], served["exit"])
+    load_after = os.getloadavg()
     agree = float(np.mean(served["exit"] == sim_r["exit"][0]))
 
     plot_tradeoff(
@@ -428,7 +405,7 @@ def benchmark(
         "final_exit_accuracy": final_r,
         "accuracy_drop_points": final_r - float(sim_r["accuracy"][0]),
         "shares": [float(v) for v in sim_r["shares"][0]],
-        "mac_acceleration": float(macs.backbone / sim_r["macs"][0]),
+        "mac_acceleration": mac_acceleration,
         "macs": {
             "backbone": macs.backbone,
             "exits": list(macs.exits),
