@@ -128,18 +128,19 @@ def throughput(fns: dict, images: np.ndarray, batch_size: int) -> dict:
 
 LITERT_IMAGES = 500  # images timed one at a time in LiteRT
 LITERT_CHUNK = 25  # images per timed chunk; backbone and early exit alternate chunk by chunk
+LITERT_PASSES = 3  # passes over the timed images
 
 
 def alternating_chunks(fns: dict, images: list) -> dict:
     """Seconds per chunk of LITERT_CHUNK images, one at a time, for each of two callables:
-    chunks alternate between them (order swapped every chunk, 3 passes, after a 50-image
+    chunks alternate between them (order swapped every chunk, LITERT_PASSES passes, after a 50-image
     warm-up), so a load change on the shared CPU hits both alike. ``{name: [seconds, ...]}``."""
     pair = list(fns.items())
     for v in images[:50]:
         for _, fn in pair:
             fn(v)
     chunks = {name: [] for name in fns}
-    for rep in range(3):
+    for rep in range(LITERT_PASSES):
         for c, s in enumerate(range(0, len(images), LITERT_CHUNK)):
             for name, fn in pair if (c + rep) % 2 == 0 else pair[::-1]:
                 start = time.perf_counter()
@@ -158,11 +159,11 @@ def litert_throughput(folder: pathlib.Path, images: np.ndarray, threads: int, tf
     from keras_sd.litert_runtime import LiteRTEarlyExit
 
     fast = LiteRTEarlyExit(folder, num_threads=threads)
-    one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+    one = list(images[:LITERT_IMAGES])
     chunks = alternating_chunks({"backbone": fast.backbone, "early_exit": fast}, one)
     seconds = {name: sum(t) for name, t in chunks.items()}
     ratios = [b / e for b, e in zip(chunks["backbone"], chunks["early_exit"], strict=True)]
-    n = 3 * len(one)
+    n = LITERT_PASSES * len(one)
     return {
         "backbone": n / seconds["backbone"],
         "early_exit": n / seconds["early_exit"],
@@ -185,38 +186,33 @@ def model_run(model_path: pathlib.Path) -> str:
 
 def litert_stage_ms(folder: pathlib.Path, image: np.ndarray, threads: int, calls: int = 300):
     """Median milliseconds of one call of each LiteRT flatbuffer of an export (every stage, fed
-    the feature map the previous stage gives for ``image``, and the plain backbone), through
-    ai-edge-litert's raw interpreter API as `LiteRTEarlyExit` calls it (set the input, invoke,
-    read the logits): what each part costs at batch 1, free of the runtime's Python between
-    stages."""
+    the feature map the previous stage gives for ``image``, and the plain backbone), through the
+    runtime's own per-stage wrapper (`keras_sd.litert_runtime._Stage`: set the input, invoke, read
+    the logits, as `LiteRTEarlyExit` calls it): what each part costs at batch 1, free of the
+    runtime's Python between stages."""
     from ai_edge_litert.interpreter import Interpreter
+
+    # The runtime's private stage wrapper, so the timed calls are exactly the runtime's.
+    from keras_sd.litert_runtime import _Stage
 
     manifest = json.loads((folder / "manifest.json").read_text())
     files = [s["file"] for s in manifest["stages"]] + [manifest["backbone"]["file"]]
     out, h = {}, image[None]
     for n, file in enumerate(files):
-        interp = Interpreter(model_path=str(folder / file), num_threads=threads)
-        runner = interp.get_signature_runner()
-        (inp,) = [d["index"] for d in runner.get_input_details().values()]
-        outs = {name: d["index"] for name, d in runner.get_output_details().items()}
-        del runner  # as `LiteRTEarlyExit` does: indices from the signature, raw calls after
+        stage = _Stage(Interpreter, folder / file, threads)
         is_stage = n < len(files) - 1
         x = np.ascontiguousarray(h if is_stage else image[None])
-        interp.resize_tensor_input(inp, list(x.shape), strict=False)
-        interp.allocate_tensors()
-        logits = outs.get("logits", next(iter(outs.values())))
-
+        logits = "logits" if "logits" in stage.outputs else next(iter(stage.outputs))
         times = []
         for c in range(30 + calls):  # 30 warm-up calls
             start = time.perf_counter()
-            interp.set_tensor(inp, x)
-            interp.invoke()
-            interp.get_tensor(logits)
+            stage.invoke(x)
+            stage.get(logits)
             if c >= 30:
                 times.append(time.perf_counter() - start)
         out["backbone" if not is_stage else f"stage{n + 1}"] = 1e3 * float(np.median(times))
-        if is_stage and "stage" in outs:
-            h = interp.get_tensor(outs["stage"])
+        if is_stage and "stage" in stage.outputs:
+            h = stage.get("stage")
     return out
 
 
@@ -246,9 +242,9 @@ def litert_int8(float32: pathlib.Path, int8: pathlib.Path, images, labels, tf_ex
     f32 = LiteRTEarlyExit(float32, num_threads=1)
     i8 = LiteRTEarlyExit(int8, num_threads=1)
     a, b = f32.predict(images), i8.predict(images)
-    one = [images[j] for j in range(min(LITERT_IMAGES, len(images)))]
+    one = list(images[:LITERT_IMAGES])
     chunks = alternating_chunks({"float32": f32, "dynamic_int8": i8}, one)
-    n = 3 * len(one)
+    n = LITERT_PASSES * len(one)
     return {
         "accuracy_float32": 100.0 * float(np.mean(a["prediction"] == labels)),
         "accuracy_dynamic_int8": 100.0 * float(np.mean(b["prediction"] == labels)),
