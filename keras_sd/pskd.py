@@ -125,7 +125,9 @@ class PredictionBank(keras.layers.Layer):
 
     def write(self, index, probs) -> None:
         """Stores ``probs`` (stop-gradiented) at rows ``index``; all replicas' rows land."""
-        index = tf.cast(tf.reshape(index, [-1]), tf.int32)
+        # The write checks the range itself: the scatter has no data dependency on the check in
+        # `read`, so in a compiled step it could run first and fail with the scatter's own error.
+        index = self.check_index(index)
         probs = tf.cast(tf.stop_gradient(probs), self.storage_dtype)
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:

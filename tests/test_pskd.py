@@ -323,6 +323,19 @@ def test_bank_smaller_than_data_set():
         model.fit(shuffled(x, y, 4), epochs=1, verbose=0)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_bank_write_checks_the_index_range(compiled):
+    # The write must fail on the bank's own range check, not on the scatter's error: in a
+    # compiled step nothing else orders the scatter after the check in `read`.
+    bank = pskd.PredictionBank(12, 3)
+    probs = np.full((2, 3), 1 / 3, np.float32)
+    write = tf.function(bank.write) if compiled else bank.write
+    for index in ([3, 15], [-1, 2]):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=pskd._INDEX_ERROR):
+            write(tf.constant(index), probs)
+    np.testing.assert_array_equal(bank.predictions.numpy(), np.zeros((12, 3)))
+
+
 # ---------------------------------------------------------------- serialisation
 def test_harness_with_pskd():
     x, y = data()
