@@ -92,6 +92,19 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
     assert (me.backbone, dict(me.backbone_args)) == ("resnet20", {})
     two_view, _ = study.study_recipe("two_view", protocol, 0, tmp_path, 1)
     assert two_view.method_args["temperature"] == 2.0  # the CIFAR-10 row
+    # The two-view ablations switch off the KL and MMD terms one at a time, nothing else.
+    for row, weights in (
+        ("two_view_two_branch", (0.0, 0.0)),
+        ("two_view_kl_only", (1.0, 0.0)),
+        ("two_view_mmd_only", (0.0, 5e-4)),
+    ):
+        ablation, _ = study.study_recipe(row, protocol, 0, tmp_path, 1)
+        args = dict(ablation.method_args)
+        assert (args.pop("kl_weight"), args.pop("mmd_weight")) == weights
+        full = dict(two_view.method_args)
+        del full["kl_weight"], full["mmd_weight"]
+        assert args == full and ablation.data == two_view.data
+        assert row not in study.PROTOCOLS["B"].rows  # seed-0 ablations are run by name
     pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
     # The recipe's row 8 as it ships: exit terms summed, T = 3 with T^2 (the BYOT code the paper
     # builds on), bottleneck exits, final-exit CE weight 1.9 (the first harness ran mean / T = 3
