@@ -62,9 +62,10 @@ def _graph_shape(value):
     return value
 
 
-def _graph_key(path):
+def _graph_key(spec):
     """Recipes with equal keys train the same graph up to float constants."""
-    r = recipes.load(f"{path}:smoke")
+    spec = str(spec)
+    r = recipes.load(f"{spec},smoke" if ":" in spec else f"{spec}:smoke")
     return (
         r.method,
         _SAME_GRAPH_AS.get(r.backbone, r.backbone),
@@ -92,6 +93,24 @@ def _compiled_smoke_recipes(paths):
 
 
 COMPILED_SMOKE = _compiled_smoke_recipes(RECIPE_FILES)
+
+
+def test_one_compiled_smoke_run_per_graph():
+    def recipe(name):
+        return REPO / "recipes" / name
+
+    keys = [_graph_key(p) for p in COMPILED_SMOKE]
+    assert len(set(keys)) == len(keys) == len({_graph_key(p) for p in RECIPE_FILES})
+    # Twins differing in a temperature share a graph; a zero weight or a soft-target bank does not.
+    tv10, tv100 = recipe("two_view/resnet110_cifar10.py"), recipe("two_view/resnet110_cifar100.py")
+    assert _graph_key(tv10) == _graph_key(tv100)
+    assert _graph_key(tv10) != _graph_key(f"{tv10}:kl_only")
+    me = recipe("multi_exit/resnet18_cifar100.py")
+    assert _graph_key(me) != _graph_key(recipe("pskd/resnet18_cifar100_ablation.py"))
+    # The shallowest of a group is the one traced.
+    assert recipe("multi_exit/resnet50_cifar100.py") in COMPILED_SMOKE
+    assert recipe("multi_exit/resnet152_cifar100.py") not in COMPILED_SMOKE
+    assert recipe("self_guidance/resnet_cifar.py") in COMPILED_SMOKE  # depth 32, not 110
 
 
 @pytest.mark.parametrize("path", RECIPE_FILES, ids=lambda p: str(p).split("recipes/")[-1])
