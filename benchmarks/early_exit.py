@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -494,12 +495,25 @@ def table(r: dict) -> str:
             "Where the time goes (ms per batch, compiled graphs): "
             + "; ".join(
                 f"batch {b.split('_')[1]}: "
-                + ", ".join(f"{k} {v:.2f}" for k, v in r["component_ms_per_batch"][b].items())
+                + ", ".join(
+                    f"{k} {v:.2f}" for k, v in _pipeline_order(r["component_ms_per_batch"][b])
+                )
                 for b in ("batch_1", "batch_256")
             )
             + ".",
         ]
     )
+
+
+def _pipeline_order(times: dict) -> list[tuple[str, float]]:
+    """``times`` (ms by part) in the order an image meets the parts: segment / stage k, then
+    head k, by k, the whole backbone last (the results JSON stores its keys sorted)."""
+
+    def key(name):
+        m = re.fullmatch(r"(segment|stage|head)(\d+)", name)
+        return (0, int(m[2]), m[1] == "head") if m else (1, 0, name)
+
+    return sorted(times.items(), key=lambda kv: key(kv[0]))
 
 
 def litert_rows(r: dict) -> list[str]:
@@ -520,8 +534,9 @@ def litert_rows(r: dict) -> list[str]:
         v = lt[key]
         frac = v.get("fraction_of_mac_acceleration")
         pred = (v.get("limits") or {}).get("predicted_speedup")
+        label = "1 thread" if key == "1_thread" else f"all threads ({v['threads']})"
         out.append(
-            f"| {v['threads']} thread(s) ({key.replace('_', ' ')}) | {v['backbone']:.0f} img/s "
+            f"| {label} | {v['backbone']:.0f} img/s "
             f"| {v['early_exit']:.0f} img/s "
             f"| **{v['speedup']:.2f}x** ({v['median_chunk_speedup']:.2f}x) "
             f"| {'-' if frac is None else f'{frac:.2f}'} "
@@ -533,7 +548,7 @@ def litert_rows(r: dict) -> list[str]:
         out += [
             "",
             "One thread, median ms per invoke: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in one["stage_ms"].items())
+            + ", ".join(f"{k} {v:.3f}" for k, v in _pipeline_order(one["stage_ms"]))
             + ". Cost of answering at each exit, as a fraction of the backbone: "
             + ", ".join(f"{v:.2f}" for v in lim["exit_path_ms_over_backbone"])
             + " in time against "
