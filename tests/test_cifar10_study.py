@@ -331,3 +331,38 @@ def test_each_protocol_names_its_baseline_row():
     text = study.convergence([run, dict(run, row="vit_multi_exit")], "vit")
     assert text.splitlines()[2] == "| 0 | 2 | 55.0-55.0 | 50.0-50.0 | 0.00 | 1 |"
     assert len(text.splitlines()) == 3
+
+
+def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path):
+    """benchmarks/study_queue.sh --dry-run prints the queue without running it: the three pinned
+    checkouts, protocol B from the two-view rows' code, each ablation row (rows main's study
+    defines) and the ViT pilot; a bad second argument or a runs folder inside the repo exits 2."""
+    script = REPO / "benchmarks" / "study_queue.sh"
+
+    def queue(*args):
+        return subprocess.run(
+            ["bash", str(script), *args], capture_output=True, text=True, timeout=60
+        )
+
+    done = queue(str(tmp_path / "runs"), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    runs = (tmp_path / "runs").resolve()
+    for name, commit in (
+        ("study_fd", "fd09bde"),
+        ("study_abl", "b16997f"),
+        ("study_vit", "ee4e75e"),
+    ):
+        assert f"+ git -C {REPO} worktree add --detach {runs}/wt/{name} {commit}" in lines
+    assert f"+ bash {runs}/wt/study_fd/benchmarks/protocol_B.sh {runs}/B" in done.stdout
+    ablations = [ln.split("--row ")[1].split()[0] for ln in lines if "study_abl python" in ln]
+    assert ablations == ["two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"]
+    assert set(ablations) <= set(_study().ROWS)
+    (vit,) = [ln for ln in lines if "study_vit python" in ln]
+    assert "--protocol vit --row vit_baseline --seed 0" in vit and "--eval-every 2" in vit
+    assert not (runs / "wt").exists()  # nothing was created or run
+
+    bad = queue(str(tmp_path / "runs"), "--dryrun")
+    assert bad.returncode == 2 and "'--dryrun'" in bad.stderr and "--dry-run" in bad.stderr
+    inside = queue(str(REPO / "benchmarks" / "results"), "--dry-run")
+    assert inside.returncode == 2 and "inside the repository" in inside.stderr

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The CIFAR-10 study's whole queue, from its pinned checkouts, resumable on any machine:
+#
+#   bash benchmarks/study_queue.sh RUNS_ROOT [--dry-run]
+#
+# 1. protocol B's rows (benchmarks/protocol_B.sh of the code they ran, fd09bde);
+# 2. the two-view ablation rows, seed 0 (b16997f: fd09bde plus the three row definitions);
+# 3. the ViT protocol's pilot, vit_baseline seed 0 (ee4e75e), whose pre-registered check
+#    (docs/results.md) must pass before the method row runs, so the method row is not queued.
+#    It is evaluated every 2nd epoch, so that the check (test top-1 within 1 point over the last
+#    10 % of epochs) sees three evaluations (epochs 56, 58, 60); each costs about 3.5 minutes.
+#
+# Each pinned checkout is a `git worktree` under RUNS_ROOT/wt, created if missing, so work goes on
+# in this tree meanwhile. Runs live in RUNS_ROOT/B and RUNS_ROOT/vit (outside the repository) and
+# results accumulate in this tree's benchmarks/results/cifar10_study.json. Rerunning the script
+# after a kill, or on a new machine, skips every run that JSON already records and resumes an
+# unfinished one from its backup if RUNS_ROOT still holds it (a new machine starts it afresh).
+# --dry-run prints the steps without running them.
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${1:?usage: bash benchmarks/study_queue.sh RUNS_ROOT [--dry-run] (RUNS_ROOT outside the repo)}
+DRY=${2:-}
+if [[ -n $DRY && $DRY != --dry-run ]]; then
+  echo "study_queue.sh: error: second argument '$DRY' is not understood; expected --dry-run." >&2
+  exit 2
+fi
+mkdir -p "$RUNS"
+RUNS=$(cd "$RUNS" && pwd)
+case "$RUNS/" in
+  "$REPO"/*)
+    echo "study_queue.sh: error: RUNS_ROOT '$RUNS' is inside the repository; expected a folder outside it." >&2
+    exit 2
+    ;;
+esac
+RESULTS=$REPO/benchmarks/results/cifar10_study.json
+
+step() {
+  echo "+ $*"
+  [[ -n $DRY ]] || "$@"
+}
+checkout() { # name commit: a detached worktree of the pinned commit, made once
+  local dir=$RUNS/wt/$1
+  if [[ -d $dir ]]; then
+    local at
+    at=$(git -C "$dir" rev-parse HEAD)
+    if [[ $at != $(git -C "$REPO" rev-parse "$2^{commit}") ]]; then
+      echo "study_queue.sh: error: $dir is at $at, expected $2; remove it or point RUNS_ROOT elsewhere." >&2
+      exit 2
+    fi
+  else
+    step git -C "$REPO" worktree add --detach "$dir" "$2"
+  fi
+}
+study() { # checkout, then cifar10_study.py arguments
+  local dir=$RUNS/wt/$1
+  shift
+  step env -C "$dir" python benchmarks/cifar10_study.py "$@" --results "$RESULTS"
+}
+
+checkout study_fd fd09bde
+checkout study_abl b16997f
+checkout study_vit ee4e75e
+step bash "$RUNS/wt/study_fd/benchmarks/protocol_B.sh" "$RUNS/B" "$RESULTS"
+for row in two_view_two_branch two_view_kl_only two_view_mmd_only; do
+  study study_abl --protocol B --row "$row" --seed 0 --runs "$RUNS/B" --eval-every 5
+done
+study study_vit --protocol vit --row vit_baseline --seed 0 --runs "$RUNS/vit" --eval-every 2
