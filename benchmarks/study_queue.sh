@@ -60,8 +60,8 @@ study() { # checkout, then cifar10_study.py arguments
 checkout study_fd fd09bde
 checkout study_abl b16997f
 checkout study_vit ee4e75e
-step bash "$RUNS/wt/study_fd/benchmarks/protocol_B.sh" "$RUNS/B" "$RESULTS"
+step bash "$RUNS/wt/study_fd/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
 for row in two_view_two_branch two_view_kl_only two_view_mmd_only; do
-  study study_abl --protocol B --row "$row" --seed 0 --runs "$RUNS/B" --eval-every 5
+  study study_abl --protocol B --row "$row" --seed 0 --runs "$RUNS" --eval-every 5
 done
-study study_vit --protocol vit --row vit_baseline --seed 0 --runs "$RUNS/vit" --eval-every 2
+study study_vit --protocol vit --row vit_baseline --seed 0 --runs "$RUNS" --eval-every 2
