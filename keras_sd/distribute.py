@@ -15,6 +15,8 @@ import os
 
 import tensorflow as tf
 
+from keras_sd import validation
+
 STRATEGIES = ("auto", "default", "mirrored", "multiworker", "tpu")
 
 
@@ -99,8 +101,7 @@ def worker_id(strategy: tf.distribute.Strategy | None = None) -> str:
 def get_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """``auto``: MultiWorkerMirroredStrategy when TF_CONFIG names several workers, MirroredStrategy
     with several GPUs, else the default strategy."""
-    if name not in STRATEGIES:
-        raise ValueError(f"`strategy` must be one of {STRATEGIES}, got {name!r}.")
+    validation.one_of(name, "strategy", STRATEGIES)
     if name == "auto":
         if _tf_config_workers() > 1:
             name = "multiworker"

@@ -31,8 +31,7 @@ def check_kl_scale(kl_scale: str) -> str:
         >>> check_kl_scale("t2")
         't2'
     """
-    if kl_scale not in KL_SCALES:
-        raise ValueError(f"`kl_scale` must be one of {KL_SCALES}, got {kl_scale!r}.")
+    validation.one_of(kl_scale, "kl_scale", KL_SCALES)
     return kl_scale
 
 

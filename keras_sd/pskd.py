@@ -53,8 +53,7 @@ def check_num_examples(value, name: str = "num_train_examples") -> int:
 
 
 def check_bank_dtype(value: str) -> str:
-    if value not in BANK_DTYPES:
-        raise ValueError(f"`bank_dtype` must be one of {BANK_DTYPES}, got {value!r}.")
+    validation.one_of(value, "bank_dtype", BANK_DTYPES)
     return value
 
 

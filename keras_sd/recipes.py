@@ -33,6 +33,8 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from keras_sd import validation
+
 METHODS = {
     "baseline": "keras_sd.models.base:Baseline",
     "two_view": "keras_sd.models.two_view:TwoViewDistiller",
@@ -129,8 +131,7 @@ def _to_plain(value):
 
 
 def _choice(value, choices, name):
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+    validation.one_of(value, name, choices)
 
 
 def validate(recipe: Recipe) -> None:

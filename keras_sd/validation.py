@@ -113,9 +113,11 @@ def survival_probability(value: Any, name: str, *, allow_none: bool = False) -> 
 
 
 def one_of(value: Any, name: str, allowed: Collection) -> Any:
-    """``value`` itself if it is one of ``allowed``."""
+    """``value`` itself if it is one of ``allowed`` (compared by equality, so an unhashable
+    ``value`` such as a list gets this ValueError too, not a TypeError from a dict or set)."""
+    allowed = tuple(allowed)
     if isinstance(value, bool) or value not in allowed:
-        raise ValueError(f"`{name}` must be one of {tuple(allowed)}, got {value!r}.")
+        raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
     return value
 
 

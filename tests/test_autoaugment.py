@@ -351,7 +351,7 @@ def test_distortion_layer(same_image_folder):
     [
         (
             lambda: data.load("digits", augment="autoaugmnt"),
-            r"augment=.autoaugmnt.*|augment must be one of",
+            r"`augment` must be one of \(.*'autoaugment'.*\), got 'autoaugmnt'\.$",
         ),
         (lambda: data.load("digits", augment="autoaugment"), r"augment='autoaugment' needs 8-bit"),
         (lambda: data.distortion("autoaugment", (32, 32, 3), mean=(0.5,), std=(0.2,)), "mean"),

@@ -346,3 +346,12 @@ def test_resnet_num_stages_truncates_the_network():
         backbones.resnet18(num_stages=5)
     with pytest.raises(ValueError, match="does not take"):
         backbones.get("resnet32", num_stages=2)
+
+
+def test_a_depth_that_is_not_a_number_gets_the_value_error():
+    # `depth in dict` raised TypeError for a list before the choices went through
+    # `validation.one_of`; a user gets the message naming the argument and its choices.
+    with pytest.raises(
+        ValueError, match=r"^`depth` must be one of \(18, 34, 50, 101, 152\), got \[18\]\.$"
+    ):
+        backbones.get("resnet", num_classes=10, depth=[18])

@@ -180,7 +180,10 @@ def test_distortion_layer_and_config():
         (lambda: ra.randaugment(IMG[None], SEED, magnitude=11), r"magnitude must be in \[0, 10\]"),
         (lambda: ra.randaugment(IMG[None], SEED, prob=1.5), r"prob must be in \[0, 1\], got"),
         (lambda: ra.randaugment(IMG[None], SEED, magnitude_std=-1), "magnitude_std must be"),
-        (lambda: ra.parameter("Blur", 1.0, 1.0), "op must be one of"),
+        (
+            lambda: ra.parameter("Blur", 1.0, 1.0),
+            r"`op` must be one of \('AutoContrast', .*'TranslateY'\), got 'Blur'\.$",
+        ),
     ],
 )
 def test_bad_values(call, pattern):

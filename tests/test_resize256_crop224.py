@@ -142,5 +142,8 @@ def test_bad_values():
         layers.RandomCropFlip(height=0)
     with pytest.raises(ValueError, match="RandomCropFlip crops 224x224"):
         layers.RandomCropFlip(224, 224)(tf.zeros([1, 200, 256, 3]), training=True)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(
+        ValueError,
+        match=r"^`kind` must be one of \('cifar', 'autoaugment', 'randaugment', 'imagenet', 'resize256_crop224', 'none'\), got 'resize256'\.$",
+    ):
         data.distortion("resize256", (224, 224, 3))

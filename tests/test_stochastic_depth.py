@@ -166,8 +166,14 @@ def test_bad_mode_branch_and_shapes_raise():
         StochasticDepth(keras.layers.Identity(), 0.5, mode="sometimes")
     with pytest.raises(ValueError, match="branch"):
         StochasticDepth(lambda x: x, 0.5)
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match=r"^`seed` must be an int or None, got 1\.5\.$"):
         StochasticDepth(keras.layers.Identity(), 0.5, seed=1.5)
+    # bool is an int subclass: a flag passed as the seed is refused, not taken as seed 1.
+    with pytest.raises(ValueError, match=r"^`seed` must be an int or None, got True\.$"):
+        StochasticDepth(keras.layers.Identity(), 0.5, seed=True)
+    # A NumPy integer (e.g. from an array of seeds) is a seed, stored as a plain int.
+    layer = StochasticDepth(keras.layers.Identity(), 0.5, seed=np.int64(7))
+    assert layer.get_config()["seed"] == 7 and type(layer.get_config()["seed"]) is int
     layer = StochasticDepth(keras.layers.Dense(4), 0.5)
     with pytest.raises(ValueError, match="shortcut shape"):
         layer([np.ones((2, 3), np.float32), np.ones((2, 3), np.float32)])

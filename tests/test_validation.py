@@ -66,6 +66,10 @@ def test_choices_and_flags():
         validation.one_of("max", "reduction", ("mean", "sum"))
     with pytest.raises(ValueError, match="got True"):
         validation.one_of(True, "n", (1, 2))  # True == 1, but a flag is not a count
+    # An unhashable value checked against a dict's keys: the ValueError, not a TypeError.
+    with pytest.raises(ValueError, match=r"^`depth` must be one of \(20, 32\), got \[20\]\.$"):
+        validation.one_of([20], "depth", {20: "a", 32: "b"})
+    assert validation.one_of(np.int64(32), "depth", {20: "a", 32: "b"}) == 32
     assert validation.boolean(False, "flag") is False
     with pytest.raises(ValueError, match="`flag` must be True or False, got 1"):
         validation.boolean(1, "flag")

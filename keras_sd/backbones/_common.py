@@ -96,14 +96,12 @@ class DepthSchedule:
         drop_mode: str = "per_batch",
         seed: int | None = None,
     ) -> None:
-        if drop_mode not in DROP_MODES:
-            raise ValueError(f"drop_mode must be one of {list(DROP_MODES)}, got {drop_mode!r}")
+        validation.one_of(drop_mode, "drop_mode", DROP_MODES)
         # The last block's survival probability; the gates decay linearly to it.
         stochastic_depth = validation.survival_probability(
             stochastic_depth, "stochastic_depth", allow_none=True
         )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        seed = validation.integer(seed, "seed", allow_none=True)
         self.final = stochastic_depth
         self.num_blocks = num_blocks
         self.drop_mode = drop_mode

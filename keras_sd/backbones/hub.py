@@ -539,8 +539,7 @@ def hub_resnet(
         ValueError: a depth keras-hub has no preset configuration for.
     """
     hub = _keras_hub()
-    if depth not in HUB_RESNETS:
-        raise ValueError(f"`depth` must be one of {sorted(HUB_RESNETS)}, got {depth!r}.")
+    validation.one_of(depth, "depth", sorted(HUB_RESNETS))
     shape = c.check_input_shape((32, 32, 3) if input_shape is None else input_shape)
     block_type, blocks = HUB_RESNETS[depth]
     net = hub.models.ResNetBackbone(

@@ -78,8 +78,7 @@ def preact_resnet(
     Returns:
         A functional model with output ``{"stages": [s1..s4], "features", "logits"}``.
     """
-    if depth not in _PREACT_BLOCKS:
-        raise ValueError(f"depth must be one of {sorted(_PREACT_BLOCKS)}, got {depth!r}")
+    validation.one_of(depth, "depth", sorted(_PREACT_BLOCKS))
     num_classes = c.check_num_classes(num_classes)
     input_shape = c.check_input_shape(input_shape)
     blocks = _PREACT_BLOCKS[depth]

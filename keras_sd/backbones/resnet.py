@@ -146,8 +146,7 @@ def resnet(
     Returns:
         A functional model with output ``{"stages": [s1..s4], "features", "logits"}``.
     """
-    if depth not in _CONFIGS:
-        raise ValueError(f"depth must be one of {sorted(_CONFIGS)}, got {depth!r}")
+    validation.one_of(depth, "depth", sorted(_CONFIGS))
     return _build(
         depth,
         num_classes,

@@ -234,8 +234,7 @@ def _channel_stats(ds: tf.data.Dataset, scale: float, channels: int) -> tuple[tu
 
 
 def _resolve_augment(augment: str, name: str, image_shape: tuple) -> str:
-    if augment not in AUGMENTS:
-        raise ValueError(f"augment must be one of {AUGMENTS}, got augment={augment!r}")
+    validation.one_of(augment, "augment", AUGMENTS)
     if augment != "auto":
         return augment
     if name == "digits":
@@ -328,8 +327,7 @@ def load(
     validation.positive_int(train_per_class, "train_per_class", allow_none=True)
     if not _is_int(seed) or not -(2**63) <= seed < 2**63:
         raise ValueError(f"seed must be an int (int64 range), got seed={seed!r}")
-    if augment not in AUGMENTS:
-        raise ValueError(f"augment must be one of {AUGMENTS}, got augment={augment!r}")
+    validation.one_of(augment, "augment", AUGMENTS)
     if image_size is not None and not (isinstance(name, str) and name.startswith("folder:")):
         raise ValueError(f"image_size is only used for 'folder:PATH' data sets, got name={name!r}")
 
@@ -644,8 +642,7 @@ def distortion(
     Reference: Xu & Liu, "Data-Distortion Guided Self-Distillation for Deep Neural
     Networks", AAAI 2019 (distortion applied twice to each image).
     """
-    if kind not in DISTORTIONS:
-        raise ValueError(f"kind must be one of {DISTORTIONS}, got kind={kind!r}")
+    validation.one_of(kind, "kind", DISTORTIONS)
     shape = aug.check_distortion_args(image_shape, seed)
     if kind not in PIXEL_KINDS and (mean is not None or std is not None):
         raise ValueError(

@@ -107,8 +107,7 @@ def export_litert(
             f"`early_exit_model` must be a keras_sd.inference.EarlyExitModel, got "
             f"{type(early_exit_model).__name__}."
         )
-    if quantize not in QUANTIZE_OPTIONS:
-        raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
+    validation.one_of(quantize, "quantize", QUANTIZE_OPTIONS)
     validation.boolean(backbone, "backbone")
     normalization = check_normalization(normalization)
     target = pathlib.Path(path)

@@ -333,8 +333,7 @@ def export_run(
     from keras_sd.inference.litert import QUANTIZE_OPTIONS, read_thresholds_file
 
     run = pathlib.Path(run_dir)
-    if quantize not in QUANTIZE_OPTIONS:  # before the slow model and data loading
-        raise ValueError(f"`quantize` must be one of {QUANTIZE_OPTIONS}, got {quantize!r}.")
+    validation.one_of(quantize, "quantize", QUANTIZE_OPTIONS)  # before the slow loading
     experiment = Experiment.from_run(run)
     recipe, model = experiment.recipe, experiment.load_model()
     bundle = experiment.bundle

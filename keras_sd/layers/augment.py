@@ -168,8 +168,7 @@ class _SeededDistortion(keras.layers.Layer):
 
     def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+        seed = validation.integer(seed, "seed", allow_none=True)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = False
@@ -418,8 +417,7 @@ def check_distortion_args(image_shape, seed) -> tuple:
         raise ValueError(
             f"image_shape must be (H, W, C) of positive ints, got image_shape={image_shape!r}"
         )
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-        raise ValueError(f"seed must be an int or None, got seed={seed!r}")
+    validation.integer(seed, "seed", allow_none=True)
     return shape
 
 
@@ -432,8 +430,7 @@ def named_distortion(kind: str, image_shape, seed: int | None = None) -> keras.l
     One layer per kind, drawing all its randomness from one seed generator and calling the same
     stateless op as the data pipeline.
     """
-    if kind not in DISTORTION_KINDS:
-        raise ValueError(f"kind must be one of {DISTORTION_KINDS}, got kind={kind!r}")
+    validation.one_of(kind, "kind", DISTORTION_KINDS)
     shape = check_distortion_args(image_shape, seed)
     if kind == "cifar":
         return PadAndRandomCrop(padding=4, horizontal_flip=True, seed=seed, name="cifar_distortion")

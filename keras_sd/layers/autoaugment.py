@@ -137,8 +137,7 @@ def magnitude(op: str, level, size: int | None = None):
 
     ``size`` is the image width (TranslateX) or height (TranslateY) in pixels.
     """
-    if op not in OPERATIONS:
-        raise ValueError(f"op must be one of {OPERATIONS}, got op={op!r}")
+    validation.one_of(op, "op", OPERATIONS)
     m = tf.cast(level, tf.float32)
     if op in ("ShearX", "ShearY"):
         return 0.3 * m / 9.0
@@ -356,8 +355,7 @@ def apply_operation(images, op: str, value, mask=None):
             bits, threshold; ignored for AutoContrast, Equalize and Invert).
         mask: bool [B]; images where it is False are returned unchanged (default: all True).
     """
-    if op not in OPERATIONS:
-        raise ValueError(f"op must be one of {OPERATIONS}, got op={op!r}")
+    validation.one_of(op, "op", OPERATIONS)
     images = tf.cast(images, tf.float32)
     if mask is None:
         mask = tf.ones(tf.shape(images)[:1], tf.bool)

@@ -337,8 +337,7 @@ class BottleneckExitHead(ExitHeadBase):
 
 def check_exit_head(value) -> str:
     """Returns a valid ``exit_head`` kind or raises a ValueError naming the allowed values."""
-    if not isinstance(value, str) or value not in EXIT_HEADS:
-        raise ValueError(f"`exit_head` must be one of {EXIT_HEADS}, got {value!r}.")
+    validation.one_of(value, "exit_head", EXIT_HEADS)
     return value
 
 

@@ -77,8 +77,7 @@ def parameter(op: str, magnitude, sign, height: int | None = None, width: int | 
 
     See the module docstring's table; ``height`` / ``width`` (pixels) size the translations.
     """
-    if op not in OPERATIONS:
-        raise ValueError(f"op must be one of {OPERATIONS}, got op={op!r}")
+    validation.one_of(op, "op", OPERATIONS)
     r = tf.cast(magnitude, tf.float32) / LEVELS
     s = tf.cast(sign, tf.float32)
     if op in ("ShearX", "ShearY"):

@@ -102,10 +102,8 @@ class StochasticDepth(keras.layers.Layer):
                 f"of type {type(branch).__name__}"
             )
         p = validation.survival_probability(survival_probability, "survival_probability")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
-        if seed is not None and not isinstance(seed, int):
-            raise ValueError(f"seed must be an int or None, got {seed!r}")
+        validation.one_of(mode, "mode", _MODES)
+        seed = validation.integer(seed, "seed", allow_none=True)
         self.branch = branch
         self.survival_probability = p
         self.mode = mode

@@ -30,8 +30,7 @@ LN_EPSILON = 1e-6  # the ViT's own layer-norm epsilon
 
 def check_token_pooling(value, name: str = "token_pooling") -> str:
     """Returns a valid token pooling or raises a ValueError naming the allowed values."""
-    if not isinstance(value, str) or value not in TOKEN_POOLINGS:
-        raise ValueError(f"`{name}` must be one of {TOKEN_POOLINGS}, got {value!r}.")
+    validation.one_of(value, name, TOKEN_POOLINGS)
     return value
 
 

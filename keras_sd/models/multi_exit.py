@@ -361,13 +361,9 @@ def _exit_heads(
 
 def _check_options(path, reduction, feature_hint, attention, exit_losses) -> None:
     """Raises a ValueError for an unknown choice or a flag that is not a bool."""
-    for name, value, allowed in (
-        ("path", path, PATHS),
-        ("reduction", reduction, REDUCTIONS),
-        ("feature_hint", feature_hint, FEATURE_HINTS),
-    ):
-        if value not in allowed:
-            raise ValueError(f"`{name}` must be one of {allowed}, got {value!r}.")
+    validation.one_of(path, "path", PATHS)
+    validation.one_of(reduction, "reduction", REDUCTIONS)
+    validation.one_of(feature_hint, "feature_hint", FEATURE_HINTS)
     validation.boolean(attention, "attention")
     validation.boolean(exit_losses, "exit_losses")
 

@@ -128,8 +128,7 @@ class SelfGuidanceDistiller(SelfDistillationModel):
         teacher_ce_weight = validation.non_negative(teacher_ce_weight, "teacher_ce_weight")
         temperature = validation.positive(temperature, "temperature")
         final_survival = validation.survival_probability(final_survival, "final_survival")
-        if drop_mode not in DROP_MODES:
-            raise ValueError(f"`drop_mode` must be one of {DROP_MODES}, got {drop_mode!r}.")
+        validation.one_of(drop_mode, "drop_mode", DROP_MODES)
         validation.boolean(teacher_gradient, "teacher_gradient")
         losses.check_kl_scale(kl_scale)
         super().__init__(

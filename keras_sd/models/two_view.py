@@ -112,8 +112,7 @@ class TwoViewDistiller(SelfDistillationModel):
         kl_weight = validation.non_negative(kl_weight, "kl_weight")
         mmd_weight = validation.non_negative(mmd_weight, "mmd_weight")
         losses.check_kl_scale(kl_scale)
-        if views not in VIEWS:
-            raise ValueError(f"`views` must be one of {VIEWS}, got {views!r}.")
+        validation.one_of(views, "views", VIEWS)
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
             raise ValueError(f"`seed` must be an int or None, got {seed!r}.")
         if isinstance(distortion, keras.layers.Layer) and seed is not None:

@@ -46,8 +46,7 @@ def make_tuner(
     reloads a study found in ``directory/project_name`` and continues it. ``objective`` defaults
     to `default_objective` of the recipe's model. Extra ``kwargs`` go to the tuner.
     """
-    if tuner not in TUNERS:
-        raise ValueError(f"`tuner` must be one of {TUNERS}, got {tuner!r}.")
+    validation.one_of(tuner, "tuner", TUNERS)
     validation.positive_int(max_trials, "max_trials")
     if objective is None:
         objective = default_objective(_probe_model(hypermodel))
