@@ -23,8 +23,9 @@ accumulate in benchmarks/results/cifar10_study.json: protocol, row, seed, recipe
 code commit (and whether the checkout was dirty), machine, wall clock, last-epoch and best-epoch
 top-1 of every output (best epoch: highest test top-1 of the deployed output over the evaluated
 epochs, as the papers report; the last epoch is the honest figure), ECE, NLL, AURC and per-epoch
-train/test top-1 curves. ``--table`` rewrites docs/results.md's tables (one per protocol) and the
-protocol-B figures in docs/img/.
+train/test top-1 curves. ``--table`` rewrites docs/results.md's tables (one per protocol), the
+protocol-B figures in docs/img/, and the per-seed protocol-B table in each method page's study
+section (`METHOD_PAGES`).
 
 Not carried over from the first harness: the ``multi_exit_sum`` diagnostic row (not a recipe row;
 its short-schedule record stays in the results file, listed as a diagnostic) and the two-view
@@ -60,6 +61,13 @@ TARBALL_NAME = "cifar10-jpg.tar.gz"
 RESULTS = REPO / "benchmarks" / "results" / "cifar10_study.json"
 DOC = REPO / "docs" / "results.md"
 IMG_DIR = REPO / "docs" / "img"
+# Each method page's study section gets the per-seed table of its rows (`write_method_pages`).
+METHOD_PAGES = {
+    "two_view.md": ("two_view", "two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"),
+    "multi_exit.md": ("multi_exit", "multi_exit_autoaugment"),
+    "self_guidance.md": ("self_guidance",),
+    "pskd.md": ("pskd", "pskd_byot_dmfl"),
+}
 CACHE = pathlib.Path(tempfile.gettempdir()) / "keras_sd_cifar10_jpg"
 RUNS = pathlib.Path(tempfile.gettempdir()) / "keras_sd_study_runs"
 
@@ -818,6 +826,107 @@ def table(runs: list[dict], protocol: str) -> str:
     )
 
 
+def _pair(mine, theirs, fmt="{:.2f}") -> str:
+    return f"{fmt.format(mine)} ({fmt.format(theirs)})" if theirs is not None else fmt.format(mine)
+
+
+def seed_table(runs: list[dict], protocol: str, rows) -> str | None:
+    """Every seed of ``rows`` against its reference row's same seed, one line a run: the per-seed
+    reading a method page needs (docs/results.md has the means). None if no run is recorded."""
+    runs = [r for r in runs if r["protocol"] == protocol]
+    by: dict = {}
+    for r in runs:
+        by.setdefault(r["row"], {})[r["seed"]] = r
+    present = [row for row in rows if row in by]
+    if not present:
+        return None
+    lines = [
+        "| row | seed | reference | last-epoch top-1 (%), row (reference) | difference (points) "
+        "| best-epoch difference, same evaluated epochs | ECE (%), row (reference) "
+        "| NLL, row (reference) | AURC (x1000), row (reference) | other outputs, last epoch (%) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    summary = []
+    for row in present:
+        ref = ROWS[row].reference if row in ROWS else None
+        best = dict(_best_differences(by, row, ref))
+        diffs = dict(_differences(by, row, ref))
+        for seed in sorted(by[row]):
+            r = by[row][seed]
+            b = by.get(ref, {}).get(seed)
+
+            def of(key, _b=b):
+                return _b[key] if _b else None
+
+            outputs = r["last_epoch"]["outputs_top1"]
+            others = ", ".join(
+                f"{n} {outputs[n]:.2f}"
+                for n in sorted(outputs)
+                if n not in ("output", r.get("primary_output"))
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        row,
+                        str(seed),
+                        ref if b else "-",
+                        _pair(r["last_epoch"]["top1"], b["last_epoch"]["top1"] if b else None),
+                        f"{diffs[seed]:+.2f}" if seed in diffs else "-",
+                        f"{best[seed]:+.2f}" if seed in best else "-",
+                        _pair(r["ece"], of("ece")),
+                        _pair(r["nll"], of("nll")),
+                        _pair(r["aurc"], of("aurc")),
+                        others or "-",
+                    ]
+                )
+                + " |"
+            )
+        if diffs:
+            values = list(diffs.values())
+            signs = "all above" if all(d > 0 for d in values) else None
+            signs = signs or ("all below" if all(d < 0 for d in values) else "mixed signs")
+            lower_ece = sum(
+                by[row][s]["ece"] < by[ref][s]["ece"] for s in diffs if s in by.get(ref, {})
+            )
+            seeds = ", ".join(map(str, sorted(diffs)))
+            summary.append(
+                f"{row} against {ref}: "
+                + (
+                    f"seed {seeds} only, {values[0]:+.2f} points (no reading from one seed)"
+                    if len(values) == 1
+                    else f"seeds {seeds}, mean {_mean_signed(list(diffs.items()))} points, {signs}"
+                )
+                + f"; lower ECE on {lower_ece} of {len(values)} seed(s)."
+            )
+    note = PROTOCOLS[protocol].label if protocol in PROTOCOLS else protocol
+    return (
+        f"Per seed, {note} (written by `benchmarks/cifar10_study.py --table` from "
+        "benchmarks/results/cifar10_study.json; the means and every row are in "
+        "[docs/results.md](../results.md)):\n\n"
+        + "\n".join(lines)
+        + ("\n\n" + "\n".join(f"- {line}" for line in summary) if summary else "")
+        + "\n"
+    )
+
+
+def write_method_pages(results: pathlib.Path, pages: pathlib.Path, protocol: str = "B") -> list:
+    """Rewrites the ``cifar10_study:{protocol}:rows`` block of each method page that has one
+    (`METHOD_PAGES`); returns the pages written. A page without the block is left alone, so a
+    page decides where its table goes."""
+    runs = load_results(results)["runs"]
+    written = []
+    for name, rows in METHOD_PAGES.items():
+        page = pages / name
+        key = f"cifar10_study:{protocol}:rows"
+        if not page.exists() or f"<!-- {key}:start -->" not in page.read_text():
+            continue
+        body = seed_table(runs, protocol, rows) or f"No {protocol} run of this method yet.\n"
+        page.write_text(replace_section(page.read_text(), key=key, body=body))
+        written.append(page)
+    return written
+
+
 def bar_chart(runs: list[dict], protocol: str, path: pathlib.Path) -> bool:
     runs = [r for r in runs if r["protocol"] == protocol]
     if not runs:
@@ -1004,6 +1113,11 @@ def main(argv=None) -> int:
     parser.add_argument("--results", type=pathlib.Path, default=RESULTS)
     parser.add_argument("--doc", type=pathlib.Path, default=DOC)
     parser.add_argument("--img-dir", type=pathlib.Path, default=IMG_DIR)
+    parser.add_argument(
+        "--method-docs",
+        type=pathlib.Path,
+        help="method pages' folder (default: methods/ beside --doc, i.e. docs/methods)",
+    )
     parser.add_argument("--list", action="store_true", help="print the row -> recipe table")
     parser.add_argument("--table", action="store_true", help="only rewrite the doc tables/plots")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
@@ -1013,7 +1127,8 @@ def main(argv=None) -> int:
         return 0
     if args.table:
         write_doc(args.results, args.doc, args.img_dir)
-        print(f"rewrote the tables of {args.doc}")
+        pages = write_method_pages(args.results, args.method_docs or args.doc.parent / "methods")
+        print(f"rewrote the tables of {args.doc} and of {len(pages)} method page(s)")
         return 0
     _check_choice("--protocol", args.protocol, tuple(PROTOCOLS))
     for row in args.row or []:

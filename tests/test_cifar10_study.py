@@ -198,7 +198,14 @@ def test_smoke_protocol_runs_records_skips_and_tables(cifar10_dir, tmp_path, cap
     original = doc.read_text()
     img = tmp_path / "docs" / "img"
     table_args = ["--table", "--results", str(results), "--doc", str(doc), "--img-dir", str(img)]
+    # The method pages beside the doc are rewritten (here: a copy; the repo's pages untouched).
+    (doc.parent / "methods").mkdir()
+    page = doc.parent / "methods" / "pskd.md"
+    shutil.copy(REPO / "docs" / "methods" / "pskd.md", page)
+    repo_page = (REPO / "docs" / "methods" / "pskd.md").read_bytes()
     assert study.main(table_args) == 0
+    assert (REPO / "docs" / "methods" / "pskd.md").read_bytes() == repo_page
+    assert "No B run of this method yet." in page.read_text()  # this results file has none
     text = doc.read_text()
     start, end = "<!-- cifar10_study:smoke:start -->", "<!-- cifar10_study:smoke:end -->"
     block = text.split(start)[1].split(end)[0]
@@ -285,6 +292,49 @@ def test_best_epoch_difference_uses_the_epochs_both_runs_evaluated():
     # over all evaluated epochs would give 71 - 80 and 69 - 75)
     assert cells["last-epoch top-1 − reference, per seed"] == "s0: +1.00, s1: -1.00"
     assert cells["best-epoch top-1 − reference, same evaluated epochs, mean"] == "+1.00"
+
+
+def test_method_pages_get_a_per_seed_table_against_the_same_seed_of_the_reference(tmp_path):
+    study = _study()
+    base0 = dict(_record("baseline", 0, [60, 70], 70.0), ece=10.0, nll=1.2, aurc=110.0)
+    base1 = dict(_record("baseline", 1, [60, 72], 72.0), ece=12.0, nll=1.1, aurc=100.0)
+    meth0 = dict(_record("pskd", 0, [None, 71.5], 71.5), ece=4.0, nll=0.8, aurc=101.0)
+    meth1 = dict(_record("pskd", 1, [None, 71.25], 71.25), ece=13.0, nll=0.9, aurc=99.0)
+    meth1["last_epoch"]["outputs_top1"]["exit1"] = 60.5
+    short = dict(meth0, protocol="short")  # another protocol's run is not in B's table
+    results = tmp_path / "results.json"
+    runs = [base0, base1, meth0, meth1, short]
+    results.write_text(json.dumps({"protocols": {}, "runs": runs}))
+    pages = tmp_path / "methods"
+    pages.mkdir()
+    start, end = "<!-- cifar10_study:B:rows:start -->", "<!-- cifar10_study:B:rows:end -->"
+    (pages / "pskd.md").write_text(f"# PS-KD\n\n## Study result\n\n{start}\nold\n{end}\n\nafter\n")
+    (pages / "two_view.md").write_text("# Two-view, no block\n")  # left alone
+    (pages / "self_guidance.md").write_text(f"{start}\n{end}\n")  # a block, no run yet
+
+    written = study.write_method_pages(results, pages)
+    assert sorted(p.name for p in written) == ["pskd.md", "self_guidance.md"]
+    assert (pages / "two_view.md").read_text() == "# Two-view, no block\n"
+    assert "No B run of this method yet." in (pages / "self_guidance.md").read_text()
+    text = (pages / "pskd.md").read_text()
+    assert text.startswith("# PS-KD\n\n## Study result\n\n" + start) and text.endswith(
+        end + "\n\nafter\n"
+    )
+    assert "old" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| pskd |")]
+    assert rows == [
+        "| pskd | 0 | baseline | 71.50 (70.00) | +1.50 | +1.50 | 4.00 (10.00) | 0.80 (1.20) "
+        "| 101.00 (110.00) | - |",
+        "| pskd | 1 | baseline | 71.25 (72.00) | -0.75 | -0.75 | 13.00 (12.00) | 0.90 (1.10) "
+        "| 99.00 (100.00) | exit1 60.50 |",
+    ]
+    assert (
+        "- pskd against baseline: seeds 0, 1, mean +0.38 points, mixed signs; lower ECE on 1 of "
+        "2 seed(s)." in text
+    )
+    # Rewriting is idempotent.
+    study.write_method_pages(results, pages)
+    assert (pages / "pskd.md").read_text() == text
 
 
 def test_vit_protocol_keeps_the_recipe_network_and_optimizer(tmp_path):
