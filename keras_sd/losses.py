@@ -31,8 +31,7 @@ def check_kl_scale(kl_scale: str) -> str:
         >>> check_kl_scale("t2")
         't2'
     """
-    validation.one_of(kl_scale, "kl_scale", KL_SCALES)
-    return kl_scale
+    return validation.one_of(kl_scale, "kl_scale", KL_SCALES)
 
 
 def _flatten(x):

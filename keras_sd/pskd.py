@@ -53,8 +53,7 @@ def check_num_examples(value, name: str = "num_train_examples") -> int:
 
 
 def check_bank_dtype(value: str) -> str:
-    validation.one_of(value, "bank_dtype", BANK_DTYPES)
-    return value
+    return validation.one_of(value, "bank_dtype", BANK_DTYPES)
 
 
 @keras.saving.register_keras_serializable(package="keras_sd")

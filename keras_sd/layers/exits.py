@@ -337,8 +337,7 @@ class BottleneckExitHead(ExitHeadBase):
 
 def check_exit_head(value) -> str:
     """Returns a valid ``exit_head`` kind or raises a ValueError naming the allowed values."""
-    validation.one_of(value, "exit_head", EXIT_HEADS)
-    return value
+    return validation.one_of(value, "exit_head", EXIT_HEADS)
 
 
 def bottleneck_downsample(input_shape, final_shape, num_blocks: int) -> int:

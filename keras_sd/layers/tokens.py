@@ -30,8 +30,7 @@ LN_EPSILON = 1e-6  # the ViT's own layer-norm epsilon
 
 def check_token_pooling(value, name: str = "token_pooling") -> str:
     """Returns a valid token pooling or raises a ValueError naming the allowed values."""
-    validation.one_of(value, name, TOKEN_POOLINGS)
-    return value
+    return validation.one_of(value, name, TOKEN_POOLINGS)
 
 
 def _check_tokens(shape, owner: str) -> tuple:
