@@ -8,8 +8,10 @@
 #
 # Run it from a pinned checkout of the code under test (a `git worktree` at the landed commit),
 # so that work can go on in the main tree meanwhile; RESULTS_JSON may point into the main tree.
+# STUDY_CHECKOUT=DIR runs DIR's study script with this driver instead (a pin older than this
+# driver has an older driver, e.g. fd09bde's evaluates method rows every epoch).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "${STUDY_CHECKOUT:-$(dirname "$0")/..}"
 RUNS=${1:?RUNS_DIR (outside the repo)}
 RESULTS=${2:?RESULTS_JSON}
 # The baseline was evaluated on the test split every epoch (its curves fix the protocol); method

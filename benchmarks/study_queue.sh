@@ -3,7 +3,8 @@
 #
 #   bash benchmarks/study_queue.sh RUNS_ROOT [--dry-run]
 #
-# 1. protocol B's rows (benchmarks/protocol_B.sh of the code they ran, fd09bde);
+# 1. protocol B's rows: this tree's benchmarks/protocol_B.sh driving the study script of the code
+#    they ran, fd09bde (whose own driver predates evaluating method rows every 5th epoch);
 # 2. the two-view ablation rows, seed 0 (b16997f: fd09bde plus the three row definitions);
 # 3. the ViT protocol's pilot, vit_baseline seed 0 (ee4e75e), whose pre-registered check
 #    (docs/results.md) must pass before the method row runs, so the method row is not queued.
@@ -60,7 +61,7 @@ study() { # checkout, then cifar10_study.py arguments
 checkout study_fd fd09bde
 checkout study_abl b16997f
 checkout study_vit ee4e75e
-step bash "$RUNS/wt/study_fd/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
+step env STUDY_CHECKOUT="$RUNS/wt/study_fd" bash "$REPO/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
 for row in two_view_two_branch two_view_kl_only two_view_mmd_only; do
   study study_abl --protocol B --row "$row" --seed 0 --runs "$RUNS" --eval-every 5
 done

@@ -404,7 +404,8 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
         ("study_vit", "ee4e75e"),
     ):
         assert f"+ git -C {REPO} worktree add --detach {runs}/wt/{name} {commit}" in lines
-    assert f"+ bash {runs}/wt/study_fd/benchmarks/protocol_B.sh {runs} " in done.stdout
+    driver = f"+ env STUDY_CHECKOUT={runs}/wt/study_fd bash {REPO}/benchmarks/protocol_B.sh {runs} "
+    assert driver in done.stdout
     ablations = [ln.split("--row ")[1].split()[0] for ln in lines if "study_abl python" in ln]
     assert ablations == ["two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"]
     assert set(ablations) <= set(_study().ROWS)
