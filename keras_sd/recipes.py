@@ -130,17 +130,13 @@ def _to_plain(value):
     return value
 
 
-def _choice(value, choices, name):
-    validation.one_of(value, name, choices)
-
-
 def validate(recipe: Recipe) -> None:
     """Raises a ValueError naming the first bad field of ``recipe``."""
-    _choice(recipe.method, tuple(METHODS), "method")
-    _choice(recipe.strategy, STRATEGIES, "strategy")
-    _choice(recipe.precision, PRECISIONS, "precision")
-    _choice(recipe.optimizer.name, OPTIMIZERS, "optimizer.name")
-    _choice(recipe.optimizer.schedule, SCHEDULES, "optimizer.schedule")
+    validation.one_of(recipe.method, "method", METHODS)
+    validation.one_of(recipe.strategy, "strategy", STRATEGIES)
+    validation.one_of(recipe.precision, "precision", PRECISIONS)
+    validation.one_of(recipe.optimizer.name, "optimizer.name", OPTIMIZERS)
+    validation.one_of(recipe.optimizer.schedule, "optimizer.schedule", SCHEDULES)
     if not isinstance(recipe.epochs, int) or recipe.epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer, got {recipe.epochs!r}.")
     if (
@@ -177,7 +173,7 @@ def validate(recipe: Recipe) -> None:
 
 def method_class(method: str):
     """The model class registered for ``method``."""
-    _choice(method, tuple(METHODS), "method")
+    validation.one_of(method, "method", METHODS)
     module, name = METHODS[method].split(":")
     return getattr(importlib.import_module(module), name)
 
