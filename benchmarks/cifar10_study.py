@@ -740,13 +740,19 @@ def _best_differences(by: dict, row: str, ref: str | None) -> list[tuple[int, fl
     return out
 
 
+def by_row(runs: list[dict]) -> dict:
+    """``{row: {seed: record}}`` of ``runs``."""
+    by: dict = {}
+    for r in runs:
+        by.setdefault(r["row"], {})[r["seed"]] = r
+    return by
+
+
 def table(runs: list[dict], protocol: str) -> str:
     runs = [r for r in runs if r["protocol"] == protocol]
     if not runs:
         return f"No {protocol} runs recorded yet."
-    by: dict = {}
-    for r in runs:
-        by.setdefault(r["row"], {})[r["seed"]] = r
+    by = by_row(runs)
     consistency = any("consistency_sym_kl" in r for r in runs)  # (v1 records only)
     header = (
         "| row | paper direction | seeds | last-epoch top-1 (%) | best-epoch top-1 (%) | ECE (%) "
@@ -833,10 +839,7 @@ def _pair(mine, theirs, fmt="{:.2f}") -> str:
 def seed_table(runs: list[dict], protocol: str, rows) -> str | None:
     """Every seed of ``rows`` against its reference row's same seed, one line a run: the per-seed
     reading a method page needs (docs/results.md has the means). None if no run is recorded."""
-    runs = [r for r in runs if r["protocol"] == protocol]
-    by: dict = {}
-    for r in runs:
-        by.setdefault(r["row"], {})[r["seed"]] = r
+    by = by_row([r for r in runs if r["protocol"] == protocol])
     present = [row for row in rows if row in by]
     if not present:
         return None
