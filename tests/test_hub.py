@@ -220,7 +220,11 @@ def test_registry_resnet18_is_keras_hubs_imagenet_resnet18():
             {"num_layers": 4},
             r"fixes \['num_layers'\] .* use the backbone 'hub_vit'",
         ),
-        ("hub_resnet", {"depth": 20}, r"^`depth` must be one of \(18, 34, 50, 101, 152\), got 20\.$"),
+        (
+            "hub_resnet",
+            {"depth": 20},
+            r"^`depth` must be one of \(18, 34, 50, 101, 152\), got 20\.$",
+        ),
     ],
 )
 def test_registry_hub_builders_reject_bad_arguments(name, kwargs, match):
