@@ -1,0 +1,116 @@
+"""benchmarks/early_training.py: a study run's first steps, rebuilt exactly as the study trains.
+
+Checked against an independent `Experiment.train` of the same smoke-protocol row on a small
+real-CIFAR-10 folder: the probe's logs after one epoch equal the run's history.json, its kernel
+norms at init equal a freshly built model's, and after one epoch the trained model.keras's.
+"""
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)
+    spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _mini_folder(src: pathlib.Path, dst: pathlib.Path, train: int, test: int) -> pathlib.Path:
+    for split, n in (("train", train), ("test", test)):
+        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
+            (dst / split / cls.name).mkdir(parents=True)
+            for f in sorted(cls.iterdir())[:n]:
+                (dst / split / cls.name / f.name).symlink_to(f)
+    return dst
+
+
+def _kernel_norms(model) -> dict:
+    return {
+        v.path: float(np.linalg.norm(v.numpy()))
+        for v in model.trainable_variables
+        if v.path.endswith("kernel")
+    }
+
+
+def test_step_values_recover_each_step_from_running_means():
+    probe = _load("early_training")
+    values = [3.0, 1.0, 2.0, 6.0]
+    running = list(np.cumsum(values) / np.arange(1, 5))
+    np.testing.assert_allclose(probe.step_values(running), values, rtol=1e-12)
+
+
+def test_probe_reproduces_the_study_runs_first_epoch(cifar10_dir, tmp_path):
+    from keras_sd.experiment import Experiment
+
+    study = _load("cifar10_study")
+    probe = _load("early_training")
+    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=40, test=10)
+    # The smoke protocol with 40 images per class: 3 steps in its one epoch.
+    protocol = dataclasses.replace(study.PROTOCOLS["smoke"], train_per_class=40)
+    recipe, _ = study.study_recipe("pskd_byot_dmfl", protocol, 1, data, 1)
+    Experiment(recipe, tmp_path / "run").train(verbose=0)
+    history = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"][0]
+    trained = _kernel_norms(keras.saving.load_model(tmp_path / "run" / "model.keras"))
+
+    result = probe.probe(recipe, init_seed=1)
+    assert result["steps"] == 3  # 400 images, batch 128, the last partial batch dropped
+    for name in ("loss", "ce_loss", "kl_loss", "mutual_feature_loss", "exit3_accuracy"):
+        assert result["running"][name][-1] == pytest.approx(history[name], rel=1e-5), name
+        # each step's own value averages back to the epoch's log
+        assert np.mean(result["terms"][name]) == pytest.approx(history[name], rel=1e-5), name
+    keras.utils.set_random_seed(1)
+    fresh = _kernel_norms(Experiment(recipe).build_model())
+    assert set(result["kernels"]) == set(fresh) == set(trained)
+    for path, norms in result["kernels"].items():
+        assert len(norms) == 4  # at init and after each of the 3 steps
+        assert norms[0] == pytest.approx(fresh[path], rel=1e-6), path
+        assert norms[-1] == pytest.approx(trained[path], rel=1e-5), path
+    assert any(n[-1] != n[0] for n in result["kernels"].values())
+
+    # Another initialisation with the same data: other weights at init, the same batches.
+    other = probe.probe(recipe, init_seed=2, steps=1)
+    keras.utils.set_random_seed(2)
+    fresh2 = _kernel_norms(Experiment(recipe).build_model())
+    for path, norms in other["kernels"].items():
+        assert norms[0] == pytest.approx(fresh2[path], rel=1e-6), path
+    assert other["terms"]["loss"][0] != pytest.approx(result["terms"]["loss"][0], rel=1e-3)
+    text = probe.report(result, top=3)
+    assert text.count("x  ") == 3 and "loss" in text
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--row", "nope"], "--row 'nope' must be one of"),
+        (["--row", "baseline", "--seed", "-1"], "--seed -1 must be an integer >= 0"),
+        (["--row", "baseline", "--method-args", "{x"], "not JSON"),
+        (["--row", "baseline", "--optimizer", "[1]"], "expected a JSON object"),
+        (["--row", "baseline", "--protocol", "C"], "--protocol 'C' must be one of"),
+    ],
+)
+def test_cli_rejects_bad_arguments(args, message, capsys):
+    probe = _load("early_training")
+    with pytest.raises(SystemExit) as err:
+        probe.main(args)
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_steps_beyond_one_epoch_are_rejected(cifar10_dir, tmp_path):
+    study = _load("cifar10_study")
+    probe = _load("early_training")
+    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=20, test=10)
+    recipe, _ = study.study_recipe("baseline", study.PROTOCOLS["smoke"], 0, data, 1)
+    with pytest.raises(ValueError, match=r"^`steps` must be an int in \[1, 1\] .*got 2\.$"):
+        probe.probe(recipe, init_seed=0, steps=2)
