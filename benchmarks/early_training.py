@@ -18,10 +18,13 @@ rest of the run, since coupled weight decay shrinks it only slowly.
 ``--init-seed`` and ``--data-seed`` separate the two things a run's seed decides: the weights'
 initialisation and the data order / augmentation draws (by default both are ``--seed``, which is
 the study run). ``--method-args`` / ``--optimizer`` override recipe fields for a diagnostic
-variant (JSON objects); such a variant is not a study row.
+variant (JSON objects); such a variant is not a study row. ``--checkout DIR`` runs another
+checkout's ``keras_sd`` and study rows, e.g. the pinned worktree the study's runs came from
+(its data order differs from main's, so only it reproduces those runs' first steps).
 
     python benchmarks/early_training.py --row pskd_byot_dmfl --seed 1
     python benchmarks/early_training.py --row pskd_byot_dmfl --init-seed 1 --data-seed 0
+    python benchmarks/early_training.py --row pskd_byot_dmfl --seed 1 --checkout /work/wt/study_fd
     python benchmarks/early_training.py --row pskd_byot_dmfl --seed 1 \\
         --method-args '{"mutual_feature_weight": null}' --out /tmp/probe.json
 """
@@ -38,8 +41,10 @@ import sys
 HERE = pathlib.Path(__file__).resolve().parent
 
 
-def _study():
-    spec = importlib.util.spec_from_file_location("cifar10_study", HERE / "cifar10_study.py")
+def _study(root: pathlib.Path = HERE.parent):
+    spec = importlib.util.spec_from_file_location(
+        "cifar10_study", root / "benchmarks" / "cifar10_study.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault("cifar10_study", module)  # dataclasses resolve annotations through it
     spec.loader.exec_module(module)
@@ -62,6 +67,66 @@ def step_values(running: list[float]) -> list[float]:
     return [(i + 1) * m - (i * running[i - 1] if i else 0.0) for i, m in enumerate(running)]
 
 
+def _build(recipe, init_seed: int):
+    """``(compiled model, batches(n) -> the run's first n training batches, steps per epoch,
+    method callbacks)``, seeded as the run: the data seed before anything is built, then
+    ``init_seed`` before the model if it differs."""
+    import keras
+
+    try:
+        from keras_sd.experiment import Experiment
+    except ImportError:  # a checkout older than the Experiment redesign, e.g. the study's fd09bde
+        return _build_pinned(recipe, init_seed)
+    experiment = Experiment(recipe)
+    keras.utils.set_random_seed(recipe.seed)  # as Experiment.train, before anything is built
+    bundle = experiment.bundle
+    if init_seed != recipe.seed:
+        keras.utils.set_random_seed(init_seed)
+    model = experiment.compile(experiment.build_model())
+    model(keras.ops.zeros((2, *bundle.info.image_shape)), training=False)
+    return (
+        model,
+        lambda n: bundle.batches(0, n),
+        experiment.steps_per_epoch,
+        experiment.method_callbacks(),
+    )
+
+
+def _build_pinned(recipe, init_seed: int):
+    """`_build` on the study's pinned checkout (`fd09bde`): `keras_sd.train`'s builders, and an
+    epoch-seeded training pipeline whose first iteration is the run's first epoch."""
+    import keras
+
+    from keras_sd import data as data_lib
+    from keras_sd import train as train_lib
+
+    keras.utils.set_random_seed(recipe.seed)  # as train.train, before anything is built
+    d = recipe.data
+    bundle = data_lib.load(
+        d.name,
+        batch_size=d.batch_size,
+        eval_batch_size=d.eval_batch_size,
+        augment=train_lib._pipeline_augment(recipe),
+        with_index=d.with_index,
+        seed=recipe.seed,
+        data_dir=d.data_dir,
+        train_per_class=d.train_per_class,
+        subset_seed=d.subset_seed,
+        image_size=d.image_size,
+    )
+    info = bundle.info
+    if init_seed != recipe.seed:
+        keras.utils.set_random_seed(init_seed)
+    per_epoch = recipe.steps_per_epoch or max(1, info.num_train // d.batch_size)
+    model = train_lib.build_model(recipe, info.num_classes, info.image_shape, info.num_train)
+    model.compile(
+        optimizer=train_lib.build_optimizer(recipe.optimizer, recipe.epochs, per_epoch),
+        jit_compile=recipe.jit_compile,
+    )
+    model(keras.ops.zeros((2, *info.image_shape)), training=False)
+    return model, lambda n: bundle.train.take(n), per_epoch, train_lib.build_callbacks(recipe)
+
+
 def probe(
     recipe,
     *,
@@ -75,21 +140,12 @@ def probe(
     import keras
     import numpy as np
 
-    from keras_sd.experiment import Experiment
-
-    experiment = Experiment(recipe)
-    keras.utils.set_random_seed(recipe.seed)  # as Experiment.train, before anything is built
-    bundle = experiment.bundle
-    per_epoch = experiment.steps_per_epoch
+    model, batches, per_epoch, callbacks = _build(recipe, init_seed)
     steps = per_epoch if steps is None else steps
     if not isinstance(steps, int) or not 1 <= steps <= per_epoch:
         raise ValueError(
             f"`steps` must be an int in [1, {per_epoch}] (one epoch of this run), got {steps!r}."
         )
-    if init_seed != recipe.seed:
-        keras.utils.set_random_seed(init_seed)
-    model = experiment.compile(experiment.build_model())
-    model(keras.ops.zeros((2, *bundle.info.image_shape)), training=False)
     kernels = [v for v in model.trainable_variables if v.path.endswith("kernel")]
     norms = {v.path: [float(np.linalg.norm(v.numpy()))] for v in kernels}
     running: dict[str, list[float]] = {}
@@ -102,10 +158,10 @@ def probe(
                 norms[v.path].append(float(np.linalg.norm(v.numpy())))
 
     model.fit(
-        bundle.batches(0, steps),
+        batches(steps),
         epochs=1,
         steps_per_epoch=steps,
-        callbacks=[*experiment.method_callbacks(), Record()],
+        callbacks=[*callbacks, Record()],
         verbose=0,
         shuffle=False,
     )
@@ -134,8 +190,12 @@ def report(result: dict, top: int = 10) -> str:
 
 
 def main(argv=None) -> int:
-    study = _study()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--checkout",
+        type=pathlib.Path,
+        help="run another checkout's keras_sd and study rows, e.g. a pinned worktree of the study",
+    )
     parser.add_argument("--row", required=True, help="a cifar10_study.py row (see its --list)")
     parser.add_argument("--protocol", default="B", help="study protocol (default B)")
     parser.add_argument("--seed", type=int, default=0, help="the study run's seed (default 0)")
@@ -147,6 +207,12 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=pathlib.Path, help="CIFAR-10 image folder")
     parser.add_argument("--out", type=pathlib.Path, help="write the whole record as JSON")
     args = parser.parse_args(argv)
+    if args.checkout is not None:
+        if not (args.checkout / "keras_sd" / "__init__.py").is_file():
+            parser.error(f"--checkout {str(args.checkout)!r} is not a keras_sd checkout")
+        sys.path.insert(0, str(args.checkout.resolve()))
+        sys.modules.pop("keras_sd", None)
+    study = _study(args.checkout.resolve() if args.checkout else HERE.parent)
     if args.protocol not in study.PROTOCOLS:
         parser.error(f"--protocol {args.protocol!r} must be one of {tuple(study.PROTOCOLS)}")
     if args.row not in study.ROWS:

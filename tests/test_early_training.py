@@ -97,6 +97,7 @@ def test_probe_reproduces_the_study_runs_first_epoch(cifar10_dir, tmp_path):
         (["--row", "baseline", "--method-args", "{x"], "not JSON"),
         (["--row", "baseline", "--optimizer", "[1]"], "expected a JSON object"),
         (["--row", "baseline", "--protocol", "C"], "--protocol 'C' must be one of"),
+        (["--row", "baseline", "--checkout", "/nonexistent"], "is not a keras_sd checkout"),
     ],
 )
 def test_cli_rejects_bad_arguments(args, message, capsys):
