@@ -73,10 +73,15 @@ def _build(recipe, init_seed: int):
     ``init_seed`` before the model if it differs."""
     import keras
 
-    try:
-        from keras_sd.experiment import Experiment
-    except ImportError:  # a checkout older than the Experiment redesign, e.g. the study's fd09bde
+    import keras_sd
+
+    # A checkout older than the Experiment redesign, e.g. the study's fd09bde. (Asked of the
+    # package folder: with an editable install of another checkout, an import of
+    # keras_sd.experiment would find that checkout's module instead of failing.)
+    if not (pathlib.Path(keras_sd.__file__).parent / "experiment.py").is_file():
         return _build_pinned(recipe, init_seed)
+    from keras_sd.experiment import Experiment
+
     experiment = Experiment(recipe)
     keras.utils.set_random_seed(recipe.seed)  # as Experiment.train, before anything is built
     bundle = experiment.bundle
