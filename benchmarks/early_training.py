@@ -162,9 +162,14 @@ def probe(
             for v in kernels:
                 norms[v.path].append(float(np.linalg.norm(v.numpy())))
 
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    # fit sees the run's epochs (callbacks such as DistillationAnnealing schedule by them: with
+    # epochs=1 its "last epoch" would be this one) and stops after the first.
     model.fit(
         batches(steps),
-        epochs=1,
+        epochs=recipe.epochs,
         steps_per_epoch=steps,
         callbacks=[*callbacks, Record()],
         verbose=0,

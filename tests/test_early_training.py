@@ -1,8 +1,9 @@
 """benchmarks/early_training.py: a study run's first steps, rebuilt exactly as the study trains.
 
 Checked against an independent `Experiment.train` of the same smoke-protocol row on a small
-real-CIFAR-10 folder: the probe's logs after one epoch equal the run's history.json, its kernel
-norms at init equal a freshly built model's, and after one epoch the trained model.keras's.
+real-CIFAR-10 folder: the probe's logs after the first epoch equal the run's history.json, its
+kernel norms at init equal a freshly built model's, and after the epoch the run's epoch-1
+backup's.
 """
 
 import dataclasses
@@ -50,22 +51,36 @@ def test_step_values_recover_each_step_from_running_means():
     np.testing.assert_allclose(probe.step_values(running), values, rtol=1e-12)
 
 
-def test_probe_reproduces_the_study_runs_first_epoch(cifar10_dir, tmp_path):
+@pytest.mark.parametrize(
+    "row, terms",
+    [
+        # the prediction bank and its per-sample index; the step-scheduled alpha_t
+        ("pskd_byot_dmfl", ("loss", "ce_loss", "kl_loss", "mutual_feature_loss", "exit3_accuracy")),
+        # DistillationAnnealing schedules alpha and the hint weight by fit's epochs
+        ("multi_exit", ("loss", "ce_loss", "kl_loss", "feature_loss", "exit3_accuracy")),
+    ],
+)
+def test_probe_reproduces_the_study_runs_first_epoch(row, terms, cifar10_dir, tmp_path):
     from keras_sd.experiment import Experiment
 
     study = _load("cifar10_study")
     probe = _load("early_training")
     data = _mini_folder(cifar10_dir, tmp_path / "mini", train=40, test=10)
-    # The smoke protocol with 40 images per class: 3 steps in its one epoch.
-    protocol = dataclasses.replace(study.PROTOCOLS["smoke"], train_per_class=40)
-    recipe, _ = study.study_recipe("pskd_byot_dmfl", protocol, 1, data, 1)
+    # The smoke protocol with 40 images per class and 2 epochs: 3 steps an epoch.
+    protocol = dataclasses.replace(study.PROTOCOLS["smoke"], train_per_class=40, epochs=2)
+    recipe, _ = study.study_recipe(row, protocol, 1, data, 1)
     Experiment(recipe, tmp_path / "run").train(verbose=0)
     history = json.loads((tmp_path / "run" / "history.json").read_text())["epochs"][0]
-    trained = _kernel_norms(keras.saving.load_model(tmp_path / "run" / "model.keras"))
+    # The run's weights after its first epoch: its epoch-1 backup (both epochs' are kept).
+    (first,) = (tmp_path / "run" / "backup").glob("ckpt-e1-*.weights.h5")
+    after_one = Experiment(recipe).build_model()
+    after_one(keras.ops.zeros((2, 32, 32, 3)), training=False)
+    after_one.load_weights(first)
+    trained = _kernel_norms(after_one)
 
     result = probe.probe(recipe, init_seed=1)
     assert result["steps"] == 3  # 400 images, batch 128, the last partial batch dropped
-    for name in ("loss", "ce_loss", "kl_loss", "mutual_feature_loss", "exit3_accuracy"):
+    for name in terms:
         assert result["running"][name][-1] == pytest.approx(history[name], rel=1e-5), name
         # each step's own value averages back to the epoch's log
         assert np.mean(result["terms"][name]) == pytest.approx(history[name], rel=1e-5), name
