@@ -10,10 +10,10 @@ every step
   every step's own value from them),
 * the norm of every convolution and dense kernel.
 
-It prints the kernels whose norm grew most and the terms' first steps. A kernel followed by
-batch normalisation is scale invariant: its gradient shrinks as 1/|w| and its effective learning
-rate as lr/|w|^2, so a kernel that grows 3x early in training learns about 9x more slowly for the
-rest of the run, since coupled weight decay shrinks it only slowly.
+It prints the kernels whose norm grew most and the logs after the last step. A kernel followed
+by batch normalisation is scale invariant: its gradient shrinks as 1/|w| and its effective
+learning rate as lr/|w|^2, so a kernel that grows 3x early in training learns about 9x more
+slowly until coupled weight decay, which is slow, has shrunk it back.
 
 ``--init-seed`` and ``--data-seed`` separate the two things a run's seed decides: the weights'
 initialisation and the data order / augmentation draws (by default both are ``--seed``, which is
@@ -26,7 +26,7 @@ checkout's ``keras_sd`` and study rows, e.g. the pinned worktree the study's run
     python benchmarks/early_training.py --row pskd_byot_dmfl --init-seed 1 --data-seed 0
     python benchmarks/early_training.py --row pskd_byot_dmfl --seed 1 --checkout /work/wt/study_fd
     python benchmarks/early_training.py --row pskd_byot_dmfl --seed 1 \\
-        --method-args '{"mutual_feature_weight": null}' --out /tmp/probe.json
+        --method-args '{"mutual_feature_weight": 0.0}' --out /tmp/probe.json
 """
 
 from __future__ import annotations
@@ -46,9 +46,9 @@ def _study(root: pathlib.Path = HERE.parent):
         "cifar10_study", root / "benchmarks" / "cifar10_study.py"
     )
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("cifar10_study", module)  # dataclasses resolve annotations through it
+    sys.modules["cifar10_study"] = module  # dataclasses resolve annotations through it
     spec.loader.exec_module(module)
-    return sys.modules["cifar10_study"]
+    return module
 
 
 def _json_object(text: str) -> dict:
