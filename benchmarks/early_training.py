@@ -221,7 +221,6 @@ def main(argv=None) -> int:
         if not (args.checkout / "keras_sd" / "__init__.py").is_file():
             parser.error(f"--checkout {str(args.checkout)!r} is not a keras_sd checkout")
         sys.path.insert(0, str(args.checkout.resolve()))
-        sys.modules.pop("keras_sd", None)
     study = _study(args.checkout.resolve() if args.checkout else HERE.parent)
     if args.protocol not in study.PROTOCOLS:
         parser.error(f"--protocol {args.protocol!r} must be one of {tuple(study.PROTOCOLS)}")

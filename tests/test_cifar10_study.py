@@ -5,15 +5,14 @@ over a small real-CIFAR-10 folder (symlinks to 20 train and 10 test images per c
 temporary run, results and doc paths.
 """
 
-import importlib.util
 import json
 import pathlib
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
+from harness import load_benchmark, mini_cifar10
 
 from keras_sd import recipes
 
@@ -21,22 +20,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_study", REPO / "benchmarks" / "cifar10_study.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cifar10_study"] = module  # dataclasses resolve annotations through it
-    spec.loader.exec_module(module)
-    return module
-
-
-def _mini_folder(src: pathlib.Path, dst: pathlib.Path, train: int, test: int) -> pathlib.Path:
-    for split, n in (("train", train), ("test", test)):
-        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
-            (dst / split / cls.name).mkdir(parents=True)
-            for f in sorted(cls.iterdir())[:n]:
-                (dst / split / cls.name / f.name).symlink_to(f)
-    return dst
+    return load_benchmark("cifar10_study")
 
 
 def test_list_and_bad_arguments(capsys):
@@ -130,7 +114,7 @@ def test_migrated_short_schedule_records_stay_readable(tmp_path):
 @pytest.mark.realdata
 def test_smoke_protocol_runs_records_skips_and_tables(cifar10_dir, tmp_path, capsys):
     study = _study()
-    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=20, test=10)
+    data = mini_cifar10(cifar10_dir, tmp_path / "mini", train=20, test=10)
     runs, results = tmp_path / "runs", tmp_path / "results.json"
     args = ["--protocol", "smoke", "--data", str(data), "--runs", str(runs)]
     args += ["--results", str(results), "--seed", "0", "--verbose", "0"]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import pathlib
-import sys
 
 import keras
 import pytest
+from harness import load_benchmark
 
 from keras_sd import litert_runtime
 from keras_sd.backbones import _common as c
@@ -87,13 +86,7 @@ def test_exit_head_base_output_shape_and_config():
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location(
-        "cifar10_study", REPO / "benchmarks" / "cifar10_study.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cifar10_study"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cifar10_study")
 
 
 def test_replace_section():

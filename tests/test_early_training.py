@@ -7,33 +7,12 @@ backup's.
 """
 
 import dataclasses
-import importlib.util
 import json
-import pathlib
-import sys
 
 import keras
 import numpy as np
 import pytest
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault(name, module)
-    spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def _mini_folder(src: pathlib.Path, dst: pathlib.Path, train: int, test: int) -> pathlib.Path:
-    for split, n in (("train", train), ("test", test)):
-        for cls in sorted(p for p in (src / split).iterdir() if p.is_dir()):
-            (dst / split / cls.name).mkdir(parents=True)
-            for f in sorted(cls.iterdir())[:n]:
-                (dst / split / cls.name / f.name).symlink_to(f)
-    return dst
+from harness import load_benchmark, mini_cifar10
 
 
 def _kernel_norms(model) -> dict:
@@ -45,7 +24,7 @@ def _kernel_norms(model) -> dict:
 
 
 def test_step_values_recover_each_step_from_running_means():
-    probe = _load("early_training")
+    probe = load_benchmark("early_training")
     values = [3.0, 1.0, 2.0, 6.0]
     running = list(np.cumsum(values) / np.arange(1, 5))
     np.testing.assert_allclose(probe.step_values(running), values, rtol=1e-12)
@@ -63,9 +42,9 @@ def test_step_values_recover_each_step_from_running_means():
 def test_probe_reproduces_the_study_runs_first_epoch(row, terms, cifar10_dir, tmp_path):
     from keras_sd.experiment import Experiment
 
-    study = _load("cifar10_study")
-    probe = _load("early_training")
-    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=40, test=10)
+    study = load_benchmark("cifar10_study")
+    probe = load_benchmark("early_training")
+    data = mini_cifar10(cifar10_dir, tmp_path / "mini", train=40, test=10)
     # The smoke protocol with 40 images per class and 2 epochs: 3 steps an epoch.
     protocol = dataclasses.replace(study.PROTOCOLS["smoke"], train_per_class=40, epochs=2)
     recipe, _ = study.study_recipe(row, protocol, 1, data, 1)
@@ -116,7 +95,7 @@ def test_probe_reproduces_the_study_runs_first_epoch(row, terms, cifar10_dir, tm
     ],
 )
 def test_cli_rejects_bad_arguments(args, message, capsys):
-    probe = _load("early_training")
+    probe = load_benchmark("early_training")
     with pytest.raises(SystemExit) as err:
         probe.main(args)
     assert err.value.code == 2
@@ -124,9 +103,9 @@ def test_cli_rejects_bad_arguments(args, message, capsys):
 
 
 def test_steps_beyond_one_epoch_are_rejected(cifar10_dir, tmp_path):
-    study = _load("cifar10_study")
-    probe = _load("early_training")
-    data = _mini_folder(cifar10_dir, tmp_path / "mini", train=20, test=10)
+    study = load_benchmark("cifar10_study")
+    probe = load_benchmark("early_training")
+    data = mini_cifar10(cifar10_dir, tmp_path / "mini", train=20, test=10)
     recipe, _ = study.study_recipe("baseline", study.PROTOCOLS["smoke"], 0, data, 1)
     with pytest.raises(ValueError, match=r"^`steps` must be an int in \[1, 1\] .*got 2\.$"):
         probe.probe(recipe, init_seed=0, steps=2)

@@ -6,21 +6,17 @@ benchmarks/recipe_dump.py from the tree before that change.
 A deliberate change to a recipe fails here; check it with ``benchmarks/recipe_dump.py --compare``
 against a dump of the previous commit, then refresh the fingerprints (``--fingerprints``)."""
 
-import importlib.util
 import json
 import pathlib
+
+from harness import load_benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests" / "fixtures" / "recipe_fingerprints.json"
 
 
 def _recipe_dump():
-    spec = importlib.util.spec_from_file_location(
-        "recipe_dump", REPO / "benchmarks" / "recipe_dump.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recipe_dump")
 
 
 def test_recipes_build_what_they_built_before():
