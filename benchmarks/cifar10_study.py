@@ -748,6 +748,37 @@ def by_row(runs: list[dict]) -> dict:
     return by
 
 
+def _cpu(run: dict) -> str:
+    return (run.get("machine") or {}).get("cpu") or "unknown"
+
+
+def machines_note(runs: list[dict]) -> str:
+    """Which runs ran on which CPU, when they did not all run on one: the same seed starts from
+    the same initialisation and data order on every machine, but another CPU's floating-point
+    arithmetic (other kernels, other summation orders) sends training down another path, so a
+    difference between two machines' runs is partly a difference of machines."""
+    by_cpu: dict[str, dict[str, list[int]]] = {}
+    for r in runs:
+        by_cpu.setdefault(_cpu(r), {}).setdefault(r["row"], []).append(r["seed"])
+    if len(by_cpu) < 2:
+        return ""
+    parts = [
+        f"{cpu}: "
+        + "; ".join(
+            f"{row} s{', s'.join(map(str, sorted(seeds)))}"
+            for row, seeds in sorted(rows.items(), key=lambda kv: _row_order(kv[0]))
+        )
+        for cpu, rows in sorted(by_cpu.items())
+    ]
+    return (
+        " Machines (CPU): "
+        + " | ".join(parts)
+        + ". The same seed starts from the same initialisation and data order on every machine, "
+        "but another CPU's floating-point arithmetic sends training down another path: a "
+        "difference between runs on two machines is partly a difference of machines."
+    )
+
+
 def table(runs: list[dict], protocol: str) -> str:
     runs = [r for r in runs if r["protocol"] == protocol]
     if not runs:
@@ -828,6 +859,7 @@ def table(runs: list[dict], protocol: str) -> str:
         "runs evaluated (rows may be evaluated at different intervals). Mean ± sample std over seeds. Code commits: "
         + ", ".join(commits)
         + "."
+        + machines_note(runs)
         + v1
     )
 
@@ -850,6 +882,15 @@ def seed_table(runs: list[dict], protocol: str, rows) -> str | None:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     summary = []
+    crossed = []  # (row, seed) whose run and reference ran on different CPUs
+
+    def mark(run, reference):
+        if reference is None or _cpu(run) == _cpu(reference):
+            return ""
+        if (run["row"], run["seed"]) not in crossed:
+            crossed.append((run["row"], run["seed"]))
+        return " †"
+
     for row in present:
         ref = ROWS[row].reference if row in ROWS else None
         best = dict(_best_differences(by, row, ref))
@@ -875,8 +916,8 @@ def seed_table(runs: list[dict], protocol: str, rows) -> str | None:
                         str(seed),
                         ref if b else "-",
                         _pair(r["last_epoch"]["top1"], b["last_epoch"]["top1"] if b else None),
-                        f"{diffs[seed]:+.2f}" if seed in diffs else "-",
-                        f"{best[seed]:+.2f}" if seed in best else "-",
+                        f"{diffs[seed]:+.2f}{mark(r, b)}" if seed in diffs else "-",
+                        f"{best[seed]:+.2f}{mark(r, b)}" if seed in best else "-",
                         _pair(r["ece"], of("ece")),
                         _pair(r["nll"], of("nll")),
                         _pair(r["aurc"], of("aurc")),
@@ -902,6 +943,17 @@ def seed_table(runs: list[dict], protocol: str, rows) -> str | None:
                 )
                 + f"; lower ECE on {lower_ece} of {len(values)} seed(s)."
             )
+    if crossed:
+        summary.append(
+            "† the run and its reference ran on different machines ("
+            + "; ".join(
+                f"{row} seed {seed}: {_cpu(by[row][seed])} against "
+                f"{_cpu(by[ROWS[row].reference][seed])}"
+                for row, seed in crossed
+            )
+            + "): the same initialisation and data order, another floating-point arithmetic, "
+            "so the difference is partly a difference of machines."
+        )
     note = PROTOCOLS[protocol].label if protocol in PROTOCOLS else protocol
     return (
         f"Per seed, {note} (written by `benchmarks/cifar10_study.py --table` from "

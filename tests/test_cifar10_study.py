@@ -405,3 +405,34 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
     assert bad.returncode == 2 and "'--dryrun'" in bad.stderr and "--dry-run" in bad.stderr
     inside = queue(str(REPO / "benchmarks" / "results"), "--dry-run")
     assert inside.returncode == 2 and "inside the repository" in inside.stderr
+
+
+def test_runs_on_different_machines_are_marked_in_both_tables():
+    study = _study()
+
+    def on(cpu, record):
+        return dict(record, machine={"cpu": cpu})
+
+    base = [on("AMD EPYC", _record("baseline", s, [70], 70.0)) for s in (0, 1)]
+    meth0 = on("AMD EPYC", _record("pskd", 0, [71], 71.0))
+    meth1 = on("Intel Xeon", _record("pskd", 1, [69], 69.0))
+
+    one_machine = study.table([*base, meth0], "B")
+    assert "Machines" not in one_machine
+    assert "†" not in study.seed_table([*base, meth0], "B", ["pskd"])
+
+    runs = [*base, meth0, meth1]
+    assert (
+        "Machines (CPU): AMD EPYC: baseline s0, s1; pskd s0 | Intel Xeon: pskd s1. "
+        in study.table(runs, "B")
+    )
+    text = study.seed_table(runs, "B", ["pskd"])
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| pskd |")]
+    assert [(r[1], r[4], r[5]) for r in rows] == [
+        ("0", "+1.00", "+1.00"),
+        ("1", "-1.00 †", "-1.00 †"),
+    ]
+    assert (
+        "† the run and its reference ran on different machines (pskd seed 1: Intel Xeon against AMD EPYC)"
+        in text
+    )
