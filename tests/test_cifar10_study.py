@@ -5,6 +5,7 @@ over a small real-CIFAR-10 folder (symlinks to 20 train and 10 test images per c
 temporary run, results and doc paths.
 """
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -90,6 +91,37 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
         del full["kl_weight"], full["mmd_weight"]
         assert args == full and ablation.data == two_view.data
         assert row not in study.PROTOCOLS["B"].rows  # seed-0 ablations are run by name
+
+    # Multi-exit's and Self-Guidance's ablations: the method row with one change each, to the
+    # loss weights (or, for stochastic depth alone, the method), and the same network and data.
+    def dropped(recipe):
+        return {
+            k: v
+            for k, v in dataclasses.asdict(recipe).items()
+            if k not in ("name", "paper", "published")
+        }
+
+    sg_args = dict(sg.method_args)
+    for row, method, args in (
+        (
+            "multi_exit_no_distillation",
+            "multi_exit",
+            {**me.method_args, "alpha": 0.0, "feature_weight": 0.0},
+        ),
+        ("multi_exit_kl_only", "multi_exit", {**me.method_args, "feature_weight": 0.0}),
+        ("multi_exit_l2_only", "multi_exit", {**me.method_args, "alpha": 0.0}),
+        ("self_guidance_stochastic_depth", "baseline", {}),
+        ("self_guidance_no_distillation", "self_guidance", {**sg_args, "kd_weight": 0.0}),
+        ("self_guidance_no_backward_full", "self_guidance", {**sg_args, "teacher_ce_weight": 0.0}),
+    ):
+        ablation, _ = study.study_recipe(row, protocol, 0, tmp_path, 1)
+        assert (ablation.method, dict(ablation.method_args)) == (method, args), row
+        full = me if row.startswith("multi_exit") else sg
+        rest = dropped(ablation)
+        assert {k: v for k, v in rest.items() if k not in ("method", "method_args")} == {
+            k: v for k, v in dropped(full).items() if k not in ("method", "method_args")
+        }, row
+        assert row not in study.PROTOCOLS["B"].rows
     pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
     # The recipe's row 8 as it ships: exit terms summed, T = 3 with T^2 (the BYOT code the paper
     # builds on), bottleneck exits, final-exit CE weight 1.9 (the first harness ran mean / T = 3
@@ -374,7 +406,7 @@ def test_each_protocol_names_its_baseline_row():
 def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path):
     """benchmarks/study_queue.sh --dry-run prints the queue without running it: the three pinned
     checkouts, protocol B from the two-view rows' code, each ablation row (rows main's study
-    defines) and the ViT pilot; a bad second argument or a runs folder inside the repo exits 2."""
+    defines) after its same-machine references, and the ViT pilot; a bad second argument or a runs folder inside the repo exits 2."""
     script = REPO / "benchmarks" / "study_queue.sh"
 
     def queue(*args):
@@ -388,15 +420,39 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
     runs = (tmp_path / "runs").resolve()
     for name, commit in (
         ("study_fd", "fd09bde"),
-        ("study_abl", "b16997f"),
+        ("study_abl2", "c74c7c7"),
         ("study_vit", "ee4e75e"),
     ):
         assert f"+ git -C {REPO} worktree add --detach {runs}/wt/{name} {commit}" in lines
     driver = f"+ env STUDY_CHECKOUT={runs}/wt/study_fd bash {REPO}/benchmarks/protocol_B.sh {runs} "
     assert driver in done.stdout
-    ablations = [ln.split("--row ")[1].split()[0] for ln in lines if "study_abl python" in ln]
-    assert ablations == ["two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"]
-    assert set(ablations) <= set(_study().ROWS)
+    pinned = [ln for ln in lines if "study_abl2 python" in ln]
+    rows = [ln.split("--row ")[1].split()[0] for ln in pinned]
+    # Each method's ablations follow a rerun, on this machine, of the baseline's and the
+    # method's seed 0 into this CPU's reruns file (not the study's results).
+    reruns = [row for row, ln in zip(rows, pinned, strict=True) if "cifar10_study_reruns/" in ln]
+    assert rows == [
+        "baseline",
+        "two_view",
+        "two_view_two_branch",
+        "two_view_kl_only",
+        "two_view_mmd_only",
+        "multi_exit",
+        "multi_exit_no_distillation",
+        "multi_exit_kl_only",
+        "multi_exit_l2_only",
+        "self_guidance",
+        "self_guidance_stochastic_depth",
+        "self_guidance_no_distillation",
+        "self_guidance_no_backward_full",
+    ]
+    assert reruns == ["baseline", "two_view", "multi_exit", "self_guidance"]
+    assert all("--seed 0" in ln for ln in pinned) and set(rows) <= set(_study().ROWS)
+    assert all(
+        f"--results {REPO}/benchmarks/results/cifar10_study.json" in ln
+        for row, ln in zip(rows, pinned, strict=True)
+        if row not in reruns
+    )
     (vit,) = [ln for ln in lines if "study_vit python" in ln]
     assert "--protocol vit --row vit_baseline --seed 0" in vit and "--eval-every 2" in vit
     assert not (runs / "wt").exists()  # nothing was created or run
