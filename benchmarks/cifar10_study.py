@@ -61,22 +61,24 @@ TARBALL_NAME = "cifar10-jpg.tar.gz"
 RESULTS = REPO / "benchmarks" / "results" / "cifar10_study.json"
 DOC = REPO / "docs" / "results.md"
 IMG_DIR = REPO / "docs" / "img"
-# Each method page's study section gets the per-seed table of its rows (`write_method_pages`).
-METHOD_PAGES = {
-    "two_view.md": ("two_view", "two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"),
-    "multi_exit.md": (
-        "multi_exit",
-        "multi_exit_autoaugment",
-        "multi_exit_no_distillation",
-        "multi_exit_kl_only",
-        "multi_exit_l2_only",
-    ),
-    "self_guidance.md": (
-        "self_guidance",
+# Recorded runs trained again on another machine, one file per CPU model (study_queue.sh writes
+# them before each method's ablation rows); `reruns_table` reads them.
+RERUNS = REPO / "benchmarks" / "results" / "cifar10_study_reruns"
+# The seed-0 ablation rows of each method that trailed the baseline (docs/results.md).
+ABLATIONS = {
+    "two_view": ("two_view_two_branch", "two_view_kl_only", "two_view_mmd_only"),
+    "multi_exit": ("multi_exit_no_distillation", "multi_exit_kl_only", "multi_exit_l2_only"),
+    "self_guidance": (
         "self_guidance_stochastic_depth",
         "self_guidance_no_distillation",
         "self_guidance_no_backward_full",
     ),
+}
+# Each method page's study section gets the per-seed table of its rows (`write_method_pages`).
+METHOD_PAGES = {
+    "two_view.md": ("two_view", *ABLATIONS["two_view"]),
+    "multi_exit.md": ("multi_exit", "multi_exit_autoaugment", *ABLATIONS["multi_exit"]),
+    "self_guidance.md": ("self_guidance", *ABLATIONS["self_guidance"]),
     "pskd.md": ("pskd", "pskd_byot_dmfl"),
 }
 CACHE = pathlib.Path(tempfile.gettempdir()) / "keras_sd_cifar10_jpg"
@@ -1192,6 +1194,69 @@ def replace_section(text: str, *, key: str, body: str, heading: str | None = Non
     return head + start + "\n" + body + end + tail
 
 
+def load_reruns(folder: pathlib.Path) -> list[dict]:
+    """Every run of every CPU's reruns file under ``folder`` (none if it does not exist)."""
+    if not folder.is_dir():
+        return []
+    return [r for path in sorted(folder.glob("*.json")) for r in load_results(path)["runs"]]
+
+
+def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> str | None:
+    """Two tables from the reruns (None if there are none): each recorded run against the same
+    (row, seed) trained again on another CPU, i.e. what the machine alone changes; and each
+    ablation row against its method and the baseline trained on the same CPU (the recorded run
+    where it ran there, else a rerun), the comparison its reading rests on."""
+    runs = [r for r in runs if r["protocol"] == protocol]
+    reruns = [r for r in reruns if r["protocol"] == protocol]
+    if not reruns:
+        return None
+    recorded = {(r["row"], r["seed"]): r for r in runs}
+    lines = [
+        "| row | seed | recorded: CPU, last-epoch top-1 (%) | rerun: CPU, last-epoch top-1 (%) "
+        "| rerun − recorded (points) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in sorted(reruns, key=lambda r: (_row_order(r["row"]), r["seed"], _cpu(r))):
+        rec = recorded.get((r["row"], r["seed"]))
+        lines.append(
+            f"| {r['row']} | {r['seed']} | "
+            + (f"{_cpu(rec)}, {rec['last_epoch']['top1']:.2f}" if rec else "-")
+            + f" | {_cpu(r)}, {r['last_epoch']['top1']:.2f} | "
+            + (f"{r['last_epoch']['top1'] - rec['last_epoch']['top1']:+.2f} |" if rec else "- |")
+        )
+    text = "Same code, seed and data order, another machine:\n\n" + "\n".join(lines)
+
+    def on(cpu, row, seed):  # the run of (row, seed) on this CPU: recorded first, else a rerun
+        for r in (recorded.get((row, seed)), *reruns):
+            if r and (r["row"], r["seed"]) == (row, seed) and _cpu(r) == cpu:
+                return r
+        return None
+
+    ablation_of = {a: method for method, rows in ABLATIONS.items() for a in rows}
+    rows = []
+    for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
+        if r["row"] not in ablation_of:
+            continue
+        cells = [r["row"], str(r["seed"]), _cpu(r), f"{r['last_epoch']['top1']:.2f}"]
+        for ref in (ablation_of[r["row"]], baseline_row(protocol)):
+            other = on(_cpu(r), ref, r["seed"])
+            top1 = other["last_epoch"]["top1"] if other else None
+            cells += [
+                f"{ref} {top1:.2f}" if other else f"{ref}: no run on this CPU",
+                f"{r['last_epoch']['top1'] - top1:+.2f}" if other else "-",
+            ]
+        rows.append("| " + " | ".join(cells) + " |")
+    if rows:
+        text += (
+            "\n\nAblations against their method and the baseline on the same machine:\n\n"
+            "| ablation | seed | CPU | last-epoch top-1 (%) | method, same CPU (%) "
+            "| ablation − method (points) | baseline, same CPU (%) "
+            "| ablation − baseline (points) |\n|---|---|---|---|---|---|---|---|\n"
+            + "\n".join(rows)
+        )
+    return text + "\n"
+
+
 def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -> None:
     runs = load_results(results)["runs"]
     text = doc.read_text() if doc.exists() else "# Results\n"
@@ -1212,6 +1277,10 @@ def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -
             if fitted:
                 body += f"\n\nBaseline convergence, per seed:\n\n{fitted}"
         text = replace_section(text, key=f"cifar10_study:{protocol}", body=body + "\n")
+    key = "cifar10_study:B:reruns"
+    rerun_text = reruns_table(runs, load_reruns(results.parent / RERUNS.name))
+    if rerun_text and f"<!-- {key}:start -->" in text:  # the doc decides where it goes
+        text = replace_section(text, key=key, body=rerun_text)
     doc.write_text(text)
 
 

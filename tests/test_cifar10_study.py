@@ -492,3 +492,47 @@ def test_runs_on_different_machines_are_marked_in_both_tables():
         "† the run and its reference ran on different machines (pskd seed 1: Intel Xeon against AMD EPYC)"
         in text
     )
+
+
+def test_reruns_measure_the_machine_and_ablations_are_read_on_the_same_machine(tmp_path):
+    study = _study()
+
+    def on(cpu, row, top1):
+        record = dict(_record(row, 0, [top1], top1), machine={"cpu": cpu})
+        record["curves"]["train_top1"]["output"] = [99.0]
+        return record
+
+    recorded = [
+        on("AMD", "baseline", 70.0),
+        on("AMD", "two_view", 69.0),
+        on("Intel", "two_view_kl_only", 71.0),  # read against the Intel reruns
+        on("AMD", "two_view_mmd_only", 68.5),  # read against the recorded AMD runs
+        on("ARM", "two_view_two_branch", 66.0),  # no run of its references on this CPU
+    ]
+    reruns = [on("Intel", "baseline", 70.5), on("Intel", "two_view", 69.25)]
+    (tmp_path / "results.json").write_text(json.dumps({"protocols": {}, "runs": recorded}))
+    folder = tmp_path / "cifar10_study_reruns"
+    folder.mkdir()
+    (folder / "intel.json").write_text(json.dumps({"protocols": {}, "runs": reruns}))
+    assert study.reruns_table(recorded, []) is None
+
+    doc = tmp_path / "results.md"
+    key = "cifar10_study:B:reruns"
+    doc.write_text(f"# Results\n\n<!-- {key}:start -->\n<!-- {key}:end -->\n")
+    study.write_doc(tmp_path / "results.json", doc, tmp_path / "img")
+    text = doc.read_text().split(f"<!-- {key}:start -->")[1].split(f"<!-- {key}:end -->")[0]
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    assert "| baseline | 0 | AMD, 70.00 | Intel, 70.50 | +0.50 |" in lines
+    assert "| two_view | 0 | AMD, 69.00 | Intel, 69.25 | +0.25 |" in lines
+    ablations = [line for line in lines if line.startswith("| two_view_")]
+    assert ablations == [
+        "| two_view_two_branch | 0 | ARM | 66.00 | two_view: no run on this CPU | - "
+        "| baseline: no run on this CPU | - |",
+        "| two_view_kl_only | 0 | Intel | 71.00 | two_view 69.25 | +1.75 | baseline 70.50 | +0.50 |",
+        "| two_view_mmd_only | 0 | AMD | 68.50 | two_view 69.00 | -0.50 | baseline 70.00 | -1.50 |",
+    ]
+    # A doc without the block is left as it was.
+    other = tmp_path / "other.md"
+    other.write_text("# Results\n")
+    study.write_doc(tmp_path / "results.json", other, tmp_path / "img")
+    assert key not in other.read_text()
