@@ -30,9 +30,5 @@ done
 for seed in 0 1 2; do
   for row in baseline_autoaugment multi_exit_autoaugment; do run "$row" "$seed"; done
 done
-# Ablations of a method that trails the baseline, seed 0 only (docs/results.md says which and
-# why). They need the row definitions of commit b16997f (the two-view row's code, fd09bde, plus
-# the rows), so this part runs only from a checkout that has them.
-if python benchmarks/cifar10_study.py --list | grep -q "^| two_view_two_branch |"; then
-  for row in two_view_two_branch two_view_kl_only two_view_mmd_only; do run "$row" 0; done
-fi
+# The ablation rows (seed 0, after each method's same-machine reference runs) and the ViT pilot
+# are run by benchmarks/study_queue.sh, which drives this script first.
