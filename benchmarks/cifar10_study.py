@@ -1232,7 +1232,34 @@ def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> s
                 return r
         return None
 
+    # Method rows whose recorded reference ran on another CPU, paired again with a rerun of the
+    # reference on the run's own CPU where there is one (ablations have their own table).
     ablation_of = {a: method for method, rows in ABLATIONS.items() for a in rows}
+    repaired = []
+    for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
+        if r["row"] in ablation_of:
+            continue
+        ref = ROWS[r["row"]].reference if r["row"] in ROWS else None
+        rec = recorded.get((ref, r["seed"]))
+        same = on(_cpu(r), ref, r["seed"]) if rec else None
+        if rec is None or _cpu(rec) == _cpu(r) or same is None:
+            continue
+        top1 = r["last_epoch"]["top1"]
+        repaired.append(
+            f"| {r['row']} | {r['seed']} | {_cpu(r)}, {top1:.2f} "
+            f"| {_cpu(rec)}, {rec['last_epoch']['top1']:.2f} "
+            f"| {top1 - rec['last_epoch']['top1']:+.2f} "
+            f"| {same['last_epoch']['top1']:.2f} | {top1 - same['last_epoch']['top1']:+.2f} |"
+        )
+    if repaired:
+        text += (
+            "\n\nRuns whose recorded reference ran on another machine, against the reference "
+            "trained again on the run's machine:\n\n"
+            "| row | seed | run: CPU, last-epoch top-1 (%) | recorded reference: CPU, top-1 (%) "
+            "| difference (points) | reference on the run's CPU (%) "
+            "| difference, same CPU (points) |\n|---|---|---|---|---|---|---|\n"
+            + "\n".join(repaired)
+        )
     rows = []
     for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
         if r["row"] not in ablation_of:

@@ -508,6 +508,8 @@ def test_reruns_measure_the_machine_and_ablations_are_read_on_the_same_machine(t
         on("Intel", "two_view_kl_only", 71.0),  # read against the Intel reruns
         on("AMD", "two_view_mmd_only", 68.5),  # read against the recorded AMD runs
         on("ARM", "two_view_two_branch", 66.0),  # no run of its references on this CPU
+        on("Intel", "pskd", 71.0),  # its reference ran on AMD: paired again on Intel
+        on("ARM", "multi_exit", 72.0),  # no rerun of its reference on ARM: not paired again
     ]
     reruns = [on("Intel", "baseline", 70.5), on("Intel", "two_view", 69.25)]
     (tmp_path / "results.json").write_text(json.dumps({"protocols": {}, "runs": recorded}))
@@ -530,6 +532,9 @@ def test_reruns_measure_the_machine_and_ablations_are_read_on_the_same_machine(t
         "| baseline: no run on this CPU | - |",
         "| two_view_kl_only | 0 | Intel | 71.00 | two_view 69.25 | +1.75 | baseline 70.50 | +0.50 |",
         "| two_view_mmd_only | 0 | AMD | 68.50 | two_view 69.00 | -0.50 | baseline 70.00 | -1.50 |",
+    ]
+    assert [line for line in lines if line.startswith(("| pskd |", "| multi_exit |"))] == [
+        "| pskd | 0 | Intel, 71.00 | AMD, 70.00 | +1.00 | 70.50 | +0.50 |"
     ]
     # A doc without the block is left as it was.
     other = tmp_path / "other.md"
