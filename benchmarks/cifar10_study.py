@@ -253,6 +253,31 @@ ROWS = {
         "ablation of self_guidance: no gradient through the full network (its cross entropy "
         "dropped, the KL target stop-gradiented)",
     ),
+    "pskd_byot_dmfl_no_dmfl": Row(
+        "recipes/pskd/resnet18_cifar100.py:pskd_byot",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): PS-KD + BYOT 20.67 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without the deep mutual feature loss (Table 1 row 5)",
+    ),
+    "pskd_byot_dmfl_no_byot": Row(
+        "recipes/pskd/resnet18_cifar100.py:pskd_dmfl",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): PS-KD + DMFL 20.02 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without BYOT's exit losses (the exits only give DMFL its "
+        "features; final cross-entropy weight 1; Table 1 row 6)",
+    ),
+    "pskd_byot_dmfl_no_pskd": Row(
+        "recipes/pskd/resnet18_cifar100.py:dmfl_byot",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): DMFL + BYOT 21.18 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without PS-KD's progressive soft targets (Table 1 row 7)",
+    ),
 }
 # Rows of earlier harness versions that survive only as records (see the module docstring).
 DIAGNOSTICS = ("multi_exit_sum",)
