@@ -73,13 +73,18 @@ ABLATIONS = {
         "self_guidance_no_distillation",
         "self_guidance_no_backward_full",
     ),
+    "pskd_byot_dmfl": (
+        "pskd_byot_dmfl_no_dmfl",
+        "pskd_byot_dmfl_no_byot",
+        "pskd_byot_dmfl_no_pskd",
+    ),
 }
 # Each method page's study section gets the per-seed table of its rows (`write_method_pages`).
 METHOD_PAGES = {
     "two_view.md": ("two_view", *ABLATIONS["two_view"]),
     "multi_exit.md": ("multi_exit", "multi_exit_autoaugment", *ABLATIONS["multi_exit"]),
     "self_guidance.md": ("self_guidance", *ABLATIONS["self_guidance"]),
-    "pskd.md": ("pskd", "pskd_byot_dmfl"),
+    "pskd.md": ("pskd", "pskd_byot_dmfl", *ABLATIONS["pskd_byot_dmfl"]),
 }
 CACHE = pathlib.Path(tempfile.gettempdir()) / "keras_sd_cifar10_jpg"
 RUNS = pathlib.Path(tempfile.gettempdir()) / "keras_sd_study_runs"
@@ -292,6 +297,31 @@ ROWS = {
         "(full method 21.60)",
         "ablation of self_guidance: no gradient through the full network (its cross entropy "
         "dropped, the KL target stop-gradiented)",
+    ),
+    "pskd_byot_dmfl_no_dmfl": Row(
+        "recipes/pskd/resnet18_cifar100.py:pskd_byot",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): PS-KD + BYOT 20.67 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without the deep mutual feature loss (Table 1 row 5)",
+    ),
+    "pskd_byot_dmfl_no_byot": Row(
+        "recipes/pskd/resnet18_cifar100.py:pskd_dmfl",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): PS-KD + DMFL 20.02 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without BYOT's exit losses (the exits only give DMFL its "
+        "features; final cross-entropy weight 1; Table 1 row 6)",
+    ),
+    "pskd_byot_dmfl_no_pskd": Row(
+        "recipes/pskd/resnet18_cifar100.py:dmfl_byot",
+        "cifar",
+        "baseline",
+        "Chottananurak et al. Table 1 (ResNet-18 CIFAR-100, error): DMFL + BYOT 21.18 (row 8, "
+        "all three: 20.03)",
+        "ablation of pskd_byot_dmfl: without PS-KD's progressive soft targets (Table 1 row 7)",
     ),
     "vit_baseline": Row(
         "recipes/multi_exit/vit_tiny_cifar10.py:baseline",

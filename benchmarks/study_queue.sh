@@ -5,8 +5,9 @@
 #
 # 1. protocol B's rows: this tree's benchmarks/protocol_B.sh driving the study script of the code
 #    they ran, fd09bde (whose own driver predates evaluating method rows every 5th epoch);
-# 2. the ablation rows of two-view, multi-exit and Self-Guidance, seed 0 (c74c7c7: fd09bde's
-#    keras_sd plus the row definitions). Each method's rows follow a rerun, on this machine, of
+# 2. the ablation rows of two-view, multi-exit, Self-Guidance and PS-KD + BYOT + DMFL, seed 0
+#    (b734c48: fd09bde's keras_sd plus the row definitions). Each method's rows follow a rerun,
+#    on this machine, of
 #    the runs they are read against (the baseline's and the method's seed 0), recorded apart in
 #    this CPU's reruns file, benchmarks/results/cifar10_study_reruns/<cpu>.json: another CPU's
 #    arithmetic sends the same seed down another training path (docs/results.md measures it),
@@ -67,17 +68,17 @@ cpu=$(awk -F: '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null |
   tr '[:upper:]' '[:lower:]' | sed 's/([^)]*)//g; s/[^a-z0-9]\{1,\}/-/g; s/^-//; s/-$//')
 cpu=${cpu:-$(uname -m)}
 rerun() { # row seed: a recorded run again, on this machine, into this CPU's reruns file
-  step env -C "$RUNS/wt/study_abl2" python benchmarks/cifar10_study.py --protocol B --row "$1" \
+  step env -C "$RUNS/wt/study_abl3" python benchmarks/cifar10_study.py --protocol B --row "$1" \
     --seed "$2" --runs "$RUNS/reruns/$cpu" --eval-every 5 \
     --results "$REPO/benchmarks/results/cifar10_study_reruns/$cpu.json"
 }
 
 checkout study_fd fd09bde
-checkout study_abl2 c74c7c7
+checkout study_abl3 b734c48
 checkout study_vit ee4e75e
 step env STUDY_CHECKOUT="$RUNS/wt/study_fd" bash "$REPO/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
 rerun baseline 0
-for method in two_view multi_exit self_guidance; do
+for method in two_view multi_exit self_guidance pskd_byot_dmfl; do
   rerun "$method" 0
   case $method in
     two_view) rows="two_view_two_branch two_view_kl_only two_view_mmd_only" ;;
@@ -85,9 +86,10 @@ for method in two_view multi_exit self_guidance; do
     self_guidance)
       rows="self_guidance_stochastic_depth self_guidance_no_distillation self_guidance_no_backward_full"
       ;;
+    pskd_byot_dmfl) rows="pskd_byot_dmfl_no_dmfl pskd_byot_dmfl_no_byot pskd_byot_dmfl_no_pskd" ;;
   esac
   for row in $rows; do
-    study study_abl2 --protocol B --row "$row" --seed 0 --runs "$RUNS" --eval-every 5
+    study study_abl3 --protocol B --row "$row" --seed 0 --runs "$RUNS" --eval-every 5
   done
 done
 study study_vit --protocol vit --row vit_baseline --seed 0 --runs "$RUNS" --eval-every 2

@@ -123,6 +123,18 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
         }, row
         assert row not in study.PROTOCOLS["B"].rows
     pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
+    # PS-KD + BYOT + DMFL's ablations are the paper's Table 1 rows 5-7 as the recipe ships them.
+    for row, arg in (
+        ("pskd_byot_dmfl_no_dmfl", "pskd_byot"),
+        ("pskd_byot_dmfl_no_byot", "pskd_dmfl"),
+        ("pskd_byot_dmfl_no_pskd", "dmfl_byot"),
+    ):
+        ablation, _ = study.study_recipe(row, protocol, 0, tmp_path, 1)
+        shipped = recipes.load(f"{REPO}/recipes/pskd/resnet18_cifar100.py:{arg}")
+        assert dict(ablation.method_args) == dict(shipped.method_args), row
+        rest = {k: v for k, v in dropped(ablation).items() if k not in ("method_args", "data")}
+        assert rest == {k: v for k, v in dropped(pskd).items() if k not in ("method_args", "data")}
+        assert ablation.data.with_index == shipped.data.with_index
     # The recipe's row 8 as it ships: exit terms summed, T = 3 with T^2 (the BYOT code the paper
     # builds on), bottleneck exits, final-exit CE weight 1.9 (the first harness ran mean / T = 3
     # with attention exits and weight 1, which no recipe ships).
@@ -420,13 +432,13 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
     runs = (tmp_path / "runs").resolve()
     for name, commit in (
         ("study_fd", "fd09bde"),
-        ("study_abl2", "c74c7c7"),
+        ("study_abl3", "b734c48"),
         ("study_vit", "ee4e75e"),
     ):
         assert f"+ git -C {REPO} worktree add --detach {runs}/wt/{name} {commit}" in lines
     driver = f"+ env STUDY_CHECKOUT={runs}/wt/study_fd bash {REPO}/benchmarks/protocol_B.sh {runs} "
     assert driver in done.stdout
-    pinned = [ln for ln in lines if "study_abl2 python" in ln]
+    pinned = [ln for ln in lines if "study_abl3 python" in ln]
     rows = [ln.split("--row ")[1].split()[0] for ln in pinned]
     # Each method's ablations follow a rerun, on this machine, of the baseline's and the
     # method's seed 0 into this CPU's reruns file (not the study's results).
@@ -445,8 +457,12 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
         "self_guidance_stochastic_depth",
         "self_guidance_no_distillation",
         "self_guidance_no_backward_full",
+        "pskd_byot_dmfl",
+        "pskd_byot_dmfl_no_dmfl",
+        "pskd_byot_dmfl_no_byot",
+        "pskd_byot_dmfl_no_pskd",
     ]
-    assert reruns == ["baseline", "two_view", "multi_exit", "self_guidance"]
+    assert reruns == ["baseline", "two_view", "multi_exit", "self_guidance", "pskd_byot_dmfl"]
     assert all("--seed 0" in ln for ln in pinned) and set(rows) <= set(_study().ROWS)
     assert all(
         f"--results {REPO}/benchmarks/results/cifar10_study.json" in ln
