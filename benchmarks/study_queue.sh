@@ -6,10 +6,10 @@
 # 1. protocol B's rows: this tree's benchmarks/protocol_B.sh driving the study script of the code
 #    they ran, fd09bde (whose own driver predates evaluating method rows every 5th epoch);
 # 2. the ablation rows of two-view, multi-exit, Self-Guidance and PS-KD + BYOT + DMFL, seed 0
-#    (b734c48: fd09bde's keras_sd plus the row definitions). Each method's rows follow a rerun,
-#    on this machine, of
-#    the runs they are read against (the baseline's and the method's seed 0), recorded apart in
-#    this CPU's reruns file, benchmarks/results/cifar10_study_reruns/<cpu>.json: another CPU's
+#    (b734c48: fd09bde's keras_sd plus the row definitions; which rows, from this tree's
+#    cifar10_study.ABLATIONS). Each method's rows follow a rerun, on this machine, of the runs
+#    they are read against (the baseline's and the method's seed 0), recorded apart in this
+#    CPU's reruns file, benchmarks/results/cifar10_study_reruns/<cpu>.json: another CPU's
 #    arithmetic sends the same seed down another training path (docs/results.md measures it),
 #    so an ablation is compared with its method and the baseline on the same machine;
 # 3. the ViT protocol's pilot, vit_baseline seed 0 (ee4e75e), whose pre-registered check
@@ -77,17 +77,14 @@ checkout study_fd fd09bde
 checkout study_abl3 b734c48
 checkout study_vit ee4e75e
 step env STUDY_CHECKOUT="$RUNS/wt/study_fd" bash "$REPO/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
+# One line a method: the method, then its ablation rows (the study script's one list of them).
+mapfile -t ablations < <(cd "$REPO/benchmarks" && python -c \
+  'import cifar10_study as s; [print(m, *rows) for m, rows in s.ABLATIONS.items()]')
+[[ ${#ablations[@]} -gt 0 ]] || { echo "study_queue.sh: error: no ablation rows found." >&2; exit 2; }
 rerun baseline 0
-for method in two_view multi_exit self_guidance pskd_byot_dmfl; do
+for line in "${ablations[@]}"; do
+  read -r method rows <<<"$line"
   rerun "$method" 0
-  case $method in
-    two_view) rows="two_view_two_branch two_view_kl_only two_view_mmd_only" ;;
-    multi_exit) rows="multi_exit_no_distillation multi_exit_kl_only multi_exit_l2_only" ;;
-    self_guidance)
-      rows="self_guidance_stochastic_depth self_guidance_no_distillation self_guidance_no_backward_full"
-      ;;
-    pskd_byot_dmfl) rows="pskd_byot_dmfl_no_dmfl pskd_byot_dmfl_no_byot pskd_byot_dmfl_no_pskd" ;;
-  esac
   for row in $rows; do
     study study_abl3 --protocol B --row "$row" --seed 0 --runs "$RUNS" --eval-every 5
   done
