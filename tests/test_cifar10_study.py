@@ -94,12 +94,9 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
 
     # Multi-exit's and Self-Guidance's ablations: the method row with one change each, to the
     # loss weights (or, for stochastic depth alone, the method), and the same network and data.
-    def dropped(recipe):
-        return {
-            k: v
-            for k, v in dataclasses.asdict(recipe).items()
-            if k not in ("name", "paper", "published")
-        }
+    def rest_of(recipe, *skip):  # the recipe's fields but its labels and ``skip``
+        labels = ("name", "paper", "published")
+        return {k: v for k, v in dataclasses.asdict(recipe).items() if k not in labels + skip}
 
     sg_args = dict(sg.method_args)
     for row, method, args in (
@@ -117,10 +114,8 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
         ablation, _ = study.study_recipe(row, protocol, 0, tmp_path, 1)
         assert (ablation.method, dict(ablation.method_args)) == (method, args), row
         full = me if row.startswith("multi_exit") else sg
-        rest = dropped(ablation)
-        assert {k: v for k, v in rest.items() if k not in ("method", "method_args")} == {
-            k: v for k, v in dropped(full).items() if k not in ("method", "method_args")
-        }, row
+        skip = ("method", "method_args")
+        assert rest_of(ablation, *skip) == rest_of(full, *skip), row
         assert row not in study.PROTOCOLS["B"].rows
     pskd, _ = study.study_recipe("pskd_byot_dmfl", protocol, 0, tmp_path, 1)
     # PS-KD + BYOT + DMFL's ablations are the paper's Table 1 rows 5-7 as the recipe ships them.
@@ -132,8 +127,7 @@ def test_rows_are_built_from_the_recipe_files(tmp_path):
         ablation, _ = study.study_recipe(row, protocol, 0, tmp_path, 1)
         shipped = recipes.load(f"{REPO}/recipes/pskd/resnet18_cifar100.py:{arg}")
         assert dict(ablation.method_args) == dict(shipped.method_args), row
-        rest = {k: v for k, v in dropped(ablation).items() if k not in ("method_args", "data")}
-        assert rest == {k: v for k, v in dropped(pskd).items() if k not in ("method_args", "data")}
+        assert rest_of(ablation, "method_args", "data") == rest_of(pskd, "method_args", "data")
         assert ablation.data.with_index == shipped.data.with_index
     # The recipe's row 8 as it ships: exit terms summed, T = 3 with T^2 (the BYOT code the paper
     # builds on), bottleneck exits, final-exit CE weight 1.9 (the first harness ran mean / T = 3
@@ -418,7 +412,8 @@ def test_each_protocol_names_its_baseline_row():
 def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path):
     """benchmarks/study_queue.sh --dry-run prints the queue without running it: the three pinned
     checkouts, protocol B from the two-view rows' code, each ablation row (rows main's study
-    defines) after its same-machine references, and the ViT pilot; a bad second argument or a runs folder inside the repo exits 2."""
+    defines) after its same-machine references, and the ViT pilot; a bad second argument or a
+    runs folder inside the repo exits 2."""
     script = REPO / "benchmarks" / "study_queue.sh"
 
     def queue(*args):
