@@ -1241,26 +1241,48 @@ def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> s
     if not reruns:
         return None
     recorded = {(r["row"], r["seed"]): r for r in runs}
-    lines = [
-        "| row | seed | recorded: CPU, last-epoch top-1 (%) | rerun: CPU, last-epoch top-1 (%) "
-        "| rerun − recorded (points) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in sorted(reruns, key=lambda r: (_row_order(r["row"]), r["seed"], _cpu(r))):
-        rec = recorded.get((r["row"], r["seed"]))
-        lines.append(
-            f"| {r['row']} | {r['seed']} | "
-            + (f"{_cpu(rec)}, {rec['last_epoch']['top1']:.2f}" if rec else "-")
-            + f" | {_cpu(r)}, {r['last_epoch']['top1']:.2f} | "
-            + (f"{r['last_epoch']['top1'] - rec['last_epoch']['top1']:+.2f} |" if rec else "- |")
-        )
-    text = "Same code, seed and data order, another machine:\n\n" + "\n".join(lines)
 
     def on(cpu, row, seed):  # the run of (row, seed) on this CPU: recorded first, else a rerun
         for r in (recorded.get((row, seed)), *reruns):
             if r and (r["row"], r["seed"]) == (row, seed) and _cpu(r) == cpu:
                 return r
         return None
+
+    lines = [
+        "| row | seed | recorded: CPU, last-epoch top-1 (%) | rerun: CPU, last-epoch top-1 (%) "
+        "| rerun − recorded (points) | rerun − its reference, same CPU (points) |",
+        "|---|---|---|---|---|---|",
+    ]
+    machine = []  # (rerun - recorded, row, seed): what the machine alone changed
+    for r in sorted(reruns, key=lambda r: (_row_order(r["row"]), r["seed"], _cpu(r))):
+        rec = recorded.get((r["row"], r["seed"]))
+        top1 = r["last_epoch"]["top1"]
+        ref = ROWS[r["row"]].reference if r["row"] in ROWS else None
+        same = on(_cpu(r), ref, r["seed"]) if ref else None
+        if rec:
+            machine.append((top1 - rec["last_epoch"]["top1"], r["row"], r["seed"]))
+        lines.append(
+            f"| {r['row']} | {r['seed']} | "
+            + (f"{_cpu(rec)}, {rec['last_epoch']['top1']:.2f}" if rec else "-")
+            + f" | {_cpu(r)}, {top1:.2f} | "
+            + (f"{top1 - rec['last_epoch']['top1']:+.2f}" if rec else "-")
+            + (
+                f" | {ref} {same['last_epoch']['top1']:.2f}: {top1 - same['last_epoch']['top1']:+.2f} |"
+                if same
+                else " | - |"
+            )
+        )
+    text = "Same code, seed and data order, another machine:\n\n" + "\n".join(lines)
+    if machine:
+        rms = math.sqrt(sum(d * d for d, _, _ in machine) / len(machine))
+        big = max(machine, key=lambda m: abs(m[0]))
+        text += (
+            f"\n\nThe machine alone, over these {len(machine)} run(s): root mean square "
+            f"{rms:.2f} points, largest {big[0]:+.2f} ({big[1]} seed {big[2]}). Two runs of one "
+            "seed that differ only in the machine's arithmetic are two training paths; a one-seed "
+            "difference between two rows is as noisy, so one smaller than about twice this "
+            "root mean square is not resolved by a single seed."
+        )
 
     # Method rows whose recorded reference ran on another CPU, paired again with a rerun of the
     # reference on the run's own CPU where there is one (ablations have their own table).

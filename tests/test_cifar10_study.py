@@ -535,8 +535,14 @@ def test_reruns_measure_the_machine_and_ablations_are_read_on_the_same_machine(t
     study.write_doc(tmp_path / "results.json", doc, tmp_path / "img")
     text = doc.read_text().split(f"<!-- {key}:start -->")[1].split(f"<!-- {key}:end -->")[0]
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert "| baseline | 0 | AMD, 70.00 | Intel, 70.50 | +0.50 |" in lines
-    assert "| two_view | 0 | AMD, 69.00 | Intel, 69.25 | +0.25 |" in lines
+    assert "| baseline | 0 | AMD, 70.00 | Intel, 70.50 | +0.50 | - |" in lines
+    # A method's rerun is also paired with its reference's run on the same CPU.
+    assert "| two_view | 0 | AMD, 69.00 | Intel, 69.25 | +0.25 | baseline 70.50: -1.25 |" in lines
+    # The machine's own effect, summarised: sqrt((0.50^2 + 0.25^2) / 2) = 0.395.
+    assert (
+        "The machine alone, over these 2 run(s): root mean square 0.40 points, largest +0.50 "
+        "(baseline seed 0)." in " ".join(text.split())
+    )
     ablations = [line for line in lines if line.startswith("| two_view_")]
     assert ablations == [
         "| two_view_two_branch | 0 | ARM | 66.00 | two_view: no run on this CPU | - "
