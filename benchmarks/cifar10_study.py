@@ -1067,6 +1067,7 @@ def write_method_pages(results: pathlib.Path, pages: pathlib.Path, protocol: str
     (`METHOD_PAGES`); returns the pages written. A page without the block is left alone, so a
     page decides where its table goes."""
     runs = load_results(results)["runs"]
+    reruns = load_reruns(results.parent / RERUNS.name)
     written = []
     for name, rows in METHOD_PAGES.items():
         page = pages / name
@@ -1074,6 +1075,9 @@ def write_method_pages(results: pathlib.Path, pages: pathlib.Path, protocol: str
         if not page.exists() or f"<!-- {key}:start -->" not in page.read_text():
             continue
         body = seed_table(runs, protocol, rows) or f"No {protocol} run of this method yet.\n"
+        ablations = ablation_table(runs, reruns, rows, protocol)
+        if ablations:  # what an ablation is read on; its line above may pair two machines
+            body = body.rstrip("\n") + "\n\n" + ablations + "\n"
         page.write_text(replace_section(page.read_text(), key=key, body=body))
         written.append(page)
     return written
@@ -1242,11 +1246,8 @@ def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> s
         return None
     recorded = {(r["row"], r["seed"]): r for r in runs}
 
-    def on(cpu, row, seed):  # the run of (row, seed) on this CPU: recorded first, else a rerun
-        for r in (recorded.get((row, seed)), *reruns):
-            if r and (r["row"], r["seed"]) == (row, seed) and _cpu(r) == cpu:
-                return r
-        return None
+    def on(cpu, row, seed):
+        return _run_on(runs, reruns, cpu, row, seed)
 
     lines = [
         "| row | seed | recorded: CPU, last-epoch top-1 (%) | rerun: CPU, last-epoch top-1 (%) "
@@ -1312,28 +1313,52 @@ def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> s
             "| difference, same CPU (points) |\n|---|---|---|---|---|---|---|\n"
             + "\n".join(repaired)
         )
-    rows = []
-    for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
-        if r["row"] not in ablation_of:
-            continue
-        cells = [r["row"], str(r["seed"]), _cpu(r), f"{r['last_epoch']['top1']:.2f}"]
-        for ref in (ablation_of[r["row"]], baseline_row(protocol)):
-            other = on(_cpu(r), ref, r["seed"])
-            top1 = other["last_epoch"]["top1"] if other else None
-            cells += [
-                f"{ref} {top1:.2f}" if other else f"{ref}: no run on this CPU",
-                f"{r['last_epoch']['top1'] - top1:+.2f}" if other else "-",
-            ]
-        rows.append("| " + " | ".join(cells) + " |")
-    if rows:
-        text += (
-            "\n\nAblations against their method and the baseline on the same machine:\n\n"
-            "| ablation | seed | CPU | last-epoch top-1 (%) | method, same CPU (%) "
-            "| ablation − method (points) | baseline, same CPU (%) "
-            "| ablation − baseline (points) |\n|---|---|---|---|---|---|---|---|\n"
-            + "\n".join(rows)
-        )
+    ablations = ablation_table(runs, reruns, protocol=protocol)
+    if ablations:
+        text += "\n\n" + ablations
     return text + "\n"
+
+
+def _run_on(runs: list[dict], reruns: list[dict], cpu: str, row: str, seed: int):
+    """The run of (row, seed) on ``cpu``: the recorded one if it ran there, else a rerun."""
+    for r in (*runs, *reruns):
+        if (r["row"], r["seed"]) == (row, seed) and _cpu(r) == cpu:
+            return r
+    return None
+
+
+def ablation_table(
+    runs: list[dict], reruns: list[dict], rows=None, protocol: str = "B"
+) -> str | None:
+    """Each ablation run (of ``rows`` if given) against its method and the baseline trained on
+    the same CPU, recorded or rerun: the comparison an ablation is read on (docs/results.md).
+    None if there is no ablation run."""
+    runs = [r for r in runs if r["protocol"] == protocol]
+    reruns = [r for r in reruns if r["protocol"] == protocol]
+    ablation_of = {a: method for method, names in ABLATIONS.items() for a in names}
+    lines = []
+    for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
+        if r["row"] not in ablation_of or (rows is not None and r["row"] not in rows):
+            continue
+        top1 = r["last_epoch"]["top1"]
+        cells = [r["row"], str(r["seed"]), _cpu(r), f"{top1:.2f}"]
+        for ref in (ablation_of[r["row"]], baseline_row(protocol)):
+            other = _run_on(runs, reruns, _cpu(r), ref, r["seed"])
+            cells += [
+                f"{ref} {other['last_epoch']['top1']:.2f}"
+                if other
+                else f"{ref}: no run on this CPU",
+                f"{top1 - other['last_epoch']['top1']:+.2f}" if other else "-",
+            ]
+        lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return None
+    return (
+        "Ablations against their method and the baseline on the same machine:\n\n"
+        "| ablation | seed | CPU | last-epoch top-1 (%) | method, same CPU (%) "
+        "| ablation − method (points) | baseline, same CPU (%) "
+        "| ablation − baseline (points) |\n|---|---|---|---|---|---|---|---|\n" + "\n".join(lines)
+    )
 
 
 def write_doc(results: pathlib.Path, doc: pathlib.Path, img_dir: pathlib.Path) -> None:

@@ -553,6 +553,17 @@ def test_reruns_measure_the_machine_and_ablations_are_read_on_the_same_machine(t
     assert [line for line in lines if line.startswith(("| pskd |", "| multi_exit |"))] == [
         "| pskd | 0 | Intel, 71.00 | AMD, 70.00 | +1.00 | 70.50 | +0.50 |"
     ]
+    # The method page gets its own ablations' same-machine table (no other method's rows).
+    pages = tmp_path / "methods"
+    pages.mkdir()
+    block = "<!-- cifar10_study:B:rows:start -->\n<!-- cifar10_study:B:rows:end -->\n"
+    for name in ("two_view.md", "pskd.md"):
+        (pages / name).write_text(block)
+    study.write_method_pages(tmp_path / "results.json", pages)
+    page = (pages / "two_view.md").read_text()
+    assert "Ablations against their method and the baseline on the same machine:" in page
+    assert [line for line in page.splitlines() if line.startswith("| two_view_")][-3:] == ablations
+    assert "on the same machine" not in (pages / "pskd.md").read_text()
     # A doc without the block is left as it was.
     other = tmp_path / "other.md"
     other.write_text("# Results\n")
