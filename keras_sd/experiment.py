@@ -365,6 +365,8 @@ class Experiment:
                 run_dir=self._run_dir(),
                 recipe=self.recipe,
                 every_n_epochs=self.recipe.eval_every,
+                # `train` validates on self.bundle.test at exactly these epochs.
+                fit_validation=True,
             ),
             keras.callbacks.TensorBoard(str(write_dir / "logs")),
         ]

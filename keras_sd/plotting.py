@@ -93,14 +93,32 @@ def reliability_diagram_image(probs, labels, num_bins: int = 10, title: str = ""
     between accuracy and mean confidence of each bin; the title carries ECE (%) and NLL as in
     `keras_sd.metrics.calibration_report`.
     """
-    plt = _pyplot()
-    stats = reliability_bins(probs, labels, num_bins)
     report = calibration_report(probs, labels, num_bins=num_bins)
-    edges = stats["edges"]
+    return reliability_diagram_from_bins(
+        reliability_bins(probs, labels, num_bins), ece=report["ece"], nll=report["nll"], title=title
+    )
+
+
+def reliability_diagram_from_bins(
+    stats: Mapping[str, np.ndarray], *, ece: float, nll: float, title: str = ""
+) -> np.ndarray:
+    """`reliability_diagram_image` drawn from bin statistics already accumulated.
+
+    Args:
+        stats: ``{"count", "confidence", "accuracy", "edges"}`` as `reliability_bins` returns
+            them (e.g. `keras_sd.models.SelfDistillationModel.calibration_state`).
+        ece: ECE in % for the title.
+        nll: NLL for the title.
+        title: prefix of the title (e.g. the output's name).
+    """
+    plt = _pyplot()
+    edges = np.asarray(stats["edges"], dtype=np.float64)
+    count = np.asarray(stats["count"], dtype=np.float64)
     width = edges[1] - edges[0]
     centres = edges[:-1] + width / 2
-    acc = np.nan_to_num(stats["accuracy"])
-    conf = np.where(np.isnan(stats["confidence"]), centres, stats["confidence"])
+    acc = np.nan_to_num(np.asarray(stats["accuracy"], dtype=np.float64))
+    conf = np.asarray(stats["confidence"], dtype=np.float64)
+    conf = np.where(np.isnan(conf), centres, conf)
     fig, (top, bottom) = plt.subplots(
         2, 1, figsize=(4.0, 4.6), dpi=80, gridspec_kw={"height_ratios": [3, 1]}, sharex=True
     )
@@ -108,7 +126,7 @@ def reliability_diagram_image(probs, labels, num_bins: int = 10, title: str = ""
     gap_low = np.minimum(acc, conf)
     top.bar(
         centres,
-        np.abs(acc - conf) * (stats["count"] > 0),
+        np.abs(acc - conf) * (count > 0),
         bottom=gap_low,
         width=width * 0.95,
         color="#dd4444",
@@ -120,13 +138,8 @@ def reliability_diagram_image(probs, labels, num_bins: int = 10, title: str = ""
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
     top.legend(loc="upper left", fontsize=8)
-    top.set_title(f"{title}  ECE {report['ece']:.2f}%  NLL {report['nll']:.3f}".strip(), fontsize=9)
-    bottom.bar(
-        centres,
-        stats["count"] / max(1.0, stats["count"].sum()),
-        width=width * 0.95,
-        color="#888888",
-    )
+    top.set_title(f"{title}  ECE {ece:.2f}%  NLL {nll:.3f}".strip(), fontsize=9)
+    bottom.bar(centres, count / max(1.0, count.sum()), width=width * 0.95, color="#888888")
     bottom.set_xlabel("confidence (max softmax)")
     bottom.set_ylabel("share")
     fig.tight_layout()
@@ -363,5 +376,6 @@ __all__ = [
     "figure_to_image",
     "plot_tradeoff",
     "reliability_bins",
+    "reliability_diagram_from_bins",
     "reliability_diagram_image",
 ]

@@ -142,3 +142,20 @@ def test_logged_names_and_compiled_metrics_single_and_two_replicas():
         np.testing.assert_allclose(multi_eval[key], value, rtol=1e-5, err_msg=key)
     for key, values in single.items():
         np.testing.assert_allclose(multi[key], values, rtol=1e-5, err_msg=key)
+
+
+def test_a_fitted_model_saves_its_weights_without_ever_being_called(tmp_path):
+    # keras-tuner's checkpoint saves weights at each epoch's end; without a strategy Keras builds
+    # nothing before tracing train_step, which never calls the model itself.
+    model = keras_sd.Baseline(tiny_backbone(seed=3), weight_decay=1e-3)
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    saved = tmp_path / "epoch.weights.h5"
+
+    class SaveAtEpochEnd(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.save_weights(saved)
+
+    model.fit(X, Y, batch_size=16, epochs=1, callbacks=[SaveAtEpochEnd()], verbose=0)
+    fresh = keras_sd.Baseline(tiny_backbone(seed=4), weight_decay=1e-3)
+    fresh.load_weights(saved)
+    np.testing.assert_array_equal(fresh.predict(X, verbose=0), model.predict(X, verbose=0))

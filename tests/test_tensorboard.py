@@ -97,8 +97,6 @@ def test_early_exit_points_and_image():
 def test_callback_bad_input(tmp_path):
     x, y = np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int32")
     with pytest.raises(ValueError, match="`validation_data`"):
-        callbacks.ReliabilityDiagram(tmp_path, None)
-    with pytest.raises(ValueError, match="`validation_data`"):
         callbacks.ReliabilityDiagram(tmp_path, [x, y])
     with pytest.raises(ValueError, match="`num_bins`"):
         callbacks.ReliabilityDiagram(tmp_path, (x, y), num_bins=0)

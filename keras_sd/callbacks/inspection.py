@@ -24,6 +24,7 @@ def inspection_callbacks(
     num_images: int = 4,
     max_samples: int | None = None,
     every_n_epochs: int = 1,
+    fit_validation: bool = False,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of this module that apply to ``model``, in the order to use them.
 
@@ -31,11 +32,24 @@ def inspection_callbacks(
     `EarlyExitPlot` (``<run_dir>/thresholds.json``) for multi-exit models when ``run_dir`` is
     given; `RecipeHParams` when ``recipe`` is given. Put them before
     ``keras.callbacks.TensorBoard(log_dir)``. ``every_n_epochs`` thins the two per-epoch
-    image callbacks (each runs over the validation data) to match an evaluation frequency.
+    image callbacks to match an evaluation frequency.
+
+    ``fit_validation=True`` says ``validation_data`` is also ``fit``'s, validated on the epochs
+    ``every_n_epochs`` selects: the reliability diagram of a keras_sd model then draws the
+    calibration the model tracked during that pass (`ReliabilityDiagram` with
+    ``validation_data=None``) instead of predicting the data a second time.
     """
+    reuse = (
+        fit_validation
+        and max_samples is None
+        and callable(getattr(model, "calibration_state", None))
+    )
     callbacks: list[keras.callbacks.Callback] = [
         ReliabilityDiagram(
-            log_dir, validation_data, max_samples=max_samples, every_n_epochs=every_n_epochs
+            log_dir,
+            None if reuse else validation_data,
+            max_samples=max_samples,
+            every_n_epochs=every_n_epochs,
         )
     ]
     if has_attention_exits(model):

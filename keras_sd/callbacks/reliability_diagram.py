@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -10,8 +11,9 @@ import tensorflow as tf
 from keras_sd import validation
 from keras_sd.callbacks._summary import _iterate, _softmax, _sparse, _SummaryCallback
 from keras_sd.metrics import calibration_report
+from keras_sd.models.base import CALIBRATION_BINS
 from keras_sd.models.multi_exit import MultiExitDistiller
-from keras_sd.plotting import reliability_diagram_image
+from keras_sd.plotting import reliability_bins, reliability_diagram_from_bins
 
 
 class ReliabilityDiagram(_SummaryCallback):
@@ -23,43 +25,75 @@ class ReliabilityDiagram(_SummaryCallback):
     (primary) output's are also added as ``val_ece`` and ``val_nll``. ECE, NLL and the bins are
     those of `keras_sd.metrics.calibration_report` (equal-width bins on the max softmax).
 
+    Two sources:
+
+    - ``validation_data`` given: the callback predicts it at the end of each written epoch (any
+      Keras model).
+    - ``validation_data=None``: no second pass. A keras_sd model accumulates the calibration of
+      its outputs while ``fit`` validates (`SelfDistillationModel.calibration_state`, in float32
+      where the first source computes in float64); the callback draws that, on the epochs ``fit``
+      validated (its ``validation_freq``) that ``every_n_epochs`` selects. This halves the cost
+      of an evaluated epoch's inspection; ``keras-sd train`` uses it.
+
     Args:
         log_dir: TensorBoard log directory (images go to ``<log_dir>/validation``).
         validation_data: a `tf.data.Dataset` of ``(images, labels)`` (images may be a dict with
-            ``"image"``) or an ``(x, y)`` tuple of arrays.
-        num_bins: calibration bins.
-        max_samples: use at most this many validation samples (None: all).
+            ``"image"``) or an ``(x, y)`` tuple of arrays; or None to draw ``fit``'s own
+            validation pass (keras_sd models only).
+        num_bins: calibration bins (with ``validation_data=None``, those the model tracks:
+            `keras_sd.models.base.CALIBRATION_BINS`).
+        max_samples: use at most this many validation samples (None: all; only with
+            ``validation_data``).
         every_n_epochs: write every n-th epoch (and always the last one).
     """
 
     def __init__(
         self,
         log_dir: str | os.PathLike,
-        validation_data,
+        validation_data=None,
         *,
         num_bins: int = 10,
         max_samples: int | None = None,
         every_n_epochs: int = 1,
     ):
         super().__init__(log_dir)
-        if validation_data is None:
-            raise ValueError("`validation_data` is required, got None.")
-        if not isinstance(validation_data, (tf.data.Dataset, tuple)):
+        if validation_data is not None and not isinstance(
+            validation_data, (tf.data.Dataset, tuple)
+        ):
             raise ValueError(
-                "`validation_data` must be a tf.data.Dataset or an (x, y) tuple, got "
-                f"{type(validation_data).__name__}."
+                "`validation_data` must be a tf.data.Dataset, an (x, y) tuple or None (fit's "
+                f"validation pass), got {type(validation_data).__name__}."
             )
         num_bins = validation.positive_int(num_bins, "num_bins")
         max_samples = validation.positive_int(max_samples, "max_samples", allow_none=True)
         validation.positive_int(every_n_epochs, "every_n_epochs")
+        if validation_data is None and max_samples is not None:
+            raise ValueError(
+                f"`max_samples` ({max_samples}) needs `validation_data`: with "
+                "validation_data=None the diagram covers fit's whole validation pass."
+            )
+        if validation_data is None and num_bins != CALIBRATION_BINS:
+            raise ValueError(
+                f"`num_bins` must be {CALIBRATION_BINS} (the bins a keras_sd model tracks) with "
+                f"validation_data=None, got {num_bins}; pass validation_data for other bins."
+            )
         self.validation_data = validation_data
         self.num_bins = num_bins
         self.max_samples = max_samples
         self.every_n_epochs = every_n_epochs
         self._predict = None
+        self._warned = False
 
     def on_train_begin(self, logs=None):
         model = self.model
+        if self.validation_data is None:
+            if not callable(getattr(model, "calibration_state", None)):
+                raise ValueError(
+                    "ReliabilityDiagram(validation_data=None) draws the calibration a keras_sd "
+                    f"model tracks during fit's validation; {type(model).__name__} does not "
+                    "track it: pass `validation_data`."
+                )
+            return
         if isinstance(model, MultiExitDistiller):
             fn = lambda x: model.call_exits(x, training=False)  # noqa: E731
         else:
@@ -68,6 +102,11 @@ class ReliabilityDiagram(_SummaryCallback):
 
     def outputs(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{output: (probs [N, C], labels [N])}`` on the validation data, current weights."""
+        if self.validation_data is None:
+            raise ValueError(
+                "`outputs()` predicts `validation_data`, which is None here; use "
+                "`model.calibration_state()` for fit's validation pass."
+            )
         if self._predict is None:
             self.on_train_begin()
         logits: dict[str, list] = {}
@@ -91,23 +130,53 @@ class ReliabilityDiagram(_SummaryCallback):
             return declared[0]
         return "output" if "output" in names else sorted(names)[0]
 
+    def _from_fit(self, epoch):
+        """``{output: calibration_state entry}`` of fit's validation pass, or None if this
+        epoch did not validate."""
+        state = self.model.calibration_state()
+        if not state or any(v["num_examples"] == 0 for v in state.values()):
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"ReliabilityDiagram(validation_data=None): fit did not validate at epoch "
+                    f"{epoch + 1}, so there is no diagram to draw; give fit validation_data and "
+                    "a validation_freq that includes the epochs every_n_epochs selects.",
+                    stacklevel=2,
+                )
+            return None
+        return state
+
+    def _from_pass(self):
+        result = {}
+        for name, (probs, labels) in self.outputs().items():
+            report = calibration_report(probs, labels, num_bins=self.num_bins)
+            result[name] = {
+                **reliability_bins(probs, labels, self.num_bins),
+                "ece": report["ece"],
+                "nll": report["nll"],
+            }
+        return result
+
     def on_epoch_end(self, epoch, logs=None):
         if not self.writes_epoch(epoch):
             return
-        outputs = self.outputs()
+        outputs = self._from_pass() if self.validation_data is not None else self._from_fit(epoch)
+        if outputs is None:
+            return
         primary = self._primary(outputs)
         with self.writer.as_default():
-            for name, (probs, labels) in outputs.items():
-                report = calibration_report(probs, labels, num_bins=self.num_bins)
-                image = reliability_diagram_image(probs, labels, self.num_bins, title=name)
+            for name, stats in outputs.items():
+                image = reliability_diagram_from_bins(
+                    stats, ece=stats["ece"], nll=stats["nll"], title=name
+                )
                 tf.summary.image(f"reliability/{name}", image[None], step=epoch)
                 if logs is not None:
                     prefix = "val_" if name == "output" else f"val_{name}_"
-                    logs[f"{prefix}ece"] = report["ece"]
-                    logs[f"{prefix}nll"] = report["nll"]
+                    logs[f"{prefix}ece"] = stats["ece"]
+                    logs[f"{prefix}nll"] = stats["nll"]
                     if name == primary:
-                        logs["val_ece"] = report["ece"]
-                        logs["val_nll"] = report["nll"]
+                        logs["val_ece"] = stats["ece"]
+                        logs["val_nll"] = stats["nll"]
         self.writer.flush()
 
 

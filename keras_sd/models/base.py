@@ -20,9 +20,11 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from keras_sd import _keras_compat, losses, pskd, validation
+from keras_sd import _keras_compat, losses, metrics, pskd, validation
 
 OUTPUT = "output"  # name of the single output of single-output models
+# Bins of the calibration each model tracks in `test_step` (the PS-KD seed's ECE uses 10).
+CALIBRATION_BINS = 10
 
 
 def check_backbone(backbone) -> None:
@@ -90,6 +92,9 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         loss_weights: term name -> weight >= 0, in the order the terms are logged (each term gets
             a Mean tracker and a weight variable). Default: ``{"ce_loss": 1.0}``.
         tracked_outputs: names of the outputs whose accuracy is tracked; the first one is primary.
+        calibrated_outputs: names of the outputs whose calibration `test_step` accumulates (see
+            `calibration_state`); default: the primary output. Not saved with the model: it
+            decides what evaluation accumulates, not what the model computes.
         weight_decay: coupled L2 coefficient, >= 0.
         soft_targets: a `keras_sd.pskd.ProgressiveSelfKD` (PS-KD targets), or None.
         pskd_alpha, num_train_examples, bank_dtype: shorthand for ``soft_targets=
@@ -104,6 +109,7 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         *,
         loss_weights: Mapping[str, float] | None = None,
         tracked_outputs: Sequence[str] = (OUTPUT,),
+        calibrated_outputs: Sequence[str] | None = None,
         weight_decay: float = 0.0,
         soft_targets: pskd.ProgressiveSelfKD | None = None,
         pskd_alpha: float | None = None,
@@ -143,6 +149,30 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
                 keras.metrics.CategoricalAccuracy(name=f"{prefix}accuracy"),
                 keras.metrics.TopKCategoricalAccuracy(k=k, name=f"{prefix}top5"),
             )
+        calibrated = self.tracked_outputs[:1] if calibrated_outputs is None else calibrated_outputs
+        unknown = sorted(set(calibrated) - set(self.tracked_outputs))
+        if unknown:
+            raise ValueError(
+                f"`calibrated_outputs` must name tracked outputs {list(self.tracked_outputs)}, got "
+                f"{unknown}."
+            )
+        # Accumulated by `test_step` only and kept out of `metrics` (so out of the logs): the
+        # state of the last evaluation pass, which `ReliabilityDiagram` draws without predicting
+        # the validation data a second time. `reset_metrics` clears it with the rest.
+        self.calibration_trackers = {
+            name: (
+                metrics.ExpectedCalibrationError(CALIBRATION_BINS, name=f"{name}_ece"),
+                metrics.NegativeLogLikelihood(name=f"{name}_nll"),
+            )
+            for name in calibrated
+        }
+        # Every variable of this class exists now (the backbone is a built functional model; the
+        # trackers made theirs). Without a strategy Keras builds nothing before tracing
+        # `train_step`, which never calls the model itself, so `built` would stay False after
+        # `fit` and `save_weights` (keras-tuner's per-epoch checkpoint) would refuse the model.
+        # Subclasses that add layers build them in their constructors (MultiExitDistiller's
+        # heads, TwoViewDistiller's distortion).
+        self.built = True
 
     # ------------------------------------------------------------------ subclass API
     def compute_loss_terms(self, images, targets, training: bool, index=None):
@@ -253,8 +283,45 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         for top1, top5 in self.accuracy_trackers.values():
             own += [top1, top5]
         known = {id(m) for m in own}
+        known |= {id(m) for pair in self.calibration_trackers.values() for m in pair}
         rest = [m for m in super().metrics if id(m) not in known and m.name != "loss"]
         return own + rest
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        for pair in self.calibration_trackers.values():
+            for metric in pair:
+                metric.reset_state()
+
+    def calibration_state(self) -> dict[str, dict]:
+        """Calibration of each calibrated output over the evaluation pass since the last reset.
+
+        ``fit`` and ``evaluate`` reset it when they start (and ``fit`` at every epoch), and only
+        `test_step` adds to it, so after ``fit``'s validation of an epoch it holds that pass, and
+        it is empty (``num_examples == 0``) after an epoch that did not validate.
+
+        Returns:
+            ``{output: {"count", "confidence", "accuracy", "edges", "ece", "nll",
+            "num_examples"}}``: the per-bin arrays of `keras_sd.plotting.reliability_bins`, ECE
+            (%) and NLL as `keras_sd.metrics`, and the number of samples seen (summed over
+            replicas).
+        """
+        state = {}
+        for name, (ece, nll) in self.calibration_trackers.items():
+            count = np.asarray(keras.ops.convert_to_numpy(ece.bin_count), dtype=np.float64)
+            conf = np.asarray(keras.ops.convert_to_numpy(ece.bin_confidence), dtype=np.float64)
+            correct = np.asarray(keras.ops.convert_to_numpy(ece.bin_correct), dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                state[name] = {
+                    "count": count,
+                    "confidence": np.where(count > 0, conf / count, np.nan),
+                    "accuracy": np.where(count > 0, correct / count, np.nan),
+                    "edges": np.linspace(0.0, 1.0, ece.num_bins + 1),
+                    "ece": float(ece.result()),
+                    "nll": float(nll.result()),
+                    "num_examples": int(round(float(count.sum()))),
+                }
+        return state
 
     def _reduce_terms(self, terms):
         reduced = {}
@@ -339,6 +406,10 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         if self.weight_decay > 0:  # reported so train and validation `loss` mean the same thing
             reduced["weight_decay_loss"] = self._weight_decay_loss()
             total = total + reduced["weight_decay_loss"]
+        for name, (ece, nll) in self.calibration_trackers.items():
+            logits = ops.cast(outputs[name], "float32")
+            ece.update_state(targets, logits)
+            nll.update_state(targets, logits)
         return self._update_metrics(x, y, total, reduced, outputs, targets)
 
     def predict_step(self, data):

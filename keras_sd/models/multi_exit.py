@@ -155,6 +155,8 @@ class MultiExitDistiller(SelfDistillationModel):
             loss_weights=loss_weights,
             # The first output is the primary one (compiled metrics): the final exit.
             tracked_outputs=[names[-1], *names[:-1], ENSEMBLE],
+            # Every exit's and the ensemble's calibration (ReliabilityDiagram draws each).
+            calibrated_outputs=[*names, ENSEMBLE],
             weight_decay=weight_decay,
             **kwargs,
         )

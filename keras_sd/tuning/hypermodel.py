@@ -120,7 +120,12 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         if self.inspect:
             board = next((c for c in callbacks if isinstance(c, keras.callbacks.TensorBoard)), None)
             if board is not None:  # keras-tuner has pointed it at the trial's directory
-                extra = cb_lib.inspection_callbacks(model, board.log_dir, bundle.test)
+                extra = cb_lib.inspection_callbacks(
+                    model,
+                    board.log_dir,
+                    bundle.test,
+                    fit_validation=True,  # every epoch
+                )
         kwargs.setdefault("verbose", self.verbose)
         epochs = epochs or recipe.epochs
         steps = experiment.steps_per_epoch
