@@ -1215,6 +1215,40 @@ def convergence(runs: list[dict], protocol: str, row: str | None = None) -> str 
     return "\n".join(lines)
 
 
+# The pre-registered pilot check of a protocol defined from its baseline alone (docs/results.md,
+# ViT protocol, written 2026-12-02 before the pilot ran): the protocol stands if the baseline's
+# seed 0 finished every epoch and its test top-1 varies by at most this many points over the last
+# 10 % of epochs (at least two evaluations). A finite loss every epoch needs no separate test:
+# `keras-sd train`'s NonFiniteLossGuard stops a run at its first NaN/inf, so it is never recorded.
+PILOT_MAX_SPREAD = 1.0
+
+
+def pilot_check(runs: list[dict], protocol: Protocol) -> tuple[bool, str]:
+    """``(stands, reason)`` of the pilot check on ``protocol``'s baseline, seed 0."""
+    row = baseline_row(protocol.name)
+    found = [r for r in runs if r["protocol"] == protocol.name and r["row"] == row]
+    found = [r for r in found if r["seed"] == 0 and r.get("curves")]
+    if not found:
+        return False, f"no {protocol.name}/{row} seed 0 record with curves"
+    r = found[-1]
+    c, out = r["curves"], r["primary_output"]
+    k = max(1, round(0.1 * len(c["epoch"])))
+    test = [v for v in c["test_top1"][out][-k:] if v is not None]
+    train = [v for v in c["train_top1"][out][-k:] if v is not None]
+    last = c["epoch"][-1]
+    if last != protocol.epochs:
+        return False, f"{row} seed 0 ended at epoch {last} of {protocol.epochs}"
+    if len(test) < 2:
+        return False, f"{len(test)} evaluation(s) in the last {k} epochs; the check needs two"
+    spread = max(test) - min(test)
+    reason = (
+        f"{row} seed 0: test top-1 over the last {k} epochs {', '.join(f'{v:.2f}' for v in test)}"
+        f" (spread {spread:.2f} points, at most {PILOT_MAX_SPREAD:g} stands); training top-1 "
+        f"{min(train):.1f}-{max(train):.1f} %"
+    )
+    return spread <= PILOT_MAX_SPREAD, reason
+
+
 def replace_section(text: str, *, key: str, body: str, heading: str | None = None) -> str:
     """``text`` with ``body`` between its ``<!-- {key}:start -->`` and ``<!-- {key}:end -->``
     lines; where they are missing they are appended first, under the Markdown ``heading`` if
@@ -1413,6 +1447,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--list", action="store_true", help="print the row -> recipe table")
     parser.add_argument("--table", action="store_true", help="only rewrite the doc tables/plots")
+    parser.add_argument(
+        "--check-pilot",
+        action="store_true",
+        help="only the protocol's pre-registered pilot check: exit 0 if it stands, 1 if not",
+    )
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2))
     args = parser.parse_args(argv)
     if args.list:
@@ -1424,6 +1463,10 @@ def main(argv=None) -> int:
         print(f"rewrote the tables of {args.doc} and of {len(pages)} method page(s)")
         return 0
     _check_choice("--protocol", args.protocol, tuple(PROTOCOLS))
+    if args.check_pilot:
+        stands, reason = pilot_check(load_results(args.results)["runs"], PROTOCOLS[args.protocol])
+        print(f"{args.protocol} pilot check: {reason}: {'stands' if stands else 'FAILS'}")
+        return 0 if stands else 1
     for row in args.row or []:
         _check_choice("--row", row, tuple(ROWS))
     if args.eval_every < 1:

@@ -15,9 +15,10 @@
 # 3. the ViT protocol's pilot, vit_baseline seed 0 (ca76b8c: evaluates in one pass; the pilot
 #    begun on ee4e75e, which predicted the test split twice an evaluation, was stopped at epoch 6
 #    and is not resumed, so that the pilot and the method row run the same code), whose
-#    pre-registered check (docs/results.md) must pass before the method row runs, so the method
-#    row is not queued. It is evaluated every 2nd epoch, so that the check (test top-1 within
-#    1 point over the last 10 % of epochs) sees three evaluations (epochs 56, 58, 60).
+#    pre-registered check (docs/results.md; `cifar10_study.py --check-pilot`) must pass before the
+#    method row, vit_multi_exit seed 0, runs. The pilot is evaluated every 2nd epoch, so that the
+#    check (test top-1 within 1 point over the last 10 % of epochs) sees three evaluations
+#    (epochs 56, 58, 60).
 #
 # Each pinned checkout is a `git worktree` under RUNS_ROOT/wt, created if missing, so work goes on
 # in this tree meanwhile. Runs live in RUNS_ROOT/B and RUNS_ROOT/vit (outside the repository) and
@@ -92,3 +93,11 @@ for line in "${ablations[@]}"; do
   done
 done
 study study_vit2 --protocol vit --row vit_baseline --seed 0 --runs "$RUNS" --eval-every 2
+# The pilot's pre-registered check (this tree's script; it reads the results only) decides whether
+# the method row runs, on the pilot's code, evaluated every 5th epoch like protocol B's methods.
+if step python "$REPO/benchmarks/cifar10_study.py" --protocol vit --check-pilot --results "$RESULTS"; then
+  study study_vit2 --protocol vit --row vit_multi_exit --seed 0 --runs "$RUNS" --eval-every 5
+else
+  echo "study_queue.sh: the ViT pilot's check fails; vit_multi_exit is not run (a longer schedule is defined from the baseline alone first, docs/results.md)." >&2
+  exit 1
+fi

@@ -409,6 +409,44 @@ def test_each_protocol_names_its_baseline_row():
     assert len(text.splitlines()) == 3
 
 
+def _pilot(test_curve, train_curve=None, epochs=None):
+    run = _record("vit_baseline", 0, test_curve, test_curve[-1])
+    run["protocol"] = "vit"
+    run["curves"]["train_top1"]["output"] = train_curve or [90.0] * len(test_curve)
+    if epochs is not None:
+        run["curves"]["epoch"] = list(range(1, epochs + 1))
+    return run
+
+
+def test_pilot_check_is_the_pre_registered_one(tmp_path, capsys):
+    study = _study()
+    vit = study.PROTOCOLS["vit"]
+    assert vit.epochs == 60
+    # Evaluated every 2nd epoch: the last 10 % (6 epochs) hold evaluations at 56, 58 and 60.
+    curve = [None if e % 2 else 50.0 for e in range(1, 61)]
+    curve[55], curve[57], curve[59] = 70.2, 71.2, 70.9  # spread 1.00: stands
+    stands, reason = study.pilot_check([_pilot(curve)], vit)
+    assert stands and "70.20, 71.20, 70.90" in reason and "spread 1.00" in reason
+    curve[57] = 71.25  # spread 1.05: fails
+    assert not study.pilot_check([_pilot(curve)], vit)[0]
+    # Unfinished, a single evaluation, another seed only, none at all: no verdict that stands.
+    short = _pilot([50.0] * 30)
+    assert study.pilot_check([short], vit) == (False, "vit_baseline seed 0 ended at epoch 30 of 60")
+    once = [None] * 59 + [71.0]
+    assert "needs two" in study.pilot_check([_pilot(once)], vit)[1]
+    other = dict(_pilot(curve), seed=1)
+    assert study.pilot_check([other], vit)[0] is False
+    assert study.pilot_check([], vit)[1] == "no vit/vit_baseline seed 0 record with curves"
+    # The command line: exit 0 if it stands, 1 if not, the reason printed either way.
+    results = tmp_path / "results.json"
+    curve[57] = 71.0
+    results.write_text(json.dumps({"protocols": {}, "runs": [_pilot(curve)]}))
+    args = ["--protocol", "vit", "--check-pilot", "--results", str(results)]
+    assert study.main(args) == 0 and "stands" in capsys.readouterr().out
+    results.write_text(json.dumps({"protocols": {}, "runs": [short]}))
+    assert study.main(args) == 1 and "FAILS" in capsys.readouterr().out
+
+
 def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path):
     """benchmarks/study_queue.sh --dry-run prints the queue without running it: the three pinned
     checkouts, protocol B from the two-view rows' code, each ablation row (rows main's study
@@ -428,7 +466,7 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
     for name, commit in (
         ("study_fd", "fd09bde"),
         ("study_abl3", "b734c48"),
-        ("study_vit", "ee4e75e"),
+        ("study_vit2", "ca76b8c"),
     ):
         assert f"+ git -C {REPO} worktree add --detach {runs}/wt/{name} {commit}" in lines
     driver = f"+ env STUDY_CHECKOUT={runs}/wt/study_fd bash {REPO}/benchmarks/protocol_B.sh {runs} "
@@ -464,8 +502,14 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
         for row, ln in zip(rows, pinned, strict=True)
         if row not in reruns
     )
-    (vit,) = [ln for ln in lines if "study_vit python" in ln]
-    assert "--protocol vit --row vit_baseline --seed 0" in vit and "--eval-every 2" in vit
+    vit = [ln for ln in lines if "study_vit2 python" in ln]
+    assert len(vit) == 2
+    assert "--protocol vit --row vit_baseline --seed 0" in vit[0] and "--eval-every 2" in vit[0]
+    assert "--protocol vit --row vit_multi_exit --seed 0" in vit[1] and "--eval-every 5" in vit[1]
+    # The method row comes after the pilot's check, which main's script makes on the results.
+    check = f"+ python {REPO}/benchmarks/cifar10_study.py --protocol vit --check-pilot --results "
+    assert lines.index(vit[0]) < [i for i, ln in enumerate(lines) if ln.startswith(check)][0]
+    assert [i for i, ln in enumerate(lines) if ln.startswith(check)][0] < lines.index(vit[1])
     assert not (runs / "wt").exists()  # nothing was created or run
 
     bad = queue(str(tmp_path / "runs"), "--dryrun")
