@@ -79,6 +79,8 @@ ABLATIONS = {
         "pskd_byot_dmfl_no_pskd",
     ),
 }
+# ablation row -> the method it ablates
+ABLATION_OF = {a: method for method, rows in ABLATIONS.items() for a in rows}
 # Each method page's study section gets the per-seed table of its rows (`write_method_pages`).
 METHOD_PAGES = {
     "two_view.md": ("two_view", *ABLATIONS["two_view"]),
@@ -1321,10 +1323,9 @@ def reruns_table(runs: list[dict], reruns: list[dict], protocol: str = "B") -> s
 
     # Method rows whose recorded reference ran on another CPU, paired again with a rerun of the
     # reference on the run's own CPU where there is one (ablations have their own table).
-    ablation_of = {a: method for method, rows in ABLATIONS.items() for a in rows}
     repaired = []
     for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
-        if r["row"] in ablation_of:
+        if r["row"] in ABLATION_OF:
             continue
         ref = ROWS[r["row"]].reference if r["row"] in ROWS else None
         rec = recorded.get((ref, r["seed"]))
@@ -1369,14 +1370,13 @@ def ablation_table(
     None if there is no ablation run."""
     runs = [r for r in runs if r["protocol"] == protocol]
     reruns = [r for r in reruns if r["protocol"] == protocol]
-    ablation_of = {a: method for method, names in ABLATIONS.items() for a in names}
     lines = []
     for r in sorted(runs, key=lambda r: (_row_order(r["row"]), r["seed"])):
-        if r["row"] not in ablation_of or (rows is not None and r["row"] not in rows):
+        if r["row"] not in ABLATION_OF or (rows is not None and r["row"] not in rows):
             continue
         top1 = r["last_epoch"]["top1"]
         cells = [r["row"], str(r["seed"]), _cpu(r), f"{top1:.2f}"]
-        for ref in (ablation_of[r["row"]], baseline_row(protocol)):
+        for ref in (ABLATION_OF[r["row"]], baseline_row(protocol)):
             other = _run_on(runs, reruns, _cpu(r), ref, r["seed"])
             cells += [
                 f"{ref} {other['last_epoch']['top1']:.2f}"
