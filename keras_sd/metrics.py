@@ -67,6 +67,22 @@ def _weights(sample_weight, batch):
     return tf.reshape(tf.cast(sample_weight, tf.float32), [-1])
 
 
+def bin_statistics(count, confidence_sum, correct_sum) -> dict[str, np.ndarray]:
+    """Per-bin ``{"count", "confidence", "accuracy", "edges"}`` from per-bin sums.
+
+    ``confidence`` and ``accuracy`` are the bin means (NaN for an empty bin); ``edges`` are the
+    ``M + 1`` equal-width bin edges on [0, 1] of the bins described in the module docstring.
+    """
+    count = np.asarray(count, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "count": count,
+            "confidence": np.where(count > 0, np.asarray(confidence_sum) / count, np.nan),
+            "accuracy": np.where(count > 0, np.asarray(correct_sum) / count, np.nan),
+            "edges": np.linspace(0.0, 1.0, len(count) + 1),
+        }
+
+
 class _LogitMetric(keras.metrics.Metric):
     def __init__(self, from_logits: bool = True, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -119,6 +135,15 @@ class ExpectedCalibrationError(_LogitMetric):
             tf.math.unsorted_segment_sum(w * confidence, bins, self.num_bins)
         )
         self.bin_correct.assign_add(tf.math.unsorted_segment_sum(w * correct, bins, self.num_bins))
+
+    def bins(self) -> dict[str, np.ndarray]:
+        """The accumulated bins as `bin_statistics` (what a reliability diagram draws)."""
+        return bin_statistics(
+            *(
+                np.asarray(keras.ops.convert_to_numpy(v), dtype=np.float64)
+                for v in (self.bin_count, self.bin_confidence, self.bin_correct)
+            )
+        )
 
     def result(self):
         total = tf.reduce_sum(self.bin_count)
@@ -335,5 +360,6 @@ __all__ = [
     "ExpectedCalibrationError",
     "NegativeLogLikelihood",
     "TopKError",
+    "bin_statistics",
     "calibration_report",
 ]

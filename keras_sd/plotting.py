@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sd import validation
-from keras_sd.metrics import calibration_report
+from keras_sd.metrics import bin_statistics, calibration_report
 
 
 # ---------------------------------------------------------------------------- reliability
@@ -54,16 +54,11 @@ def reliability_bins(probs, labels, num_bins: int = 10) -> dict[str, np.ndarray]
     true_p = probs[np.arange(len(labels)), labels]
     correct = (probs > true_p[:, None]).sum(axis=1) == 0
     bins = np.clip(np.ceil(confidence * num_bins).astype(np.int64) - 1, 0, num_bins - 1)
-    count = np.bincount(bins, minlength=num_bins).astype(np.float64)
-    conf_sum = np.bincount(bins, weights=confidence, minlength=num_bins)
-    corr_sum = np.bincount(bins, weights=correct.astype(np.float64), minlength=num_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return {
-            "count": count,
-            "confidence": np.where(count > 0, conf_sum / count, np.nan),
-            "accuracy": np.where(count > 0, corr_sum / count, np.nan),
-            "edges": np.linspace(0.0, 1.0, num_bins + 1),
-        }
+    return bin_statistics(
+        np.bincount(bins, minlength=num_bins),
+        np.bincount(bins, weights=confidence, minlength=num_bins),
+        np.bincount(bins, weights=correct.astype(np.float64), minlength=num_bins),
+    )
 
 
 def figure_to_image(fig) -> np.ndarray:

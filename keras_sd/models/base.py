@@ -308,19 +308,13 @@ class SelfDistillationModel(_keras_compat.FirstReplicaSymbolicBuild, keras.Model
         """
         state = {}
         for name, (ece, nll) in self.calibration_trackers.items():
-            count = np.asarray(keras.ops.convert_to_numpy(ece.bin_count), dtype=np.float64)
-            conf = np.asarray(keras.ops.convert_to_numpy(ece.bin_confidence), dtype=np.float64)
-            correct = np.asarray(keras.ops.convert_to_numpy(ece.bin_correct), dtype=np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                state[name] = {
-                    "count": count,
-                    "confidence": np.where(count > 0, conf / count, np.nan),
-                    "accuracy": np.where(count > 0, correct / count, np.nan),
-                    "edges": np.linspace(0.0, 1.0, ece.num_bins + 1),
-                    "ece": float(ece.result()),
-                    "nll": float(nll.result()),
-                    "num_examples": int(round(float(count.sum()))),
-                }
+            bins = ece.bins()
+            state[name] = {
+                **bins,
+                "ece": float(ece.result()),
+                "nll": float(nll.result()),
+                "num_examples": int(round(float(bins["count"].sum()))),
+            }
         return state
 
     def _reduce_terms(self, terms):
