@@ -1183,6 +1183,16 @@ def baseline_row(protocol: str) -> str:
     return next((r for r in rows if ROWS[r].reference is None), "baseline")
 
 
+def _last_tenth(run: dict) -> tuple[int, list[float], list[float]]:
+    """``(k, training top-1, test top-1)`` of ``run``'s primary output over its last ``k``
+    epochs, the last 10 % (at least one); epochs without a figure are left out."""
+    c, out = run["curves"], run["primary_output"]
+    k = max(1, round(0.1 * len(c["epoch"])))
+    train = [v for v in c["train_top1"][out][-k:] if v is not None]
+    test = [v for v in c["test_top1"][out][-k:] if v is not None]
+    return k, train, test
+
+
 def convergence(runs: list[dict], protocol: str, row: str | None = None) -> str | None:
     """Whether ``row`` has fitted its training set: one table line per seed.
 
@@ -1204,14 +1214,11 @@ def convergence(runs: list[dict], protocol: str, row: str | None = None) -> str 
         "|---|---|---|---|---|---|",
     ]
     for r in runs:
-        c, out = r["curves"], r["primary_output"]
-        k = max(1, round(0.1 * len(c["epoch"])))
-        train = [v for v in c["train_top1"][out][-k:] if v is not None]
-        test = [v for v in c["test_top1"][out][-k:] if v is not None]
+        _, train, test = _last_tenth(r)
         span = f"{min(test):.1f}-{max(test):.1f}" if test else "-"
         spread = f"{max(test) - min(test):.2f}" if test else "-"
         lines.append(
-            f"| {r['seed']} | {c['epoch'][-1]} | {min(train):.1f}-{max(train):.1f} | {span} "
+            f"| {r['seed']} | {r['curves']['epoch'][-1]} | {min(train):.1f}-{max(train):.1f} | {span} "
             f"| {spread} | {r['wall_clock_seconds'] / 60:.0f} |"
         )
     return "\n".join(lines)
@@ -1233,11 +1240,8 @@ def pilot_check(runs: list[dict], protocol: Protocol) -> tuple[bool, str]:
     if not found:
         return False, f"no {protocol.name}/{row} seed 0 record with curves"
     r = found[-1]
-    c, out = r["curves"], r["primary_output"]
-    k = max(1, round(0.1 * len(c["epoch"])))
-    test = [v for v in c["test_top1"][out][-k:] if v is not None]
-    train = [v for v in c["train_top1"][out][-k:] if v is not None]
-    last = c["epoch"][-1]
+    k, train, test = _last_tenth(r)
+    last = r["curves"]["epoch"][-1]
     if last != protocol.epochs:
         return False, f"{row} seed 0 ended at epoch {last} of {protocol.epochs}"
     if len(test) < 2:
