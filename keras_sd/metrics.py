@@ -8,7 +8,9 @@ user's sparse labels and the primary output's logits):
 - `AURC` -- area under the risk-coverage curve, x 1000.
 - `TopKError` -- top-k error in %.
 
-`calibration_report(probs, labels)` computes all of them with NumPy for ``metrics.json``.
+`calibration_report(probs, labels)` computes all of them with NumPy for ``metrics.json``;
+`bin_statistics(count, confidence_sum, correct_sum)` turns ECE's per-bin sums into the bin means a
+reliability diagram draws (`ExpectedCalibrationError.bins()` gives them for a metric's state).
 
 Conventions shared by all:
 
