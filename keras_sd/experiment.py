@@ -13,11 +13,14 @@ A run directory (``out_dir``) holds:
                      (from the last finished epoch, or the last ``save_freq`` step commit)
     logs/            TensorBoard event files (train/ and validation/)
     model.keras      the trained model
-    history.json     every epoch's logs (train and, on evaluated epochs, test-split ``val_``
-                     metrics), rewritten atomically each epoch, so it survives a kill and resume
+    history.json     every epoch's logs as the progress bar shows them (train metrics, scheduled
+                     weights and, on evaluated epochs, test-split ``val_`` metrics with every
+                     output's ``val_*ece`` / ``val_*nll``), rewritten atomically each epoch, so it
+                     survives a kill and resume
     metrics.json     top-1/top-5 of every output on the test split at the last epoch, and at the
-                     best evaluated epoch (see `keras_sd.reporting.best_epoch`), seconds per
-                     epoch, images/s
+                     best evaluated epoch (see `keras_sd.reporting.best_epoch`), calibration,
+                     training seconds per epoch and images/s (validation excluded), seconds per
+                     evaluation
 
 Under MultiWorkerMirroredStrategy only the chief worker writes the run directory (the other
 workers write to private temporary folders); see docs/distributed.md.
@@ -349,15 +352,14 @@ class Experiment:
             # Raises at the first NaN/inf loss term, before any epoch-end backup could save the
             # broken weights over the last good ones.
             cb_lib.NonFiniteLossGuard(),
-            # Before the backup: an epoch the backup has committed is always in history.json.
-            cb_lib.EpochHistory(write_dir, previous),
-            backup,
-            # Method callbacks first: they add scheduled weights (kl_loss_weight, pskd_alpha_t)
-            # to the epoch logs that TensorBoard then writes.
+            # Everything that adds to the epoch logs comes before EpochHistory, so history.json
+            # holds what the progress bar and TensorBoard show: the method callbacks' scheduled
+            # weights (kl_loss_weight, pskd_alpha_t), then the inspection callbacks' val_ece /
+            # val_nll of every output. None of them changes state the backup saves.
             *self.method_callbacks(),
             *([stats] if stats is not None else []),
             # Reliability diagrams (+ val_ece / val_nll in the logs), exit attention maps, the
-            # early-exit plot and the HParams entry; before TensorBoard.
+            # early-exit plot and the HParams entry.
             *cb_lib.inspection_callbacks(
                 model,
                 write_dir / "logs",
@@ -368,6 +370,9 @@ class Experiment:
                 # `train` validates on self.bundle.test at exactly these epochs.
                 fit_validation=True,
             ),
+            # Before the backup: an epoch the backup has committed is always in history.json.
+            cb_lib.EpochHistory(write_dir, previous),
+            backup,
             keras.callbacks.TensorBoard(str(write_dir / "logs")),
         ]
 
@@ -487,6 +492,7 @@ class Experiment:
             ),
             "seconds_per_epoch": _mean(stats.epoch_seconds),
             "images_per_second": _mean(stats.images_per_second),
+            "validation_seconds": _mean(stats.validation_seconds),
         }
         atomic.write_json_atomic(write_dir / "metrics.json", metrics)
         reporting.print_accuracies(

@@ -46,10 +46,15 @@ class CrashAfter(keras.callbacks.Callback):
 
 
 def _with_callbacks(monkeypatch, *extra):
-    original = experiment.build_callbacks
-    # build_callbacks' output is placed after AtomicBackupAndRestore in Experiment's list, so a
-    # crash raised here happens after that epoch's backup commit, like a kill between epochs.
-    monkeypatch.setattr(experiment, "build_callbacks", lambda r: [*original(r), *extra])
+    original = experiment.Experiment.run_callbacks
+    # Appended after every callback of the run (AtomicBackupAndRestore included), so a crash
+    # raised here happens after that epoch's backup commit, like a kill between epochs, and a
+    # Recorder sees the logs as complete as the progress bar shows them.
+    monkeypatch.setattr(
+        experiment.Experiment,
+        "run_callbacks",
+        lambda self, *a, **k: [*original(self, *a, **k), *extra],
+    )
 
 
 def _argmax_epoch(logs_by_epoch: dict, key: str) -> int:
@@ -88,7 +93,10 @@ def test_best_epoch_survives_a_resume_and_evaluate(tmp_path, monkeypatch):
     assert [e["epoch"] for e in history] == [1, 2, 3, 4]
     key = "val_exit3_accuracy"  # the primary (deployed) output of a multi-exit model: exit3
     for entry in history:
-        for name in ("val_exit3_accuracy", "val_exit1_accuracy", "val_ensemble_accuracy", "loss"):
+        names = ("val_exit3_accuracy", "val_exit1_accuracy", "val_ensemble_accuracy", "loss")
+        # history.json also holds what callbacks add to the logs: every output's calibration.
+        names += ("val_ece", "val_nll", "val_exit1_ece", "val_ensemble_nll", "kl_loss_weight")
+        for name in names:
             assert entry[name] == pytest.approx(seen[entry["epoch"]][name], abs=1e-7)
 
     best = metrics["best_epoch"]
@@ -110,6 +118,10 @@ def test_best_epoch_survives_a_resume_and_evaluate(tmp_path, monkeypatch):
             seen[4][f"val_{name}_accuracy"], abs=1e-6
         )
     assert json.loads((out / "metrics.json").read_text())["best_epoch"] == best
+    # The last epoch's val_ece (tracked in float32 during fit's validation) is metrics.json's
+    # calibration (float64, from a separate predict of the deployed output).
+    assert history[-1]["val_ece"] == pytest.approx(metrics["calibration"]["ece"], abs=1e-3)
+    assert history[-1]["val_nll"] == pytest.approx(metrics["calibration"]["nll"], abs=1e-4)
 
     # Rerunning a finished run trains nothing and keeps the full history.
     again = train.train(recipe, out, verbose=0)
@@ -141,6 +153,7 @@ def test_best_epoch_is_over_evaluated_epochs_only(tmp_path, monkeypatch):
     history = train.read_history(tmp_path / "run")
     assert [e["epoch"] for e in history] == [1, 2, 3, 4, 5]
     assert [e["epoch"] for e in history if "val_accuracy" in e] == [2, 4, 5]
+    assert [e["epoch"] for e in history if "val_ece" in e] == [2, 4, 5]
     assert [e for e, logs in sorted(seen.items()) if "val_accuracy" in logs] == [2, 4, 5]
     best = metrics["best_epoch"]
     assert best["epoch"] == _argmax_epoch(seen, "val_accuracy")
