@@ -24,7 +24,7 @@ class RunStats(keras.callbacks.Callback):
         self.epoch_seconds: list[float] = []
         self.images_per_second: list[float] = []
         self.validation_seconds: list[float] = []
-        self._start = None
+        self._start = self._train_end = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._steps, self._train_end = time.perf_counter(), 0, None
@@ -37,16 +37,16 @@ class RunStats(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         # Only fit's validation (between on_epoch_begin and on_epoch_end) is a training epoch's.
         if self._start is not None:
-            self._train_end = self._test_start = time.perf_counter()
+            self._train_end = time.perf_counter()
 
     def on_test_end(self, logs=None):
-        if self._start is not None and self._train_end is not None:
-            self.validation_seconds.append(time.perf_counter() - self._test_start)
+        if self._train_end is not None:
+            self.validation_seconds.append(time.perf_counter() - self._train_end)
 
     def on_epoch_end(self, epoch, logs=None):
         end = self._train_end if self._train_end is not None else time.perf_counter()
         seconds = end - self._start
-        self._start = None
+        self._start = self._train_end = None
         self.epoch_seconds.append(seconds)
         self.images_per_second.append(self._steps * self.batch_size / max(seconds, 1e-9))
 
