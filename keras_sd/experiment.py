@@ -237,8 +237,10 @@ class Experiment:
     Args:
         recipe: the `keras_sd.recipes.Recipe` to run.
         out_dir: the run directory (needed by `train`, `evaluate`, `load_model`).
-        evaluation: load the data for evaluation only (no training distortion, no sample
-            index), as `from_run` does.
+        evaluation: load the data for evaluation only (no sample index), as `from_run` does.
+            The data kind stays the recipe's, since it decides the test split's transform too
+            (ImageNet kinds resize and centre-crop to 224x224); the training split is built,
+            lazily, but not read.
 
     Raises:
         ValueError: if ``recipe`` is not a `Recipe`.
@@ -290,7 +292,9 @@ class Experiment:
         args = dict(
             batch_size=d.batch_size,
             eval_batch_size=d.eval_batch_size,
-            augment="none" if self.evaluation else pipeline_augment(self.recipe),
+            # Evaluation too: "none" would give the test split another transform than the
+            # training run's (the raw images instead of ImageNet's 224x224 centre crops).
+            augment=pipeline_augment(self.recipe),
             seed=self.recipe.seed,
             data_dir=d.data_dir,
             train_per_class=d.train_per_class,

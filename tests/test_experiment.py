@@ -7,6 +7,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from tiny import tiny_backbone
 
 from keras_sd import callbacks, data, experiment, train
@@ -52,9 +53,10 @@ def test_the_data_is_the_recipes_one_load():
         assert getattr(exp.bundle.info, field) == getattr(direct.info, field), field
     assert exp.steps_per_epoch == direct.batches_per_epoch == direct.info.num_train // 32
     assert Experiment(_recipe(steps_per_epoch=2)).steps_per_epoch == 2
-    # Evaluation (a finished run's data): no training distortion and no sample index.
+    # Evaluation (a finished run's data): no sample index; the data kind stays the recipe's,
+    # since it decides the test split's transform (see the ImageNet test below).
     evaluation = Experiment(recipe, evaluation=True).data_args()
-    assert evaluation["augment"] == "none" and "with_index" not in evaluation
+    assert evaluation["augment"] == "cifar" and "with_index" not in evaluation
     # A two-view model distorts inside its step: its batches come undistorted.
     assert Experiment(_recipe(method="two_view", method_args={})).data_args()["augment"] == "none"
 
@@ -91,7 +93,38 @@ def test_from_run_reopens_a_finished_run(tmp_path):
     assert len(got) == len(expected)
     for a, b in zip(got, expected):
         np.testing.assert_allclose(a, b, atol=1e-6)
-    assert exp.data_args()["augment"] == "none"
+    assert exp.data_args()["augment"] == "cifar"
+
+
+def _test_split(exp):
+    batches = [(np.asarray(x), np.asarray(y)) for x, y in exp.bundle.test]
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+@pytest.mark.parametrize(
+    "method, augment",
+    [
+        ("multi_exit", "imagenet"),
+        ("multi_exit", "resize256_crop224"),
+        ("two_view", "resize256_crop224"),  # trains on "resize256" squares
+    ],
+)
+def test_evaluation_sees_the_test_split_training_saw(method, augment):
+    # ImageNet's images come in many sizes; its kinds resize and centre-crop the test split to
+    # 224x224. A finished run's evaluation (keras-sd evaluate / thresholds / export) must feed
+    # its model those same images: with augment="none" it fed the raw images (or refused the
+    # variable-size set), so no ImageNet run could be re-evaluated.
+    recipe = _recipe(
+        method=method,
+        method_args={},
+        data=DataConfig(name="imagenet2012", batch_size=3, augment=augment),
+    )
+    with tfds.testing.mock_data(num_examples=5):
+        x_train, y_train = _test_split(Experiment(recipe))
+        x_eval, y_eval = _test_split(Experiment(recipe, evaluation=True))
+    assert x_train.shape == x_eval.shape == (5, 224, 224, 3)
+    np.testing.assert_array_equal(y_eval, y_train)
+    np.testing.assert_array_equal(x_eval, x_train)
 
 
 def test_the_docstring_example_runs():
