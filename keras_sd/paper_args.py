@@ -125,7 +125,7 @@ def tpami_row(
             optimizer = schedules.BYOT_CODE if authors else schedules.TPAMI_CIFAR
             epochs = schedules.BYOT_CODE_EPOCHS if authors else 300
         else:
-            data = DataConfig(name="imagenet", batch_size=256, augment="imagenet")
+            data = DataConfig(name="imagenet2012", batch_size=256, augment="imagenet")
             optimizer, epochs = schedules.IMAGENET_RESNET, 100
         return Recipe(
             method="multi_exit",
