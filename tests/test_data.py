@@ -1,5 +1,6 @@
 """keras_sd.data.load: digits, TFDS (mocked), image folders, real CIFAR-10 folder."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -209,6 +210,33 @@ def test_epoch_is_the_same_across_processes_and_global_seeds(tmp_path):
     np.testing.assert_array_equal(np.load(out), here[0])
     other = data.load("digits", batch_size=100, with_index=True, augment="cifar", seed=6)
     assert not np.array_equal(first_batch(other), here[0])
+
+
+def test_bounded_shuffle_ignores_the_global_seed():
+    # Variable-size sets (ImageNet) take the bounded-buffer shuffle, not the stateless
+    # permutation above. tf.data pairs a shuffle's seed with the global seed, so the epoch
+    # changed with tf.random.set_seed, and after keras.utils.set_random_seed(0) TF's get_seed
+    # tested the tensor seed as a Python bool and the set did not load at all.
+    def order(bundle, epoch):
+        return np.concatenate([x["index"].numpy() for x, _ in bundle.epoch(epoch)])
+
+    orders = {}
+    with tfds.testing.mock_data(num_examples=12):
+        for global_seed in (0, 3, None):
+            if global_seed is None:
+                tf.random.set_seed(None)
+            else:
+                keras.utils.set_random_seed(global_seed)
+            b = data.load("imagenet2012", batch_size=3, augment="imagenet", with_index=True, seed=5)
+            assert b.info.image_shape == (224, 224, 3)
+            orders[global_seed] = [order(b, 1), order(b, 2)]
+            resumed = np.concatenate([x["index"].numpy() for x, _ in b.batches(4, 8)])
+            np.testing.assert_array_equal(resumed, orders[global_seed][0])  # epoch 1
+    for global_seed in (3, None):
+        np.testing.assert_array_equal(orders[global_seed], orders[0])
+    first, second = orders[0]
+    assert sorted(first) == list(range(12)) and sorted(second) == list(range(12))
+    assert not np.array_equal(first, second)  # each epoch has its own order
 
 
 @pytest.mark.parametrize(

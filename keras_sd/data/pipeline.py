@@ -461,7 +461,7 @@ def load(
         if shuffle:
             # Large or variable-size sets: a bounded buffer, seeded per epoch.
             draw = _draw(_epoch_key(seed, epoch, _SHUFFLE_STREAM))
-            return elements.shuffle(SHUFFLE_BUFFER, seed=draw, reshuffle_each_iteration=False)
+            return _seeded_shuffle(elements, SHUFFLE_BUFFER, draw)
         return elements
 
     def epoch_batches(epoch):
@@ -528,6 +528,26 @@ def _epoch_key(seed: int, epoch: tf.Tensor, stream: int) -> tf.Tensor:
     """The stateless key of one stream of draws (shuffle or augmentation) of one epoch."""
     base = tf.constant([seed, stream], tf.int64)
     return tf.random.experimental.stateless_fold_in(base, epoch, alg="philox")
+
+
+def _seeded_shuffle(elements: tf.data.Dataset, buffer_size: int, seed: tf.Tensor):
+    """``elements.shuffle(buffer_size, seed=seed)`` in an order that depends on ``seed`` alone.
+
+    tf.data pairs an op seed with the graph-level seed (``tf.random.set_seed``,
+    ``keras.utils.set_random_seed``), so a plain ``shuffle`` would give a different epoch under
+    each global seed, breaking "epoch e is a pure function of (seed, e)"; and with a global seed
+    of 0 TensorFlow's ``get_seed`` (checked on TF 2.21) compares the tensor seed as a Python
+    bool and fails, so no variable-size set (ImageNet) loaded after ``set_random_seed(0)``.
+    TensorFlow has no stateless buffered shuffle, so the shuffle is built inside a function of
+    its own whose graph-level seed is cleared: ``get_seed`` then pairs ``seed`` with TF's fixed
+    default graph seed, whatever the caller set.
+    """
+
+    def shuffled(_):
+        tf.random.set_seed(None)  # a graph function: sets this graph's seed, not the user's
+        return elements.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=False)
+
+    return tf.data.Dataset.from_tensors(0).flat_map(shuffled)
 
 
 def _draw(key: tf.Tensor) -> tf.Tensor:
