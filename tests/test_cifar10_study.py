@@ -393,6 +393,14 @@ def test_vit_protocol_keeps_the_recipe_network_and_optimizer(tmp_path):
     assert baseline.method == "baseline" and baseline.backbone == "hub_vit"
     assert baseline.optimizer == opt
     assert study.ROWS["vit_multi_exit"].reference == "vit_baseline"
+    # The diagnostic row: the same network, schedule and data, both distillation weights 0.
+    deep, _ = study.study_recipe("vit_multi_exit_no_distillation", protocol, 0, tmp_path, 5)
+    assert dict(deep.method_args) == {
+        **dict(base.method_args),
+        "alpha": 0.0,
+        "feature_weight": 0.0,
+    }
+    assert (deep.backbone_args, deep.optimizer, deep.data) == (me.backbone_args, opt, me.data)
     with pytest.raises(SystemExit, match="run it under --protocol short or B or smoke"):
         study.study_recipe("multi_exit", protocol, 0, tmp_path, 5)
 

@@ -28,11 +28,15 @@ keras_sd has no label smoothing, so ``:baseline`` also differs from DeiT there (
 Not applied either: DeiT's Mixup, CutMix, random erasing and repeated augmentation.
 
 ``:baseline`` trains the ViT alone (cross-entropy on the class-token head), same data and schedule.
+``:no_distillation`` trains every exit by cross entropy alone (alpha 0, feature weight 0: deep
+supervision, TPAMI Table 7's 'No Distillation' on this network), to tell the exits' own losses
+from the distillation terms.
 ``:smoke`` runs a 4-block ViT of width 32 on the digits (`keras_sd.paper_args.VIT_SMOKE`).
 
 Commands:
     keras-sd train recipes/multi_exit/vit_tiny_cifar10.py
     keras-sd train recipes/multi_exit/vit_tiny_cifar10.py:baseline
+    keras-sd train recipes/multi_exit/vit_tiny_cifar10.py:no_distillation
     keras-sd train recipes/multi_exit/vit_tiny_cifar10.py:smoke   # digits, 2 epochs, CPU minutes
 """
 
@@ -41,13 +45,15 @@ from keras_sd import paper_args
 PUBLISHED = {
     None: "none: no paper ran multi-exit self-distillation on ViT-Tiny/DeiT-Tiny on CIFAR-10",
     "baseline": "none: no paper trained this ViT-Tiny/4 with this schedule on CIFAR-10",
+    "no_distillation": "none: no paper ran deep supervision on this ViT-Tiny/4 on CIFAR-10",
 }
-VARIANTS = {None: {}}
+VARIANTS = {None: {}, "no_distillation": paper_args.TPAMI_ABLATIONS["no_distillation"]}
 BASELINE = {}  # `:baseline`: the ViT alone, same data and schedule
 SMOKE = paper_args.VIT_SMOKE
 get_config = paper_args.vit_tiny_cifar10_row(
     "multi_exit",
     paper_args.TPAMI,
     paper=paper_args.TPAMI_PAPER,
+    variants=VARIANTS,
     callbacks=paper_args.TPAMI_ANNEALING,
 )
