@@ -19,6 +19,9 @@
 #    method row, vit_multi_exit seed 0, runs. The pilot is evaluated every 2nd epoch, so that the
 #    check (test top-1 within 1 point over the last 10 % of epochs) sees three evaluations
 #    (epochs 56, 58, 60).
+# 4. a diagnostic chosen after the method row's result (vit_multi_exit trailed the baseline by
+#    12 points): vit_multi_exit_no_distillation seed 0 (4c7eda6: ca76b8c's training code plus the
+#    recipe variant and the row; evaluated every 5th epoch like the method row).
 #
 # Each pinned checkout is a `git worktree` under RUNS_ROOT/wt, created if missing, so work goes on
 # in this tree meanwhile. Runs live in RUNS_ROOT/B and RUNS_ROOT/vit (outside the repository) and
@@ -79,6 +82,7 @@ rerun() { # row seed: a recorded run again, on this machine, into this CPU's rer
 checkout study_fd fd09bde
 checkout study_abl3 b734c48
 checkout study_vit2 ca76b8c
+checkout study_vit3 4c7eda6
 step env STUDY_CHECKOUT="$RUNS/wt/study_fd" bash "$REPO/benchmarks/protocol_B.sh" "$RUNS" "$RESULTS"
 # One line a method: the method, then its ablation rows (the study script's one list of them).
 mapfile -t ablations < <(cd "$REPO/benchmarks" && python -c \
@@ -97,6 +101,8 @@ study study_vit2 --protocol vit --row vit_baseline --seed 0 --runs "$RUNS" --eva
 # the method row runs, on the pilot's code, evaluated every 5th epoch like protocol B's methods.
 if step python "$REPO/benchmarks/cifar10_study.py" --protocol vit --check-pilot --results "$RESULTS"; then
   study study_vit2 --protocol vit --row vit_multi_exit --seed 0 --runs "$RUNS" --eval-every 5
+  study study_vit3 --protocol vit --row vit_multi_exit_no_distillation --seed 0 --runs "$RUNS" \
+    --eval-every 5
 else
   echo "study_queue.sh: the ViT pilot's check fails; vit_multi_exit is not run (a longer schedule is defined from the baseline alone first, docs/results.md)." >&2
   exit 1

@@ -518,6 +518,10 @@ def test_study_queue_plans_every_pinned_step_and_rejects_bad_arguments(tmp_path)
     check = f"+ python {REPO}/benchmarks/cifar10_study.py --protocol vit --check-pilot --results "
     assert lines.index(vit[0]) < [i for i, ln in enumerate(lines) if ln.startswith(check)][0]
     assert [i for i, ln in enumerate(lines) if ln.startswith(check)][0] < lines.index(vit[1])
+    # The diagnostic follows the method row, from its own pinned checkout.
+    diagnostic = [ln for ln in lines if "study_vit3 python" in ln]
+    assert len(diagnostic) == 1 and lines.index(vit[1]) < lines.index(diagnostic[0])
+    assert "--row vit_multi_exit_no_distillation --seed 0" in diagnostic[0]
     assert not (runs / "wt").exists()  # nothing was created or run
 
     bad = queue(str(tmp_path / "runs"), "--dryrun")
